@@ -45,7 +45,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from darkflow.data_prep.prepare import PrepareConfig, prepare
 
     keys = ["inputs", "out", "source", "channel", "layout", "objects", "label", "process", "max_events",
-            "chunk_size", "shard", "on_error", "compression"]
+            "chunk_size", "shard", "on_error", "compression", "workers", "dask_scheduler"]
     config = validate(PrepareConfig, _merge_args(args, keys), "prepare options")
     result = prepare(config, progress=not args.quiet)
     skipped = f", skipped {result.n_skipped}" if result.n_skipped else ""
@@ -218,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", help="I/N: convert only the I-th of N equal event ranges (I from 0), for batch jobs")
     p.add_argument("--on-error", choices=["fail", "skip"], help="malformed lines / NaN events: fail (default) or skip and count")
     p.add_argument("--compression", choices=["none", "gzip", "lzf"], help="HDF5 compression (default none)")
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, metavar="N",
+                         help="convert on a local Dask cluster of N processes (needs darkflow[dask])")
+    cluster.add_argument("--dask-scheduler", metavar="ADDR",
+                         help="convert on the Dask cluster at ADDR, e.g. tcp://10.0.0.1:8786 (needs darkflow[dask])")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any option, e.g. --set chunk_size=5000")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_prepare)

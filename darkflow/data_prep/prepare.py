@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from darkflow.config import StrictModel
 from darkflow.data_prep import builtin
@@ -46,8 +46,11 @@ class PrepareConfig(StrictModel):
     shard: str | None = None
     on_error: Literal["fail", "skip"] = "fail"
     compression: Literal["none", "gzip", "lzf"] = "none"
+    workers: int | None = None
+    dask_scheduler: str | None = None
+    dask_timeout: float = 10.0
 
-    @field_validator("max_events", "chunk_size")
+    @field_validator("max_events", "chunk_size", "workers")
     @classmethod
     def _positive(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
@@ -60,6 +63,12 @@ class PrepareConfig(StrictModel):
         if value is not None:
             parse_shard(value)
         return value
+
+    @model_validator(mode="after")
+    def _one_cluster(self) -> PrepareConfig:
+        if self.workers is not None and self.dask_scheduler is not None:
+            raise ValueError("give --workers N (a local Dask cluster) or --dask-scheduler ADDR, not both")
+        return self
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -202,7 +211,7 @@ def _check_finite(chunk: EventChunk, on_error: str) -> tuple[EventChunk, int]:
 
 
 class _ProcessIndex:
-    """Maps process names to stable int16 indices across chunks."""
+    """Maps process names to int16 indices in order of first appearance, whatever the chunking."""
 
     def __init__(self) -> None:
         self.names: list[str] = []
@@ -213,7 +222,9 @@ class _ProcessIndex:
         if (process == process[0]).all():
             uniq, inverse = process[:1], np.zeros(len(process), dtype=np.intp)
         else:
-            uniq, inverse = np.unique(process.astype(str), return_inverse=True)
+            uniq, first, inverse = np.unique(process.astype(str), return_index=True, return_inverse=True)
+            order = np.argsort(first, kind="stable")
+            uniq, inverse = uniq[order], np.argsort(order)[inverse]
         for name in uniq:
             if str(name) not in self.names:
                 self.names.append(str(name))
@@ -249,8 +260,26 @@ def _chunks(readers) -> Iterator[EventChunk]:
             yield from reader
 
 
-def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
-    """Convert ``config.inputs`` into one HDF5 event file at ``config.out`` (see DESIGN section 3)."""
+@dataclass
+class ConversionSpec:
+    """Everything needed to convert events once the inputs are resolved (picklable, sent to Dask workers)."""
+
+    layout: Layout
+    objects_def: ObjectDefinitions
+    channel: Channel | None
+    schema: SourceSchema | None
+    chunk_size: int
+    on_error: str
+    process: str | None
+
+
+def prepare(config: PrepareConfig, progress: bool = True, client=None) -> PrepareResult:
+    """Convert ``config.inputs`` into one HDF5 event file at ``config.out`` (see DESIGN section 3).
+
+    With ``config.workers``, ``config.dask_scheduler`` or a ``dask.distributed.Client`` as ``client``,
+    the entry ranges are converted on a Dask cluster (:mod:`darkflow.data_prep.dask_prepare`); the file
+    written is the same, dataset for dataset.
+    """
     from tqdm.auto import tqdm
 
     inputs = [Path(p) for p in config.inputs]
@@ -266,34 +295,30 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
     objects_def = load_objects(builtin.resolve("objects", config.objects))
     channel = None if config.channel == "none" else load_channel(builtin.resolve("channels", config.channel, ("none",)))
     source, schema = resolve_source(config.source, inputs)
+    spec = ConversionSpec(layout, objects_def, channel, schema, config.chunk_size, config.on_error, config.process)
+    parallel = client is not None or config.workers is not None or config.dask_scheduler is not None
+    if parallel:
+        from darkflow.data_prep.dask_prepare import connect
+
+        cluster = connect(config.workers, config.dask_scheduler, config.dask_timeout, client)
     readers = _readers(config, inputs, source, schema)
     to_read = sum(r.stop - r.start for r in readers)
     processes = _ProcessIndex()
-    n_read = n_selected = n_bad = 0
     with EventFileWriter(out, layout.n_rows, len(layout.features), len(HLF_NAMES),
                          compression=None if config.compression == "none" else config.compression) as writer:
         bar = tqdm(total=to_read, unit="evt", desc=f"prepare {out.name}", disable=not progress or None,
                    file=sys.stderr, dynamic_ncols=True)
-        with bar, ThreadPoolExecutor(1, thread_name_prefix="darkflow-write") as io:
-            pending = None
-            # Two sets of output buffers: one is filled while the writer thread stores the other.
-            shape = (config.chunk_size, layout.n_rows)
-            ring = [(np.zeros((*shape, len(layout.features)), np.float32), np.zeros(shape, bool)) for _ in range(2)]
-            for i, chunk in enumerate(prefetch(_chunks(readers), depth=1)):
-                n_read += len(chunk)
-                bar.update(len(chunk))
-                chunk, bad = _check_finite(as_jagged(chunk), config.on_error)
-                n_bad += bad
-                processes(chunk.process)  # every process read is listed, even if none of its events pass
-                arrays = convert_chunk(chunk, objects_def, channel, layout, ring[i % 2])
-                arrays["process"] = processes(arrays.pop("process_name"))
-                n_selected += len(arrays["objects"])
-                if pending is not None:
-                    pending.result()  # the write of chunk i - 1; chunk i - 2's buffer is free again
-                pending = io.submit(writer.append, **arrays)
-            if pending is not None:
-                pending.result()
-        n_skipped = n_bad + sum(getattr(r, "n_skipped", 0) for r in readers)
+        with bar:
+            if parallel:
+                from darkflow.data_prep.dask_prepare import convert_on_cluster
+
+                with cluster:
+                    n_read, n_selected, n_bad, n_skipped = convert_on_cluster(
+                        cluster.client, spec, readers, writer, processes, bar)
+            else:
+                n_read, n_selected, n_bad = _convert_here(spec, readers, writer, processes, bar)
+                n_skipped = sum(getattr(r, "n_skipped", 0) for r in readers)
+        n_skipped += n_bad
         if n_read + n_skipped == 0:
             raise InputError(f"no events to read in {', '.join(map(str, inputs))} (empty tree or file, or empty shard)")
         _warn_btag(readers, schema)
@@ -312,6 +337,69 @@ def prepare(config: PrepareConfig, progress: bool = True) -> PrepareResult:
             "shard": config.shard or "",
         })
     return PrepareResult(out, n_read, n_selected, n_skipped, processes.names)
+
+
+def _convert_here(spec: ConversionSpec, readers, writer: EventFileWriter, processes: _ProcessIndex,
+                  bar) -> tuple[int, int, int]:
+    """The single-process path: read, convert and write overlapped in three threads; returns the counts."""
+    n_read = n_selected = n_bad = 0
+    layout = spec.layout
+    with ThreadPoolExecutor(1, thread_name_prefix="darkflow-write") as io:
+        pending = None
+        # Two sets of output buffers: one is filled while the writer thread stores the other.
+        shape = (spec.chunk_size, layout.n_rows)
+        ring = [(np.zeros((*shape, len(layout.features)), np.float32), np.zeros(shape, bool)) for _ in range(2)]
+        for i, chunk in enumerate(prefetch(_chunks(readers), depth=1)):
+            n_read += len(chunk)
+            bar.update(len(chunk))
+            chunk, bad = _check_finite(as_jagged(chunk), spec.on_error)
+            n_bad += bad
+            processes(chunk.process)  # every process read is listed, even if none of its events pass
+            arrays = convert_chunk(chunk, spec.objects_def, spec.channel, layout, ring[i % 2])
+            arrays["process"] = processes(arrays.pop("process_name"))
+            n_selected += len(arrays["objects"])
+            if pending is not None:
+                pending.result()  # the write of chunk i - 1; chunk i - 2's buffer is free again
+            pending = io.submit(writer.append, **arrays)
+        if pending is not None:
+            pending.result()
+    return n_read, n_selected, n_bad
+
+
+def convert_range(spec: ConversionSpec, path: str, start: int, stop: int, index_offset: int) -> dict:
+    """Convert entries ``[start, stop)`` of one input, as the single-process path does (run on a worker).
+
+    Returns the datasets of DESIGN section 3 with ``process`` indexing the returned ``process_names``
+    (every process read, in order of first appearance), and the counts ``n_read``, ``n_bad``, ``n_skipped``.
+    """
+    if spec.schema is None:
+        from darkflow.data_prep.darkmachines import DarkMachinesReader
+
+        reader = DarkMachinesReader(path, chunk_size=spec.chunk_size, on_error=spec.on_error, start=start, stop=stop)
+    else:
+        from darkflow.data_prep.root_reader import RootReader
+
+        reader = RootReader(path, spec.schema, chunk_size=spec.chunk_size, start=start, stop=stop,
+                            process=spec.process, index_offset=index_offset)
+    processes = _ProcessIndex()
+    parts, n_read, n_bad = [], 0, 0
+    for chunk in reader:
+        n_read += len(chunk)
+        chunk, bad = _check_finite(as_jagged(chunk), spec.on_error)
+        n_bad += bad
+        processes(chunk.process)
+        arrays = convert_chunk(chunk, spec.objects_def, spec.channel, spec.layout)
+        arrays["process"] = processes(arrays.pop("process_name"))
+        parts.append(arrays)
+    if parts:
+        result = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    else:
+        n_rows, n_feat = spec.layout.n_rows, len(spec.layout.features)
+        result = {"objects": np.zeros((0, n_rows, n_feat), np.float32), "mask": np.zeros((0, n_rows), bool),
+                  "hlf": np.zeros((0, len(HLF_NAMES)), np.float32), "weight": np.zeros(0),
+                  "event_id": np.zeros(0, np.int64), "process": np.zeros(0, np.int16)}
+    return result | {"process_names": processes.names, "n_read": n_read, "n_bad": n_bad,
+                     "n_skipped": getattr(reader, "n_skipped", 0)}
 
 
 def convert_chunk(

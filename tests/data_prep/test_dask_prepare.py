@@ -1,0 +1,126 @@
+"""``darkflow prepare`` on a Dask cluster writes the single-process file, dataset for dataset."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+from conftest import random_nanoaod, write_tree
+from test_prepare_csv import random_csv
+
+from darkflow.cli import main
+from darkflow.data_prep.dask_prepare import tasks
+from darkflow.data_prep.prepare import PrepareConfig, prepare
+from darkflow.errors import DataError, InputError
+
+distributed = pytest.importorskip("distributed")
+
+DATASETS = ("objects", "mask", "hlf", "weight", "event_id", "process")
+VOLATILE = ("created", "label")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two in-process workers: the same scheduler and protocol as a real cluster, without start-up cost."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as c:
+        with distributed.Client(c, set_as_default=False) as cl:
+            yield cl
+
+
+@pytest.fixture(scope="module")
+def root_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("src")
+    paths = []
+    for i, (name, n) in enumerate((("ttbar", 700), ("wjets", 0), ("qcd", 450))):
+        data = random_nanoaod(np.random.default_rng(10 + i), n)
+        data["event"] += 10_000 * i
+        paths.append(str(write_tree(d / f"{name}.root", data)))
+    return paths
+
+
+def assert_same_file(a, b):
+    with h5py.File(a) as x, h5py.File(b) as y:
+        for name in DATASETS:
+            assert x[name].dtype == y[name].dtype and x[name].chunks == y[name].chunks
+            np.testing.assert_array_equal(x[name][:], y[name][:], err_msg=name)
+        assert set(x.attrs) == set(y.attrs)
+        for key in set(x.attrs) - set(VOLATILE):
+            assert str(x.attrs[key]) == str(y.attrs[key]), key
+
+
+@pytest.mark.parametrize("channel", ["none", "chan3"])
+def test_root_on_cluster_equals_single_process(tmp_path, client, root_files, channel):
+    one = tmp_path / "one.h5"
+    prepare(PrepareConfig(inputs=root_files, out=str(one), channel=channel), progress=False)
+    many = tmp_path / "many.h5"
+    # 97-event tasks: many tasks per file, ending mid-file, finishing out of order on two workers
+    result = prepare(PrepareConfig(inputs=root_files, out=str(many), channel=channel, chunk_size=97),
+                     progress=False, client=client)
+    assert result.n_read == 1150
+    assert_same_file(one, many)
+
+
+def test_csv_processes_and_skipped_lines_on_cluster(tmp_path, client):
+    a = random_csv(tmp_path / "a.csv", 400, seed=1, processes=("zz", "ttbar", "wjets"))
+    b = random_csv(tmp_path / "b.csv", 300, seed=2, processes=("ww", "ttbar"))
+    lines = a.read_text().splitlines()
+    lines[123] = "1;broken line"
+    a.write_text("\n".join(lines) + "\n")
+    options = dict(inputs=[str(a), str(b)], on_error="skip", max_events=650)
+    one, many = tmp_path / "one.h5", tmp_path / "many.h5"
+    prepare(PrepareConfig(out=str(one), **options), progress=False)
+    result = prepare(PrepareConfig(out=str(many), chunk_size=64, **options), progress=False, client=client)
+    assert result.n_skipped == 1 and result.process_names == ["zz", "ttbar", "wjets", "ww"]
+    assert_same_file(one, many)
+
+
+def test_cli_with_a_scheduler_address(tmp_path, client, root_files, capsys):
+    one, many = tmp_path / "one.h5", tmp_path / "many.h5"
+    assert main(["prepare", *root_files, "--out", str(one), "-q"]) == 0
+    assert main(["prepare", *root_files, "--out", str(many), "-q", "--chunk-size", "300",
+                 "--dask-scheduler", client.scheduler.address]) == 0
+    assert "1150 of 1150 events selected" in capsys.readouterr().out
+    assert_same_file(one, many)
+
+
+def test_worker_errors_and_bad_addresses_are_one_line(tmp_path, client, capsys):
+    bad = write_tree(tmp_path / "nan.root", random_nanoaod(np.random.default_rng(3), 300, nan_event=250))
+    out = tmp_path / "out.h5"
+    with pytest.raises(DataError, match="NaN or inf in MET"):
+        prepare(PrepareConfig(inputs=[str(bad)], out=str(out), chunk_size=50), progress=False, client=client)
+    assert not out.exists() and not list(tmp_path.glob(".*tmp"))
+    with pytest.raises(InputError, match="cannot reach the Dask scheduler at 'tcp://127.0.0.1:9'"):
+        prepare(PrepareConfig(inputs=[str(bad)], out=str(out), dask_scheduler="tcp://127.0.0.1:9",
+                              dask_timeout=0.5), progress=False)
+    assert main(["prepare", str(bad), "--out", str(out), "--dask-scheduler", "nowhere"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a scheduler address" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit, match="2"):
+        main(["prepare", str(bad), "--out", str(out), "--workers", "2", "--dask-scheduler", "a:1"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["prepare", str(bad), "--out", str(out), "--workers", "0"]) == 2
+    assert "workers" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_tasks_are_aligned_on_chunks():
+    class R:
+        def __init__(self, path, start, stop, offset):
+            self.path, self.start, self.stop, self.index_offset = path, start, stop, offset
+
+    got = list(tasks([R("a", 0, 10, 0), R("b", 3, 3, 10), R("c", 2, 9, 20)], 4))
+    assert got == [("a", 0, 4, 0), ("a", 4, 8, 0), ("a", 8, 10, 0), ("c", 2, 6, 20), ("c", 6, 9, 20)]
+
+
+@pytest.mark.slow
+def test_local_cluster_of_processes(tmp_path, root_files):
+    one, many = tmp_path / "one.h5", tmp_path / "many.h5"
+    prepare(PrepareConfig(inputs=root_files, out=str(one), channel="chan3"), progress=False)
+    result = prepare(PrepareConfig(inputs=root_files, out=str(many), channel="chan3", chunk_size=200, workers=2),
+                     progress=False)
+    assert result.n_read == 1150
+    assert_same_file(one, many)
+    with h5py.File(many) as h:
+        assert json.loads(h.attrs["process_names"]) == ["ttbar", "qcd"]  # the empty wjets file adds no process
