@@ -1,7 +1,9 @@
 """Training batches: whole batches read at once, from memory when the split fits, else from HDF5.
 
 A batch is one read (a slice of an in-memory array, or one sorted h5py selection), with no per-event
-dicts to collate; the DataLoader gets index lists from a ``BatchSampler``.
+dicts to collate; the DataLoader gets index lists from an :class:`EventBatchSampler`, which under DDP
+hands every process its own share of each global batch (Lightning's own sampler injection is switched
+off: it would wrap the batch sampler and pad the validation batches with repeats).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 FIELDS = ("objects", "mask", "weight")
 IN_MEMORY_BYTES = 2 * 2**30
@@ -69,9 +71,68 @@ def _read(path: str, indices: np.ndarray) -> dict[str, np.ndarray]:
         return {k: h[k][indices] for k in FIELDS}
 
 
-def batch_loader(dataset: EventBatches, batch_size: int, shuffle: bool, num_workers: int = 0) -> DataLoader:
-    """A DataLoader yielding whole batches of ``dataset`` (random order when ``shuffle``)."""
-    sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+def distributed_rank() -> tuple[int, int]:
+    """``(rank, world size)`` of this process in the initialized process group, else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class EventBatchSampler(Sampler[list[int]]):
+    """Global batches of ``batch_size`` positions in ``range(n)``; each DDP process takes its slice.
+
+    The order is a permutation drawn from ``(seed, epoch)`` (``shuffle``) or the file order. Every global
+    batch is split into ``world`` near-equal contiguous parts and process ``rank`` takes part ``rank``,
+    so that the processes see disjoint events and, together, exactly the batches one process would see
+    (the gradient averaged by DDP is then the one-process gradient). ``drop_last`` drops a last partial
+    global batch, which keeps the number of steps equal on every process.
+
+    Arguments:
+        n: events in the split; batch_size: events per global batch (all processes together).
+        rank, world: this process and the number of processes (``None``: from ``torch.distributed``
+            when iterated).
+    """
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
+                 rank: int | None = None, world: int | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.rank, self.world = rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by Lightning at the start of every epoch: a new permutation per epoch."""
+        self.epoch = epoch
+
+    def _where(self) -> tuple[int, int]:
+        found = distributed_rank()
+        return (found[0] if self.rank is None else self.rank), (found[1] if self.world is None else self.world)
+
+    def _global_batches(self) -> list[np.ndarray]:
+        order = (np.random.default_rng((self.seed, self.epoch)).permutation(self.n) if self.shuffle
+                 else np.arange(self.n))
+        stop = self.n - self.n % self.batch_size if self.drop_last and self.n > self.batch_size else self.n
+        return [order[lo : lo + self.batch_size] for lo in range(0, stop, self.batch_size)]
+
+    def __iter__(self):
+        rank, world = self._where()
+        for batch in self._global_batches():
+            part = np.array_split(batch, world)[rank]
+            if len(part):
+                yield part.tolist()
+
+    def __len__(self) -> int:
+        rank, world = self._where()
+        return sum(len(np.array_split(b, world)[rank]) > 0 for b in self._global_batches())
+
+
+def batch_loader(dataset: EventBatches, batch_size: int, shuffle: bool, num_workers: int = 0,
+                 seed: int = 0) -> DataLoader:
+    """A DataLoader yielding whole batches of ``dataset`` (random order when ``shuffle``), DDP-aware."""
     drop_last = shuffle and len(dataset) > batch_size
-    return DataLoader(dataset, sampler=BatchSampler(sampler, batch_size, drop_last), batch_size=None,
-                      num_workers=num_workers, persistent_workers=num_workers > 0)
+    sampler = EventBatchSampler(len(dataset), batch_size, shuffle, seed, drop_last)
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)

@@ -29,6 +29,7 @@ class DarkFlowModule(L.LightningModule):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.event_weights = event_weights
+        self._val: dict = {}  # score name -> torchmetrics.MeanMetric, made on first use (not in the state dict)
 
     def _weights(self, batch: dict[str, Tensor]) -> Tensor:
         w = batch["weight"].to(torch.float32)
@@ -38,10 +39,19 @@ class DarkFlowModule(L.LightningModule):
             return torch.ones_like(w)
         return w
 
+    def _world(self) -> int:
+        return self._trainer.world_size if self._trainer is not None else 1
+
     def _step(self, batch: dict[str, Tensor], sample: bool) -> tuple[Tensor, dict[str, Tensor]]:
         out = self.model(batch["objects"], batch["mask"], sample=sample)
         w = self._weights(batch)
-        norm = w.abs().sum().clamp_min(1e-12)
+        norm = w.abs().sum()
+        world = self._world()
+        if world > 1:
+            # Normalize by the weight of the whole global batch, times the number of processes: the
+            # gradient DDP averages over processes is then the gradient of the global weighted mean.
+            norm = self.trainer.strategy.reduce(norm.detach(), reduce_op="sum") / world
+        norm = norm.clamp_min(1e-12)
         means = {k: (w * v).sum() / norm for k, v in out.items()}
         return means["total"], means
 
@@ -57,12 +67,22 @@ class DarkFlowModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        loss, means = self._step(batch, sample=False)
-        n = len(batch["mask"])
-        self.log("val_loss", loss, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
-        for key, value in means.items():
-            if key != "total":
-                self.log(f"val_{key}", value, on_epoch=True, batch_size=n, sync_dist=True)
+        from torchmetrics import MeanMetric
+
+        out = self.model(batch["objects"], batch["mask"], sample=False)
+        w = self._weights(batch).to(torch.float64)
+        for key, value in out.items():
+            if key not in self._val:
+                self._val[key] = MeanMetric(nan_strategy="disable").to(value.device).set_dtype(torch.float64)
+            self._val[key].update(value.to(torch.float64) * w.sign(), w.abs())
+
+    def on_validation_epoch_end(self) -> None:
+        """The weighted mean over all validation events of all processes (torchmetrics syncs the sums)."""
+        for key, metric in sorted(self._val.items()):
+            name = "val_loss" if key == "total" else f"val_{key}"
+            # already global; sync_dist only averages equal values (and keeps Lightning from warning)
+            self.log(name, metric.compute().to(torch.float32), prog_bar=key == "total", sync_dist=True)
+            metric.reset()
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)

@@ -25,7 +25,7 @@ import yaml
 from darkflow import __version__
 from darkflow.config import StrictModel
 from darkflow.errors import InputError
-from darkflow.fileio import publish
+from darkflow.fileio import publish, write_text_atomic
 from darkflow.train.config import TrainConfig
 
 MODEL_FILE = "model.pt"
@@ -189,6 +189,9 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     layout = full.layout
     t = config.training
     L.seed_everything(t.seed, workers=True, verbose=False)
+    # Under DDP every process runs this function; the launcher's environment tells which one this is.
+    # Only process 0 writes the run directory (what the others would write is the same).
+    lead = _launch_rank() == 0
     out.mkdir(parents=True, exist_ok=True)
     if options.resume:
         split = np.load(out / "split.npz")
@@ -196,18 +199,22 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
         scaler = Standardizer.from_json((out / "scaler.json").read_text())
     else:
         train_idx, val_idx = _split(len(full), t.val_fraction, t.seed)
-        np.savez(out / "split.npz", train=train_idx, val=val_idx)
         scaler = _fit_scaler(options.data, train_idx, config, layout)
-        (out / "scaler.json").write_text(scaler.to_json())
-        (out / "metrics.csv").unlink(missing_ok=True)
+        if lead:
+            _save_split(out / "split.npz", train_idx, val_idx)
+            write_text_atomic(out / "scaler.json", scaler.to_json())
+            (out / "metrics.csv").unlink(missing_ok=True)
+    _check_processes(t, len(train_idx), len(val_idx))
     resolved = {"data": str(options.data), **config.model_dump(mode="json")}
-    (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+    if lead:
+        write_text_atomic(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     codes = type_codes(layout["rows"])
     model = build_model(config, scaler, codes)
     if config.model.kind == "isoforest":
         return _fit_forest(model, config, options, full, train_idx, layout, codes, scaler)
     module = DarkFlowModule(model, t.learning_rate, t.weight_decay, t.event_weights)
-    train_loader = batch_loader(EventBatches(options.data, train_idx, t.in_memory), t.batch_size, True, t.num_workers)
+    train_loader = batch_loader(EventBatches(options.data, train_idx, t.in_memory), t.batch_size, True, t.num_workers,
+                                seed=t.seed)
     val_loader = batch_loader(EventBatches(options.data, val_idx, t.in_memory), t.batch_size, False, t.num_workers)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
                            save_last=True, enable_version_counter=False)
@@ -217,6 +224,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
         callbacks=[best, EarlyStopping(monitor="val_loss", mode="min", patience=t.patience),
                    _MetricsCSV(out / "metrics.csv")],
         enable_progress_bar=options.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        use_distributed_sampler=False,  # EventBatchSampler shares every global batch out among the processes
         deterministic="warn",  # on GPUs some scatter kernels have no deterministic version
     )
     import warnings
@@ -232,6 +240,27 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     metadata = _metadata(config, scaler, codes, layout, options, full.label, model, trainer.current_epoch, best_score)
     save_model(out / MODEL_FILE, model, metadata)
     return {"out": out, "epochs": trainer.current_epoch, "best_val_loss": best_score}
+
+
+def _launch_rank() -> int:
+    """Global rank of this process as set by the launcher (Lightning, torchrun, SLURM); 0 when alone."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
+
+
+def _save_split(path: Path, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, train=train_idx, val=val_idx)
+    publish(tmp, path)
+
+
+def _check_processes(t, n_train: int, n_val: int) -> None:
+    """Every DDP process needs events in each global batch and in the validation split."""
+    world = (t.devices if isinstance(t.devices, int) and t.devices > 0 else 1) * t.num_nodes
+    if world > 1 and min(t.batch_size, n_train, n_val) < world:
+        raise InputError(f"{world} processes (devices x num_nodes) need training.batch_size and both splits of at "
+                         f"least {world} events (batch {t.batch_size}, {n_train} training, {n_val} validation)")
 
 
 def _metadata(config: TrainConfig, scaler, codes: list[int], layout: dict, options: TrainOptions, label: str,
