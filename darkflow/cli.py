@@ -168,6 +168,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from darkflow.errors import ConfigError, InputError
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise InputError(f"run directory not found: {run}")
+    if (run / "cflow.pt").is_file():
+        try:
+            from darkflow.cflow.export import export_onnx
+        except ImportError:
+            raise ConfigError(f"{run} is a CFLOW-AD run, and this installation has no CFLOW-AD export "
+                              "(darkflow.cflow.export)") from None
+        out = export_onnx(run, args.out)
+    else:
+        from darkflow.train.export import export_vae_onnx
+
+        out = export_vae_onnx(run, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from darkflow.demo import DemoOptions, demo
     from darkflow.errors import InputError
@@ -303,6 +324,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="plot options YAML (see analysis/default.yaml)")
     p.add_argument("--score", help="score to plot (default: the scores file's default score)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="export a trained run as an ONNX scorer (raw event arrays in, scores out)",
+                       description="Write a VAE run (or a CFLOW-AD run) as ONNX: inputs objects (N, R, F) and mask "
+                       "(N, R) as stored in the event file, standardization inside, outputs total, reco, kl, "
+                       "latent_nll. Needs darkflow[onnx].")
+    p.add_argument("--run", required=True, help="run directory (from darkflow train or darkflow cflow train)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
+    p.add_argument("--out", required=True, help="output file (.onnx, written atomically)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="the whole search end to end: generate, prepare, train, score, scan, report",
                        description="Generate an SM mixture and three signals, prepare them, train five models "

@@ -1,0 +1,113 @@
+"""``darkflow export --format onnx``: a trained VAE as an ONNX scorer for a trigger or inference service.
+
+The exported graph takes the event file's arrays as they are stored (``objects`` float32 ``(N, R, F)``
+raw, in GeV and radians, and ``mask`` bool ``(N, R)``), standardizes them inside the graph with the run's
+fitted scaler, and returns the deterministic scores of ``darkflow score`` (posterior mean, ``sample=False``)
+as outputs named ``total``, ``reco``, ``kl`` and ``latent_nll``, each float32 ``(N,)``. The batch size is
+dynamic. The model's metadata (layout, default score, darkflow version) is stored in the ONNX file's
+``metadata_props``.
+
+Exported with ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from darkflow.errors import ConfigError, InputError
+from darkflow.fileio import publish
+
+NOT_EXPORTABLE = {
+    "cnf": "its ODE solver (torchdiffeq) takes a data-dependent number of steps",
+    "nsf-ar": "nflows' rational-quadratic splines branch on the data (torch.export cannot trace them)",
+    "nsf-coupling": "nflows' rational-quadratic splines branch on the data (torch.export cannot trace them)",
+}
+"""Flows that cannot be written as a static ONNX graph, and why."""
+
+INSTALL_HINT = "pip install 'darkflow[onnx]' (onnx, onnxscript, onnxruntime)"
+
+
+class VAEScorer(nn.Module):
+    """The scoring path of :class:`~darkflow.models.vae.FlowVAE` with named outputs.
+
+    Shapes:
+        forward: ``objects`` float32 ``(N, R, F)`` raw, ``mask`` bool ``(N, R)`` -> a tuple of ``(N,)``
+        scores in the order of :attr:`names`.
+    """
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, objects: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
+        out = self.model(objects, mask, sample=False)
+        return tuple(out[k] for k in self.names)
+
+
+def _check_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ConfigError(f"ONNX export needs onnx and onnxscript, which are not installed: {INSTALL_HINT}") from None
+
+
+def export_vae_onnx(run: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Write the VAE scorer of ``run`` to ``out`` (ONNX); see the module docstring for inputs and outputs."""
+    from darkflow.train.run import load_model
+
+    run, out = Path(run), Path(out)
+    model, meta = load_model(run)
+    kind = meta["config"]["model"].get("kind", "vae")
+    if kind != "vae":
+        raise ConfigError(f"{run} is a {kind} run; 'darkflow export' writes VAE runs (convvae, graphvae with any "
+                          f"flow but {', '.join(NOT_EXPORTABLE)}) and CFLOW-AD runs")
+    flow = meta["config"]["model"]["flow"]
+    if flow in NOT_EXPORTABLE:
+        raise ConfigError(f"{run}: the {flow!r} flow cannot be exported to ONNX ({NOT_EXPORTABLE[flow]}); "
+                          f"every other flow can")
+    if not out.parent.is_dir():
+        raise InputError(f"output folder does not exist: {out.parent}")
+    _check_onnx()
+    import onnx
+
+    names = tuple(meta.get("scores", ("total", "reco", "kl", "latent_nll")))
+    scorer = VAEScorer(model, names).eval()
+    rows, features = len(meta["layout"]["rows"]), len(meta["layout"]["features"])
+    objects = torch.zeros(3, rows, features)
+    mask = torch.zeros(3, rows, dtype=torch.bool)
+    mask[:, 0] = mask[:, -1] = True
+    batch = torch.export.Dim("batch", min=1)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            # torch.onnx notes that the two inputs share one batch axis name; that is the intent.
+            warnings.filterwarnings("ignore", message=r".*axis name: batch will not be used.*")
+            try:
+                program = torch.onnx.export(scorer, (objects, mask), dynamo=True, verbose=False,
+                                            input_names=["objects", "mask"], output_names=list(names),
+                                            dynamic_shapes=({0: batch}, {0: batch}))
+            except Exception as err:  # torch.export / onnxscript raise many types
+                first = " ".join(str(err).split())[:200]
+                raise ConfigError(f"{run}: the {meta['config']['model'].get('encoder')} encoder with the {flow!r} "
+                                  f"flow could not be exported to ONNX ({type(err).__name__}: {first})") from None
+        proto = program.model_proto
+        for key, value in {"darkflow_version": meta.get("darkflow_version", ""), "layout": json.dumps(meta["layout"]),
+                           "default_score": meta.get("default_score", "total"), "scores": json.dumps(list(names)),
+                           "flow": flow, "encoder": meta["config"]["model"].get("encoder", "")}.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+        onnx.save(proto, tmp)
+        publish(tmp, out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return out
