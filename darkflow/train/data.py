@@ -21,13 +21,32 @@ IN_MEMORY_BYTES = 2 * 2**30
 """Splits smaller than this (objects + mask) are loaded into memory; larger ones stream from disk."""
 
 
+def memory_budget() -> int:
+    """Bytes a split may take in memory: :data:`IN_MEMORY_BYTES`, at most a quarter of the free physical
+    memory and a quarter of this process's address-space or data limit (``ulimit -v`` / ``-d``)."""
+    import resource
+
+    budget = IN_MEMORY_BYTES
+    try:
+        budget = min(budget, os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4)
+    except (ValueError, OSError, AttributeError):  # not every platform reports free memory
+        pass
+    for limit in (resource.RLIMIT_AS, getattr(resource, "RLIMIT_DATA", resource.RLIMIT_AS)):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY:
+            budget = min(budget, soft // 4)
+    return budget
+
+
 class EventBatches(Dataset):
     """Batches of ``objects`` ``(B, R, F)``, ``mask`` ``(B, R)`` and ``weight`` ``(B,)`` of an event file.
 
     Arguments:
         path: the HDF5 event file.
         indices: the events of this split (e.g. the training split), sorted.
-        in_memory: load the split into memory (``None``: when it is smaller than :data:`IN_MEMORY_BYTES`).
+        in_memory: load the split into memory (``None``: when it is smaller than :func:`memory_budget`);
+            otherwise every batch is read from the file when it is needed, so that memory stays bounded
+            by a few batches whatever the file size.
     """
 
     def __init__(self, path: str | os.PathLike, indices: Sequence[int] | np.ndarray, in_memory: bool | None = None) -> None:
@@ -37,7 +56,7 @@ class EventBatches(Dataset):
         self.indices = np.sort(np.asarray(indices, dtype=np.int64))
         with h5py.File(self.path, "r") as h:
             per_event = h["objects"][0:1].nbytes + h["mask"][0:1].nbytes
-        self.in_memory = per_event * len(self.indices) < IN_MEMORY_BYTES if in_memory is None else in_memory
+        self.in_memory = per_event * len(self.indices) < memory_budget() if in_memory is None else in_memory
         self.arrays: dict[str, np.ndarray] | None = None
         self._file = None
         if self.in_memory:
@@ -58,6 +77,8 @@ class EventBatches(Dataset):
 
             self._file = h5py.File(self.path, "r")
         rows = self.indices[positions]
+        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)  # one hyperslab instead of a point selection
         return {k: torch.from_numpy(self._file[k][rows]) for k in FIELDS}
 
 
