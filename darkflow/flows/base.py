@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from darkflow.errors import ConfigError
+
 
 class Flow(nn.Module):
     """Base class of every flow in :mod:`darkflow.flows`.
@@ -35,9 +37,9 @@ class Flow(nn.Module):
     def __init__(self, features: int, context: int = 0) -> None:
         super().__init__()
         if not isinstance(features, int) or features < 1:
-            raise ValueError(f"features must be a positive integer, got {features!r}")
+            raise ConfigError(f"features must be a positive integer, got {features!r}")
         if not isinstance(context, int) or context < 0:
-            raise ValueError(f"context must be a non-negative integer, got {context!r}")
+            raise ConfigError(f"context must be a non-negative integer, got {context!r}")
         self.features = features
         self.context = context
         self.triangular = False
@@ -45,13 +47,13 @@ class Flow(nn.Module):
     def check(self, z: Tensor, context: Tensor | None) -> Tensor:
         """Validate shapes at the public boundary and return the context as ``(B, C)``."""
         if z.dim() != 2 or z.shape[1] != self.features:
-            raise ValueError(f"{type(self).__name__} expects z of shape (B, {self.features}), got {tuple(z.shape)}")
+            raise ConfigError(f"{type(self).__name__} expects z of shape (B, {self.features}), got {tuple(z.shape)}")
         if context is None:
             if self.context:
-                raise ValueError(f"{type(self).__name__} needs a context of shape (B, {self.context})")
+                raise ConfigError(f"{type(self).__name__} needs a context of shape (B, {self.context})")
             return z.new_zeros(z.shape[0], 0)
         if context.dim() != 2 or context.shape != (z.shape[0], self.context):
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} expects context of shape ({z.shape[0]}, {self.context}), got {tuple(context.shape)}"
             )
         return context
@@ -132,21 +134,21 @@ def hypernet(context: int, outputs: int, hidden: int = 0, scale: float = 0.1) ->
 
 
 def check_int(name: str, value: object, minimum: int = 1) -> None:
-    """Raise a ``ValueError`` unless ``value`` is an integer ``>= minimum``."""
+    """Raise a :class:`~darkflow.errors.ConfigError` (a ``ValueError``) unless ``value`` is an integer ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def check_float(name: str, value: object) -> None:
-    """Raise a ``ValueError`` unless ``value`` is a positive real number."""
+    """Raise a :class:`~darkflow.errors.ConfigError` (a ``ValueError``) unless ``value`` is a positive real number."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
 
 
 def check_choice(name: str, value: object, valid: Sequence[str]) -> None:
-    """Raise a ``ValueError`` unless ``value`` is one of ``valid``."""
+    """Raise a :class:`~darkflow.errors.ConfigError` (a ``ValueError``) unless ``value`` is one of ``valid``."""
     if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, valid))}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, valid))}, got {value!r}")
 
 
 class _Free(nn.Module):

@@ -22,6 +22,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from darkflow.errors import ConfigError
 from darkflow.flows.base import Flow, Sequential
 from darkflow.flows.registry import register
 
@@ -214,12 +215,12 @@ class CNF(Flow):
 
 def _choice(name: str, value: object, valid: tuple[str, ...]) -> None:
     if value not in valid:
-        raise ValueError(f"cnf: {name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
+        raise ConfigError(f"cnf: {name} must be one of {', '.join(map(repr, valid))}; got {value!r}")
 
 
 def _positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"cnf: {name} must be a positive integer; got {value!r}")
+        raise ConfigError(f"cnf: {name} must be a positive integer; got {value!r}")
 
 
 def _positive_float(name: str, value: object) -> None:
@@ -229,7 +230,7 @@ def _positive_float(name: str, value: object) -> None:
         or not math.isfinite(value)
         or value <= 0
     ):
-        raise ValueError(f"cnf: {name} must be a positive finite number; got {value!r}")
+        raise ConfigError(f"cnf: {name} must be a positive finite number; got {value!r}")
 
 
 @register("cnf")
@@ -276,17 +277,17 @@ def cnf(
     _positive_float("atol", atol)
     if method in FIXED_METHODS:
         if step_size is None:
-            raise ValueError(
+            raise ConfigError(
                 f"cnf: method {method!r} is a fixed-grid solver and needs step_size (> 0); got None"
             )
         _positive_float("step_size", step_size)
     elif step_size is not None:
-        raise ValueError(
+        raise ConfigError(
             f"cnf: step_size is for the fixed-grid methods ({', '.join(FIXED_METHODS)}); "
             f"method {method!r} chooses its own steps from rtol and atol; got step_size={step_size!r}"
         )
     if not isinstance(adjoint, bool):
-        raise ValueError(f"cnf: adjoint must be True or False; got {adjoint!r}")
+        raise ConfigError(f"cnf: adjoint must be True or False; got {adjoint!r}")
     _choice("trace", trace, TRACES)
     _choice("noise", noise, NOISES)
     options = dict(

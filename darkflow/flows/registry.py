@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from darkflow.errors import ConfigError
 from darkflow.flows.base import Flow
 
 FLOWS: dict[str, Callable[..., Flow]] = {}
@@ -33,7 +34,7 @@ def flow_options(name: str) -> dict[str, Any]:
 
 def _known(name: str) -> None:
     if name not in FLOWS:
-        raise ValueError(f"unknown flow {name!r}; valid: {', '.join(sorted(FLOWS))}")
+        raise ConfigError(f"unknown flow {name!r}; valid: {', '.join(sorted(FLOWS))}")
 
 
 def build_flow(name: str, features: int, context: int = 0, **options: Any) -> Flow:
@@ -46,7 +47,7 @@ def build_flow(name: str, features: int, context: int = 0, **options: Any) -> Fl
     valid = flow_options(name)
     bad = sorted(set(options) - set(valid))
     if bad:
-        raise ValueError(f"flow {name!r} has no option {bad[0]!r}; valid options: {', '.join(sorted(valid)) or 'none'}")
+        raise ConfigError(f"flow {name!r} has no option {bad[0]!r}; valid options: {', '.join(sorted(valid)) or 'none'}")
     return FLOWS[name](features=features, context=context, **options)
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from darkflow.errors import ConfigError
 from darkflow.flows.base import Flow, Sequential, check_int, hypernet
 from darkflow.flows.planar import log_one_plus
 from darkflow.flows.registry import register
@@ -258,7 +259,7 @@ def sylvester_orthogonal(
     _check(num_layers, hidden_features)
     num_ortho = features if num_ortho is None else num_ortho
     if isinstance(num_ortho, bool) or not isinstance(num_ortho, int) or not 1 <= num_ortho <= features:
-        raise ValueError(
+        raise ConfigError(
             f"num_ortho must be an integer in [1, features = {features}] or None, got {num_ortho!r}"
         )
     return Sequential(
