@@ -76,7 +76,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.list:
         print(list_processes())
         return 0
-    keys = ["process", "events", "seed", "out", "format", "workers", "detector"]
+    keys = ["process", "events", "seed", "out", "format", "workers", "detector", "constituents"]
     config = validate(GenerateConfig, _merge_args(args, keys), "generate options")
     for res in generate(config, progress=not args.quiet):
         names = ", ".join(str(f) for f in res.files)
@@ -196,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["root", "csv", "both"], help="output format (default root)")
     p.add_argument("--workers", type=int, help="worker processes (default 1); each gets its own seed")
     p.add_argument("--detector", help="detector card: default or FILE.yaml")
+    p.add_argument("--constituents", action="store_true", default=None,
+                   help="also write the PF candidates (PFCands_pt, ...; ROOT only) for jet images; files grow ~10x")
     p.add_argument("--config", help="YAML file with any of these options; flags given here override it")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any option")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
