@@ -7,7 +7,7 @@ that every step is a closed-form function of the constituents:
    pT-weighted centroid, which becomes the image centre;
 2. rotate: the principal axis of the pT-weighted second-moment matrix becomes vertical (the row axis);
 3. flip: the half with the larger pT sum goes to the right (columns) and to the top (rows), which fixes
-   the two mirror ambiguities left by the rotation;
+   the two mirror ambiguities left by the rotation (constituents on an axis count on neither side);
 4. pixelate: ``size x size`` pixels of width ``2 R / size`` whose centre pixel ``(size // 2, size // 2)``
    is centred on the centroid (for an even size the window is ``[-R - w/2, R - w/2)``); constituents
    falling outside are dropped;
@@ -56,9 +56,10 @@ def standard_frame(pt: np.ndarray, deta: np.ndarray, dphi: np.ndarray) -> tuple[
     theta = np.arctan2(vx, vy)
     cos, sin = np.cos(theta), np.sin(theta)
     x, y = x * cos - y * sin, x * sin + y * cos
-    if pt[x > 0].sum() < pt[x < 0].sum():
+    eps = 1e-9  # constituents on an axis (up to round-off) count on neither side
+    if pt[x > eps].sum() < pt[x < -eps].sum():
         x = -x
-    if pt[y > 0].sum() < pt[y < 0].sum():
+    if pt[y > eps].sum() < pt[y < -eps].sum():
         y = -y
     return x, y
 
