@@ -83,7 +83,7 @@ def load_h5(paths: Sequence[str | Path], split: Split, background: str | None = 
     if not paths:
         raise InputError("no .h5 file given")
     images, labels, names, weights = [], [], [], []
-    kinds, meta, file_labels = set(), {}, []
+    kinds, meta, file_labels, used = set(), {}, [], []
     for path in paths:
         with _open(path) as handle:
             kind = _kind(path, handle)
@@ -112,6 +112,7 @@ def load_h5(paths: Sequence[str | Path], split: Split, background: str | None = 
             _check_same(meta, file_meta, path, x.shape[2:])
             ids = handle["event_id"][:] if "event_id" in handle else np.arange(len(x))
             w = handle["weight"][:].astype(np.float64) if "weight" in handle else np.ones(len(x))
+        used.append(label)
         if split == "train":
             y = 0
         elif background is None:
@@ -126,8 +127,8 @@ def load_h5(paths: Sequence[str | Path], split: Split, background: str | None = 
         raise InputError(f"no file has the label {background!r} given as background; labels: {sorted(set(file_labels))}")
     if split == "test" and background is not None and background not in file_labels:
         raise InputError(f"background {background!r} is not the label of any file; labels: {sorted(set(file_labels))}")
-    meta["label"] = file_labels[0] if len(set(file_labels)) == 1 else None
-    meta["labels"] = file_labels
+    meta["label"] = used[0] if len(set(used)) == 1 else None
+    meta["labels"] = used
     x = np.concatenate(images)
     if len(x) == 0:
         raise InputError(f"no images in {', '.join(str(p) for p in paths)}")
