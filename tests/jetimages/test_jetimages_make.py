@@ -11,11 +11,11 @@ import awkward as ak
 import h5py
 import numpy as np
 import pytest
+from conftest import random_nanoaod, write_tree
 
 from darkflow.errors import DataError, InputError
 from darkflow.jetimages import JetImagesConfig, make_jet_images
 from darkflow.jetimages.clustering import LeadingJet
-from conftest import random_nanoaod, write_tree
 
 N = 25
 
