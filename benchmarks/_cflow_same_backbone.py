@@ -74,7 +74,8 @@ def run_anomalib(train: np.ndarray, test: np.ndarray, spec: dict) -> dict:
     maps, scores = [], []
     for lo in range(0, len(x_test), spec["batch_size"]):
         out = model(x_test[lo:lo + spec["batch_size"]])
-        maps.append(out.anomaly_map[:, 0].numpy())
+        amap = out.anomaly_map
+        maps.append((amap[:, 0] if amap.ndim == 4 else amap).numpy())  # anomalib 2.7 returns (B, H, W)
         scores.append(out.pred_score.reshape(-1).numpy())
     infer_s = time.perf_counter() - start
     return {"train_s": train_s, "infer_s": infer_s, "maps": np.concatenate(maps), "scores": np.concatenate(scores)}
@@ -111,9 +112,11 @@ def main() -> None:
         test_set = load_images(data["test"], "test", size, background=data.get("background"))
         row = {"n_train": len(train_set), "n_test": len(test_set)}
         cfg = {**spec, "image_size": data["image_size"], "fiber_batch": data["fiber_batch"]}
-        for name, runner in (("ours", lambda: run_ours(train_set, test_set, cfg)),
-                             ("anomalib", lambda: run_anomalib(train_set.images, test_set.images, cfg))):
-            out = runner()
+        for name in ("ours", "anomalib"):
+            if name == "ours":
+                out = run_ours(train_set, test_set, cfg)
+            else:
+                out = run_anomalib(train_set.images, test_set.images, cfg)
             row[name] = {
                 "train_images_per_s": len(train_set) * spec["epochs"] / out["train_s"],
                 "infer_images_per_s": len(test_set) / out["infer_s"], "infer_s": out["infer_s"],

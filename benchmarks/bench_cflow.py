@@ -25,8 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
@@ -94,18 +92,19 @@ def make_data(quick: bool) -> dict[str, dict]:
 def ours_default(data: dict, epochs: int | None) -> dict:
     """DarkFlow's CFLOW-AD with its default config (built-in encoder) and the PCA baseline."""
     from darkflow.cflow.baseline import PCABaseline
+    from darkflow.cflow.config import CflowConfig
     from darkflow.cflow.imageset import load_images
     from darkflow.cflow.metrics import image_auroc, pixel_auroc
     from darkflow.cflow.score import predict
-    from darkflow.cflow.train import fit_cflow, load_cflow_config
+    from darkflow.cflow.train import fit_cflow
 
     size = data["image_size"] if data["kind"] == "folder" else None
     train = load_images(data["train"], "train", size, background=data.get("background"))
     test = load_images(data["test"], "test", size, background=data.get("background"))
-    overrides = {"image_size": data["image_size"]}
+    settings: dict = {"image_size": data["image_size"]}
     if epochs is not None:
-        overrides |= {"training.epochs": epochs, "encoder.pretrain_epochs": epochs}
-    config = load_cflow_config(None, overrides)
+        settings |= {"training": {"epochs": epochs}, "encoder": {"pretrain_epochs": epochs}}
+    config = CflowConfig.model_validate(settings)
     start = time.perf_counter()
     model, summary = fit_cflow(train, config, progress=False)
     train_s = time.perf_counter() - start
