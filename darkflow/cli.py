@@ -76,12 +76,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.list:
         print(list_processes())
         return 0
-    keys = ["process", "events", "seed", "out", "format", "workers", "detector"]
+    keys = ["process", "events", "seed", "out", "format", "workers", "detector", "constituents"]
     config = validate(GenerateConfig, _merge_args(args, keys), "generate options")
     for res in generate(config, progress=not args.quiet):
         names = ", ".join(str(f) for f in res.files)
         print(f"{res.process}: {res.events} events, sigma = {res.sigma_pb:.4g} +- {res.sigma_err_pb:.2g} pb, "
               f"{res.events / res.seconds:.1f} events/s -> {names}")
+    return 0
+
+
+def _cmd_jetimages(args: argparse.Namespace) -> int:
+    from darkflow.config import validate
+    from darkflow.jetimages.make import JetImagesConfig, make_jet_images
+
+    keys = ["inputs", "out", "size", "radius", "max_events", "label", "jet_pt_min", "jet_pt_max", "jet_abs_eta_max"]
+    config = validate(JetImagesConfig, _merge_args(args, keys), "jetimages options")
+    res = make_jet_images(config, progress=not args.quiet)
+    print(f"wrote {res.out}: {res.n_selected} {res.image_kind} images of {res.n_read} events "
+          f"({res.n_read / max(res.seconds, 1e-9):.0f} events/s)")
     return 0
 
 
@@ -217,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["root", "csv", "both"], help="output format (default root)")
     p.add_argument("--workers", type=int, help="worker processes (default 1); each gets its own seed")
     p.add_argument("--detector", help="detector card: default or FILE.yaml")
+    p.add_argument("--constituents", action="store_true", default=None,
+                   help="also write the PF candidates (PFCands_pt, ...; ROOT only) for jet images; files grow ~10x")
     p.add_argument("--config", help="YAML file with any of these options; flags given here override it")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any option")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -257,6 +271,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output .h5 file")
     p.add_argument("--label", help="label of the merged sample (default: the first input's)")
     p.set_defaults(func=_cmd_merge)
+    p = sub.add_parser("jetimages", help="pT-weighted eta-phi images of the leading large-R jet (or of the event)",
+                       description="ROOT files with PF candidates (darkflow generate --constituents, PFNano): "
+                       "anti-kT jets of radius R, the leading jet's constituents centred, rotated, flipped and "
+                       "normalised to unit pT. Prepared .h5 event files: the event's objects around the leading "
+                       "jet (+-pi). Writes images (N, 1, S, S) and the leading jet's kinematics to HDF5.")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="ROOT files with PFCands_* or .h5 event files")
+    p.add_argument("--out", help="output .h5 file (written atomically)")
+    p.add_argument("--size", type=int, help="pixels per side (default 32)")
+    p.add_argument("--radius", type=float, help="jet radius R and image half-width (default 0.8)")
+    p.add_argument("--max-events", type=int, help="read at most N events in all")
+    p.add_argument("--label", help="sample label stored in the file (default: output file name)")
+    p.add_argument("--jet-pt-min", type=float, help="leading-jet pT threshold in GeV (default 20)")
+    p.add_argument("--jet-pt-max", type=float, help="leading-jet pT upper bound in GeV (default none)")
+    p.add_argument("--jet-abs-eta-max", type=float, help="leading-jet |eta| bound (default none)")
+    p.add_argument("--config", help="YAML file with any of these options; flags given here override it")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any option")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_jetimages)
+
     p = sub.add_parser("train", help="train a VAE (or a baseline) on a Standard Model event file",
                        description="Train with Lightning on CPU, GPU or several devices; writes a run directory.")
     p.add_argument("--data", help="the Standard Model event file (.h5 from darkflow prepare)")

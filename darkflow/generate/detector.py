@@ -72,6 +72,20 @@ class Acceptance(StrictModel):
     abs_eta_max: float = 4.9
 
 
+class Constituents(StrictModel):
+    """Visible final-state particles written as PF candidates (``darkflow generate --constituents``).
+
+    Each particle in the acceptance is measured by the subdetector a particle-flow algorithm would use:
+    charged hadrons within ``tracker_abs_eta`` by the tracker (``tracker`` resolution), beyond it by the
+    hadron calorimeter; electrons, photons and muons with their own resolutions; neutral hadrons by the
+    hadron calorimeter (the ``jet`` resolution). Candidates with smeared pT > ``pt_min`` are kept.
+    """
+
+    pt_min: float = 0.5
+    tracker_abs_eta: float = 2.5
+    tracker: MomentumResolution = MomentumResolution(constant=0.01, slope=1e-4)
+
+
 class Detector(StrictModel):
     """Every setting of the parametric detector."""
 
@@ -84,6 +98,7 @@ class Detector(StrictModel):
     overlap: Overlap = Overlap()
     btag: BTagging = BTagging()
     acceptance: Acceptance = Acceptance()
+    constituents: Constituents = Constituents()
 
 
 def load_detector(name_or_path: str = "default") -> Detector:

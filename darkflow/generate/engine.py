@@ -31,6 +31,9 @@ COLLECTIONS = {
     "Muon": ("pt", "eta", "phi", "mass", "charge"),
     "Photon": ("pt", "eta", "phi", "mass"),
 }
+CONSTITUENTS = {"PFCands": ("pt", "eta", "phi", "mass", "pdgId", "charge")}
+"""The PF-candidate collection written with ``--constituents`` (PFNano names)."""
+INTEGER_FIELDS = ("charge", "pdgId")
 
 
 @dataclass
@@ -86,23 +89,26 @@ def make_pythia(process: Process, seed: int, ecm: float = 13000.0):
 
 
 class _Columns:
-    """Per-event reconstructed objects accumulated as flat columns."""
+    """Per-event reconstructed objects (and PF candidates when asked) accumulated as flat columns."""
 
-    def __init__(self) -> None:
-        self.counts = {c: [] for c in COLLECTIONS}
-        self.values = {c: {f: [] for f in fs} for c, fs in COLLECTIONS.items()}
+    def __init__(self, constituents: bool = False) -> None:
+        self.collections = COLLECTIONS | CONSTITUENTS if constituents else COLLECTIONS
+        self.counts = {c: [] for c in self.collections}
+        self.values = {c: {f: [] for f in fs} for c, fs in self.collections.items()}
         self.scalars = {"MET_pt": [], "MET_phi": [], "w": [], "event": []}
 
     def __len__(self) -> int:
         return len(self.scalars["event"])
 
-    def add(self, rec, weight: float, event: int) -> None:
+    def add(self, rec, weight: float, event: int, pf=None) -> None:
         groups = {
             "Jet": (rec.jets, {"btag": rec.jet_btag}),
             "Electron": (rec.electrons, {"charge": rec.electron_charge}),
             "Muon": (rec.muons, {"charge": rec.muon_charge}),
             "Photon": (rec.photons, {}),
         }
+        if "PFCands" in self.collections:
+            groups["PFCands"] = (pf.rows, {"pdgId": pf.pdg_id, "charge": pf.charge})
         for name, (rows, extra) in groups.items():
             self.counts[name].append(len(rows))
             values = self.values[name]
@@ -117,10 +123,10 @@ class _Columns:
 
     def save(self, path: Path) -> None:
         arrays = {}
-        for name, fields in COLLECTIONS.items():
+        for name, fields in self.collections.items():
             arrays[f"n{name}"] = np.array(self.counts[name], dtype=np.int32)
             for f in fields:
-                dtype = np.int32 if f == "charge" else np.float32
+                dtype = np.int32 if f in INTEGER_FIELDS else np.float32
                 arrays[f"{name}_{f}"] = np.concatenate(self.values[name][f]).astype(dtype) if len(self) else np.zeros(0, dtype)
         arrays["MET_pt"] = np.array(self.scalars["MET_pt"], dtype=np.float32)
         arrays["MET_phi"] = np.array(self.scalars["MET_phi"], dtype=np.float32)
@@ -130,10 +136,15 @@ class _Columns:
 
 
 def run_worker(process: Process, detector: Detector, thresholds: ObjectDefinitions, n_events: int, seed: int,
-               first_event: int, workdir: str, tag: str, counter=None) -> WorkerResult:
-    """Generate ``n_events`` accepted events with one Pythia; columns go to ``workdir/tag_*.npz``."""
+               first_event: int, workdir: str, tag: str, constituents: bool = False, counter=None) -> WorkerResult:
+    """Generate ``n_events`` accepted events with one Pythia; columns go to ``workdir/tag_*.npz``.
+
+    With ``constituents`` the PF candidates are stored too; they are smeared with their own random stream,
+    so the objects are the same with and without them.
+    """
     import pythia8mc
 
+    from darkflow.generate.constituents import pf_candidates
     from darkflow.generate.reconstruct import RecordReader, reconstruct
 
     pythia = make_pythia(process, seed)
@@ -141,8 +152,9 @@ def run_worker(process: Process, detector: Detector, thresholds: ObjectDefinitio
     jets = detector.jets
     slowjet = pythia8mc.SlowJet(-1, jets.radius, jets.pt_min, detector.acceptance.abs_eta_max, 2, 2)
     rng = np.random.default_rng(seed)
+    pf_rng = np.random.default_rng([seed, 1])
     read_record = RecordReader(pythia.particleData)
-    cols, parts = _Columns(), []
+    cols, parts = _Columns(constituents), []
     done = failed = 0
     reported = 0
     with quiet_stdout():
@@ -155,13 +167,15 @@ def run_worker(process: Process, detector: Detector, thresholds: ObjectDefinitio
             slowjet.analyze(pythia.event)
             jets_p4 = np.array([(v.px(), v.py(), v.pz(), v.e()) for v in
                                 (slowjet.p(i) for i in range(slowjet.sizeJet()))], dtype=np.float64).reshape(-1, 4)
-            rec = reconstruct(read_record(pythia.event), jets_p4, detector, thresholds, rng)
-            cols.add(rec, pythia.infoPython().weight(), first_event + done)
+            record = read_record(pythia.event)
+            rec = reconstruct(record, jets_p4, detector, thresholds, rng)
+            pf = pf_candidates(record, detector, pf_rng) if constituents else None
+            cols.add(rec, pythia.infoPython().weight(), first_event + done, pf)
             done += 1
             if len(cols) >= PART_EVENTS:
                 parts.append(str(Path(workdir) / f"{tag}_{len(parts):05d}.npz"))
                 cols.save(Path(parts[-1]))
-                cols = _Columns()
+                cols = _Columns(constituents)
             if counter is not None and done - reported >= 10:
                 with counter.get_lock():
                     counter.value += done - reported

@@ -30,6 +30,7 @@ class Record:
         p4: float64 ``(n, 4)`` (px, py, pz, E) of final-state particles; ``pid`` int64 ``(n,)``;
         visible: bool ``(n,)`` (Pythia's ``isVisible``: neutrinos, neutralinos, dark hadrons are not).
         hadrons: float64 ``(h, 4)`` of b and c hadrons; ``flavour`` int64 ``(h,)``, 5 or 4.
+        charge: int64 ``(n,)`` electric charge in units of e (``None`` when not read).
     """
 
     p4: np.ndarray
@@ -37,6 +38,7 @@ class Record:
     visible: np.ndarray
     hadrons: np.ndarray
     flavour: np.ndarray
+    charge: np.ndarray | None = None
 
 
 def heavy_flavour(id_abs: int) -> int:
@@ -50,21 +52,28 @@ class RecordReader:
     """Reads ``pythia8mc`` event records into :class:`Record` (the only per-particle Python loop).
 
     Per particle it asks only for the status, then the momentum and id of final-state particles and of
-    decayed hadrons (status below -80) with heavy flavour; visibility comes from Pythia's particle data,
-    cached per id.
+    decayed hadrons (status below -80) with heavy flavour; visibility and charge come from Pythia's
+    particle data, cached per id.
     """
 
     def __init__(self, particle_data) -> None:
         self._data = particle_data
-        self._visible: dict[int, bool] = {}
+        self._known: dict[int, tuple[bool, int]] = {}
         self._flavour = [heavy_flavour(a) for a in range(10_000)]
 
-    def visible(self, pid: np.ndarray) -> np.ndarray:
+    def properties(self, pid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Visibility (bool) and electric charge (int, units of e) of each particle id, ``(n,)`` each."""
         uniq, inverse = np.unique(pid, return_inverse=True)
         for code in uniq.tolist():
-            if code not in self._visible:
-                self._visible[code] = bool(self._data.isVisible(code))
-        return np.array([self._visible[c] for c in uniq.tolist()], dtype=bool)[inverse].reshape(-1)
+            if code not in self._known:
+                self._known[code] = (bool(self._data.isVisible(code)), round(self._data.charge(code)))
+        table = np.array([self._known[c] for c in uniq.tolist()], dtype=np.int64).reshape(-1, 2)
+        table = table[inverse.reshape(-1)]
+        return table[:, 0].astype(bool), table[:, 1]
+
+    def visible(self, pid: np.ndarray) -> np.ndarray:
+        """Pythia's ``isVisible`` of each particle id, bool ``(n,)``."""
+        return self.properties(pid)[0]
 
     def __call__(self, event) -> Record:
         final, hadrons, flavour = [], [], []
@@ -81,12 +90,14 @@ class RecordReader:
                     flavour.append(f)
         fin = np.array(final, dtype=np.float64).reshape(-1, 5)
         pid = fin[:, 4].astype(np.int64)
+        visible, charge = self.properties(pid)
         return Record(
             fin[:, :4],
             pid,
-            self.visible(pid),
+            visible,
             np.array(hadrons, dtype=np.float64).reshape(-1, 4),
             np.array(flavour, dtype=np.int64),
+            charge,
         )
 
 

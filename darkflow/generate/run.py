@@ -34,6 +34,7 @@ class GenerateConfig(StrictModel):
     format: Literal["root", "csv", "both"] = "root"
     workers: int = 1
     detector: str = "default"
+    constituents: bool = False
 
     @field_validator("events", "workers")
     @classmethod
@@ -152,9 +153,10 @@ def _generate_one(process, n_events, config, detector, out, progress) -> Generat
             if n_workers == 1:
                 counter = _Counter(bar)
                 results = [run_worker(process, detector, thresholds, n_events, worker_seeds[0], 0, workdir, "w0",
-                                      counter)]
+                                      config.constituents, counter)]
             else:
-                results = _run_pool(process, detector, thresholds, shares, firsts, worker_seeds, workdir, bar)
+                results = _run_pool(process, detector, thresholds, shares, firsts, worker_seeds, workdir, bar,
+                                    config.constituents)
         n = sum(r.n_events for r in results)
         sigma = sum(r.sigma_mb * r.n_events for r in results) / n * MB_TO_PB
         err = (sum((r.sigma_err_mb * r.n_events) ** 2 for r in results) ** 0.5) / n * MB_TO_PB
@@ -166,7 +168,7 @@ def _generate_one(process, n_events, config, detector, out, progress) -> Generat
             "kind": process.kind, "events": n, "seed": config.seed, "workers": n_workers,
             "worker_seeds": worker_seeds, "sigma_pb": sigma, "sigma_err_pb": err, "ecm_gev": 13000.0,
             "pythia_settings": process.pythia_lines(), "detector": detector.model_dump(mode="json"),
-            "failed_next": sum(r.n_failed for r in results),
+            "failed_next": sum(r.n_failed for r in results), "constituents": config.constituents,
         })
         files = []
         if config.format in ("root", "both"):
@@ -202,11 +204,11 @@ class _Counter:
         self.bar.refresh()
 
 
-def _run_pool(process, detector, thresholds, shares, firsts, worker_seeds, workdir, bar):
+def _run_pool(process, detector, thresholds, shares, firsts, worker_seeds, workdir, bar, constituents):
     """One spawned process per worker; the parent follows their shared event counter."""
     ctx = mp.get_context("spawn")
     counter = ctx.Value("q", 0)
-    args = [(process, detector, thresholds, n, s, f, workdir, f"w{k}")
+    args = [(process, detector, thresholds, n, s, f, workdir, f"w{k}", constituents)
             for k, (n, s, f) in enumerate(zip(shares, worker_seeds, firsts, strict=True))]
     with ctx.Pool(len(shares), initializer=_init_worker, initargs=(counter,)) as pool:
         pending = pool.map_async(_pool_entry, args)

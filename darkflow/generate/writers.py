@@ -19,7 +19,7 @@ import numpy as np
 
 from darkflow.data_prep.kinematics import energy_from_ptetam
 from darkflow.fileio import publish
-from darkflow.generate.engine import COLLECTIONS
+from darkflow.generate.engine import COLLECTIONS, CONSTITUENTS
 
 CSV_CODES = {"Jet": ("j", "b"), "Electron": ("e-", "e+"), "Muon": ("m-", "m+"), "Photon": ("g", "g")}
 
@@ -68,7 +68,8 @@ def _parts(parts: list[str], scale: float) -> Iterator[dict[str, np.ndarray]]:
 
 
 def write_root(path: Path, parts: list[str], scale: float, seed: int, metadata: str) -> None:
-    """NanoAOD-like tree ``Events`` (``nJet``, ``Jet_pt``, ..., ``MET_pt``, ``weight``, ``event``)."""
+    """NanoAOD-like tree ``Events`` (``nJet``, ``Jet_pt``, ..., ``MET_pt``, ``weight``, ``event``), plus
+    ``nPFCands``, ``PFCands_pt``, ... when the parts hold PF candidates."""
     import awkward as ak
     import uproot
 
@@ -79,7 +80,9 @@ def write_root(path: Path, parts: list[str], scale: float, seed: int, metadata: 
                 tree = None
                 for data in _parts(parts, scale):
                     branches = {}
-                    for name, fields in COLLECTIONS.items():
+                    for name, fields in (COLLECTIONS | CONSTITUENTS).items():
+                        if f"n{name}" not in data:
+                            continue
                         counts = data[f"n{name}"]
                         branches[name] = ak.unflatten(ak.zip({f: data[f"{name}_{f}"] for f in fields}), counts)
                     for key in ("MET_pt", "MET_phi", "weight", "event"):

@@ -1,0 +1,131 @@
+"""Worker of ``bench_cflow.py``, run inside ``benchmarks/.venv-anomalib`` (torch 2.14.1, torchvision, anomalib):
+DarkFlow's CFLOW-AD and anomalib's CFLOW with the same backbone (torchvision resnet18, random weights, the
+paper's layer1..layer3), image size, coupling blocks, clamp, condition size, fiber batch and epochs, trained and
+timed on the same images on the CPU. Prints one JSON line.
+
+anomalib's model is trained with the loop of its Lightning ``training_step`` (encoder features, a random fiber
+permutation, one Adam step per fiber batch on ``-logsigmoid(log p / C)``), called directly so that both models
+are timed without a Trainer around them; inference is its ``CflowModel.forward`` as anomalib runs it.
+
+Usage: python _cflow_same_backbone.py SPEC.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+
+def standardize(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
+    mean = train.mean(axis=(0, 2, 3), keepdims=True)
+    std = train.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+    return [torch.from_numpy(((x - mean) / std).astype(np.float32)) for x in (train, *others)]
+
+
+def three_channels(x: torch.Tensor) -> torch.Tensor:
+    return x.expand(-1, 3, -1, -1).contiguous() if x.shape[1] == 1 else x
+
+
+def run_anomalib(train: np.ndarray, test: np.ndarray, spec: dict) -> dict:
+    import einops
+    import torch.nn.functional as F
+    from anomalib.models.image.cflow.torch_model import CflowModel
+    from anomalib.models.image.cflow.utils import get_logp, positional_encoding_2d
+
+    torch.manual_seed(spec["seed"])
+    model = CflowModel(backbone="resnet18", layers=("layer1", "layer2", "layer3"), pre_trained=False,
+                       fiber_batch_size=spec["fiber_batch"], decoder="freia-cflow", condition_vector=128,
+                       coupling_blocks=8, clamp_alpha=1.9, permute_soft=False)
+    x_train, x_test = (three_channels(x) for x in standardize(train, test))
+    params = [p for d in model.decoders for p in d.parameters()]
+    opt = torch.optim.Adam(params, lr=spec["anomalib_lr"])
+    model.encoder.eval()
+    start = time.perf_counter()
+    for _ in range(spec["epochs"]):
+        order = torch.randperm(len(x_train))
+        for lo in range(0, len(x_train), spec["batch_size"]):
+            images = x_train[order[lo:lo + spec["batch_size"]]]
+            with torch.no_grad():
+                activation = model.encoder(images)
+            for layer_idx, layer in enumerate(model.pool_layers):
+                e = activation[layer].detach()
+                b, c, h, w = e.shape
+                pos = einops.repeat(positional_encoding_2d(model.condition_vector, h, w).unsqueeze(0),
+                                    "b c h w-> (tile b) c h w", tile=b)
+                c_r = einops.rearrange(pos, "b c h w -> (b h w) c")
+                e_r = einops.rearrange(e, "b c h w -> (b h w) c")
+                perm = torch.randperm(b * h * w)
+                decoder = model.decoders[layer_idx]
+                n_fib = max(1, (b * h * w) // model.fiber_batch_size)
+                for k in range(n_fib):
+                    stop = (k + 1) * model.fiber_batch_size if k < n_fib - 1 else b * h * w
+                    idx = perm[k * model.fiber_batch_size:stop]
+                    opt.zero_grad()
+                    p_u, log_jac_det = decoder(e_r[idx], [c_r[idx]])
+                    loss = -F.logsigmoid(get_logp(c, p_u, log_jac_det) / c)
+                    loss.mean().backward()
+                    opt.step()
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    maps, scores = [], []
+    for lo in range(0, len(x_test), spec["batch_size"]):
+        out = model(x_test[lo:lo + spec["batch_size"]])
+        amap = out.anomaly_map
+        maps.append((amap[:, 0] if amap.ndim == 4 else amap).numpy())  # anomalib 2.7 returns (B, H, W)
+        scores.append(out.pred_score.reshape(-1).numpy())
+    infer_s = time.perf_counter() - start
+    return {"train_s": train_s, "infer_s": infer_s, "maps": np.concatenate(maps), "scores": np.concatenate(scores)}
+
+
+def run_ours(train_set, test_set, spec: dict) -> dict:
+    from darkflow.cflow.config import CflowConfig
+    from darkflow.cflow.score import predict
+    from darkflow.cflow.train import fit_cflow
+
+    config = CflowConfig.model_validate({
+        "image_size": spec["image_size"], "encoder": {"name": "resnet18", "weights": "none"},
+        "training": {"epochs": spec["epochs"], "fiber_batch": spec["fiber_batch"], "batch_size": spec["batch_size"],
+                     "seed": spec["seed"]}})
+    start = time.perf_counter()
+    model, _ = fit_cflow(train_set, config, progress=False)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    maps, scores = predict(model, test_set.images, batch_size=spec["batch_size"])
+    infer_s = time.perf_counter() - start
+    return {"train_s": train_s, "infer_s": infer_s, "maps": maps, "scores": scores}
+
+
+def main() -> None:
+    from darkflow.cflow.imageset import load_images
+    from darkflow.cflow.metrics import image_auroc, pixel_auroc
+
+    spec = json.loads(open(sys.argv[1]).read())
+    torch.set_num_threads(spec["threads"])
+    results = {}
+    for data in spec["datasets"]:
+        size = data["image_size"] if data["kind"] == "folder" else None
+        train_set = load_images(data["train"], "train", size, background=data.get("background"))
+        test_set = load_images(data["test"], "test", size, background=data.get("background"))
+        row = {"n_train": len(train_set), "n_test": len(test_set)}
+        cfg = {**spec, "image_size": data["image_size"], "fiber_batch": data["fiber_batch"]}
+        for name in ("ours", "anomalib"):
+            if name == "ours":
+                out = run_ours(train_set, test_set, cfg)
+            else:
+                out = run_anomalib(train_set.images, test_set.images, cfg)
+            row[name] = {
+                "train_images_per_s": len(train_set) * spec["epochs"] / out["train_s"],
+                "infer_images_per_s": len(test_set) / out["infer_s"], "infer_s": out["infer_s"],
+                "image_auroc": image_auroc(out["scores"], test_set.labels),
+                "pixel_auroc": (pixel_auroc(out["maps"], test_set.masks) if test_set.masks is not None else None),
+            }
+        results[data["name"]] = row
+    print("RESULT " + json.dumps({"torch": torch.__version__, "results": results}))
+
+
+if __name__ == "__main__":
+    main()

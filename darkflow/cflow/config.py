@@ -1,0 +1,96 @@
+"""Typed CFLOW-AD configuration (``models/cflow_*.yaml``), one section per constructor."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import field_validator
+
+from darkflow.config import StrictModel
+
+
+class EncoderConfig(StrictModel):
+    """:func:`darkflow.cflow.encoders.build_encoder` options, plus the autoencoder pre-training."""
+
+    name: Literal["builtin", "resnet18", "wide_resnet50_2"] = "builtin"
+    weights: str = "imagenet"
+    channels: list[int] = [32, 64, 128]
+    resolution: int = 32
+    pretrain_epochs: int = 30
+    pretrain_lr: float = 1e-3
+
+    @field_validator("channels")
+    @classmethod
+    def _channels(cls, value: list[int]) -> list[int]:
+        if not value or any(c < 2 for c in value):
+            raise ValueError("needs one or more channel counts of at least 2")
+        return value
+
+
+class DecoderConfig(StrictModel):
+    """:func:`darkflow.cflow.decoder.build_decoders` options."""
+
+    flow: str = "cflow-coupling"
+    blocks: int = 8
+    clamp: float = 1.9
+    pos_dim: int = 128
+    flow_options: dict = {}
+
+    @field_validator("flow")
+    @classmethod
+    def _known_flow(cls, value: str) -> str:
+        from darkflow.flows import FLOWS
+
+        if value not in FLOWS:
+            raise ValueError(f"unknown flow {value!r}; valid: {', '.join(sorted(FLOWS))}")
+        return value
+
+    @field_validator("pos_dim")
+    @classmethod
+    def _pos_dim(cls, value: int) -> int:
+        if value < 4 or value % 4:
+            raise ValueError("must be a positive multiple of 4")
+        return value
+
+
+class TrainingConfig(StrictModel):
+    """Optimisation and trainer options."""
+
+    epochs: int = 20
+    fiber_batch: int = 256
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.2
+    seed: int = 1
+    accelerator: str = "cpu"
+    devices: int = 1
+
+    @field_validator("val_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0 < value < 1:
+            raise ValueError("must be between 0 and 1")
+        return value
+
+    @field_validator("epochs", "fiber_batch", "batch_size", "devices")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be at least 1")
+        return value
+
+
+class CflowConfig(StrictModel):
+    """A CFLOW-AD run: the input size (image folders are resized to it), encoder, decoders and training."""
+
+    image_size: int = 256
+    encoder: EncoderConfig = EncoderConfig()
+    decoder: DecoderConfig = DecoderConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, value: int) -> int:
+        if value < 8:
+            raise ValueError("must be at least 8 pixels")
+        return value

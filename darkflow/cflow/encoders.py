@@ -1,0 +1,186 @@
+"""CFLOW-AD encoders: multi-scale feature maps of an image.
+
+* ``builtin``: a small ConvNet (three scales) that works on any input size, square or not, down to the
+  ``(1, 32, 4)`` event arrays; it is pre-trained as an autoencoder on the normal training images.
+* ``resnet18``, ``wide_resnet50_2``: torchvision backbones (optional extra ``vision``), the outputs of
+  ``layer1..layer3`` as in CFLOW-AD, with ImageNet weights (downloaded or from a local file) or random ones.
+
+Every encoder maps ``(N, C_in, H, W)`` to a list of ``(N, C_s, h_s, w_s)`` maps, one per scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from darkflow.errors import ConfigError, InputError
+
+BACKBONES = ("resnet18", "wide_resnet50_2")
+ENCODERS = ("builtin", *BACKBONES)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.1),
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.LeakyReLU(0.1))
+
+
+def _pool(size: tuple[int, int]) -> tuple[int, int]:
+    """Halve every side of at least 8 pixels, keep the others (a ``(32, 4)`` map becomes ``(16, 4)``)."""
+    return tuple(2 if s >= 8 else 1 for s in size)  # type: ignore[return-value]
+
+
+class ConvEncoder(nn.Module):
+    """The built-in encoder: a stem to at most ``resolution`` pixels a side, then one conv block per scale,
+    each after halving the sides of at least 8 pixels.
+
+    Arguments:
+        in_channels: ``C_in``.
+        image_size: ``(H, W)`` of the inputs.
+        channels: output channels of each scale (the number of scales is its length).
+        resolution: the first scale's sides are at most this (a power-of-two average pooling of the stem).
+
+    Shapes:
+        ``(N, C_in, H, W)`` -> ``[(N, channels[s], h_s, w_s)]``.
+    """
+
+    def __init__(self, in_channels: int, image_size: tuple[int, int], channels: list[int] | tuple[int, ...] = (32, 64, 128),
+                 resolution: int = 32) -> None:
+        super().__init__()
+        stem = []
+        for side in image_size:
+            f = 1
+            while side / f > resolution:
+                f *= 2
+            stem.append(f)
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, padding=1), nn.LeakyReLU(0.1)]
+        if max(stem) > 1:
+            layers.append(nn.AvgPool2d(tuple(stem)))
+        self.stem = nn.Sequential(*layers)
+        size = tuple(s // f for s, f in zip(image_size, stem))
+        self.stages = nn.ModuleList()
+        self.sizes: list[tuple[int, int]] = []
+        for s, c in enumerate(channels):
+            stage: list[nn.Module] = []
+            if s:
+                pool = _pool(size)
+                if max(pool) > 1:
+                    stage.append(nn.AvgPool2d(pool))
+                size = tuple(a // p for a, p in zip(size, pool))
+            stage.append(_block(channels[s - 1] if s else channels[0], c))
+            self.stages.append(nn.Sequential(*stage))
+            self.sizes.append(size)  # type: ignore[arg-type]
+        self.channels = list(channels)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = self.stem(x)
+        out = []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
+
+
+class ConvDecoder(nn.Module):
+    """The decoder that pre-trains :class:`ConvEncoder` as an autoencoder (discarded afterwards).
+
+    Shapes:
+        the deepest map ``(N, channels[-1], h, w)`` -> ``(N, C_in, H, W)``.
+    """
+
+    def __init__(self, encoder: ConvEncoder, in_channels: int, image_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.sizes = [*encoder.sizes[::-1][1:], tuple(image_size)]
+        chans = encoder.channels[::-1]
+        self.blocks = nn.ModuleList(_block(chans[i], chans[min(i + 1, len(chans) - 1)]) for i in range(len(chans)))
+        self.head = nn.Conv2d(chans[-1], in_channels, 3, padding=1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        for block, size in zip(self.blocks, self.sizes):
+            z = nn.functional.interpolate(block(z), size=size, mode="bilinear", align_corners=False)
+        return self.head(z)
+
+
+class TorchvisionEncoder(nn.Module):
+    """``layer1..layer3`` of a torchvision ResNet (CFLOW-AD's encoders); 1-channel inputs are repeated to 3.
+
+    Arguments:
+        name: ``resnet18`` or ``wide_resnet50_2``.
+        weights: ``imagenet`` (torchvision's download), ``none`` (random, e.g. for benchmarks) or the path
+            of a local ``.pth`` state dict.
+
+    Shapes:
+        ``(N, C_in, H, W)`` -> ``[(N, C_s, H/4, W/4), (N, 2 C_s, H/8, W/8), (N, 4 C_s, H/16, W/16)]``.
+
+    References:
+        K. He et al., Deep Residual Learning for Image Recognition, CVPR 2016; S. Zagoruyko, N. Komodakis,
+        Wide Residual Networks, BMVC 2016.
+    """
+
+    def __init__(self, name: str, weights: str = "imagenet") -> None:
+        super().__init__()
+        net = _torchvision_backbone(name, weights)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layers = nn.ModuleList([net.layer1, net.layer2, net.layer3])
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = self.stem(x)
+        out = []
+        for layer in self.layers:
+            x = layer(x)
+            out.append(x)
+        return out
+
+
+def _torchvision_backbone(name: str, weights: str) -> nn.Module:
+    try:
+        import torchvision
+    except Exception as err:  # ImportError, or a torchvision built for another torch
+        raise InputError(f"encoder {name!r} needs torchvision ({type(err).__name__}: {err}); install the extra "
+                         "with pip install 'darkflow[vision]' or use --encoder builtin") from None
+    net = getattr(torchvision.models, name)(weights=None)
+    if weights == "none":
+        return net
+    if weights == "imagenet":
+        enum = torchvision.models.get_model_weights(name).IMAGENET1K_V1
+        try:
+            state = enum.get_state_dict(progress=False)
+        except Exception as err:  # URLError, socket errors, a corrupt cache
+            raise InputError(f"could not download the ImageNet weights of {name} ({type(err).__name__}); pass a "
+                             f"local file with --weights FILE.pth (from {enum.url}) or use --encoder builtin") from None
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise InputError(f"weights file not found: {path}; pass a torchvision {name} state dict (.pth), "
+                             "'imagenet' or 'none'")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise InputError(f"{path}: not a loadable state dict ({type(err).__name__})") from None
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    try:
+        net.load_state_dict(state)
+    except (RuntimeError, TypeError) as err:
+        first = str(err).splitlines()[0]
+        raise InputError(f"the weights do not fit torchvision's {name}: {first}") from None
+    return net
+
+
+def build_encoder(name: str, in_channels: int, image_size: tuple[int, int], weights: str = "imagenet",
+                  channels: list[int] | tuple[int, ...] = (32, 64, 128), resolution: int = 32) -> nn.Module:
+    """The encoder called ``name`` (one of :data:`ENCODERS`) for ``(in_channels, *image_size)`` inputs."""
+    if name == "builtin":
+        return ConvEncoder(in_channels, image_size, channels, resolution)
+    if name not in BACKBONES:
+        raise ConfigError(f"unknown encoder {name!r}; valid: {', '.join(ENCODERS)}")
+    if in_channels not in (1, 3):
+        raise InputError(f"encoder {name} takes 1- or 3-channel images, not {in_channels}; use --encoder builtin")
+    if min(image_size) < 32:
+        raise InputError(f"encoder {name} needs images of at least 32x32 pixels, not {image_size[0]}x{image_size[1]}; "
+                         "use --encoder builtin")
+    return TorchvisionEncoder(name, weights)

@@ -1,0 +1,118 @@
+"""Image folders in the MVTec AD layout -> :class:`~darkflow.cflow.imageset.ImageSet`.
+
+Layout::
+
+    ROOT/train/good/*.png                      normal training images
+    ROOT/test/good/*.png                       normal test images (all-False masks)
+    ROOT/test/<defect>/*.png                   anomalous test images
+    ROOT/ground_truth/<defect>/<name>_mask.png their masks (non-zero = anomalous)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from darkflow.cflow.imageset import ImageSet, Split
+from darkflow.errors import InputError
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+
+
+def _read(path: Path, mode: str, image_size: int | None, nearest: bool = False):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert(mode)
+            if image_size is not None and img.size != (image_size, image_size):
+                resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
+                img = img.resize((image_size, image_size), resample)
+            return np.asarray(img)
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{path}: not a readable image ({err})") from None
+
+
+def _mode(paths: list[Path]) -> str:
+    """``L`` when every image is grayscale, else ``RGB``."""
+    from PIL import Image
+
+    modes = set()
+    for p in paths:
+        try:
+            with Image.open(p) as img:
+                modes.add(img.mode)
+        except OSError as err:
+            raise InputError(f"{p}: not a readable image ({err})") from None
+    return "L" if modes <= {"L", "1", "I", "I;16", "F", "LA"} else "RGB"
+
+
+def load_folder(root: str | Path, split: Split, image_size: int | None = None) -> ImageSet:
+    """Load the ``train`` (normal only) or ``test`` split of an MVTec AD folder.
+
+    Arguments:
+        root: the folder holding ``train/good`` (and ``test/``, ``ground_truth/`` for the test split).
+        split: ``train`` or ``test``.
+        image_size: resize to ``image_size x image_size`` (bilinear; masks nearest); ``None`` keeps the
+            size, which must then be the same for every image.
+
+    Returns:
+        an :class:`ImageSet` of kind ``folder``: images ``(N, C, H, W)`` in ``[0, 1]`` (``C`` 1 for
+        grayscale, 3 when any image is colour), labels 0 for ``good`` and 1 otherwise, masks from
+        ``ground_truth`` (test split; ``None`` for train).
+    """
+    root = Path(root)
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 8):
+        raise InputError(f"image size must be an integer of at least 8 pixels, got {image_size!r}")
+    train_good = root / "train" / "good"
+    if not train_good.is_dir() or not _images_in(train_good):
+        raise InputError(f"{root}: no images in train/good; an image folder needs the MVTec AD layout "
+                         "train/good/*.png, test/good/*.png, test/<defect>/*.png, ground_truth/<defect>/<name>_mask.png")
+    if split == "train":
+        groups = [("good", train_good)]
+    else:
+        test = root / "test"
+        if not test.is_dir():
+            raise InputError(f"{root}: no test/ folder; expected test/good/*.png and test/<defect>/*.png")
+        groups = [(d.name, d) for d in sorted(test.iterdir()) if d.is_dir() and _images_in(d)]
+        groups.sort(key=lambda g: (g[0] != "good", g[0]))
+        if not groups:
+            raise InputError(f"{test}: no images in any test/<defect> folder (test/good, test/<defect>)")
+    files = [(name, p) for name, folder in groups for p in _images_in(folder)]
+    mode = _mode([p for _, p in files] + ([] if split == "train" else _images_in(train_good)[:1]))
+    images, masks, labels, names = [], [], [], []
+    has_masks = split == "test"
+    for name, p in files:
+        pixels = _read(p, mode, image_size)
+        images.append(pixels)
+        labels.append(0 if name == "good" else 1)
+        names.append(f"{split}/{name}/{p.name}")
+        if not has_masks:
+            continue
+        if name == "good":
+            masks.append(np.zeros(pixels.shape[:2], dtype=bool))
+            continue
+        mask_path = root / "ground_truth" / name / f"{p.stem}_mask.png"
+        if not mask_path.is_file():
+            alt = root / "ground_truth" / name / f"{p.stem}.png"
+            if not alt.is_file():
+                raise InputError(f"{p}: no mask at {mask_path}; every test/<defect> image needs "
+                                 "ground_truth/<defect>/<name>_mask.png")
+            mask_path = alt
+        mask = _read(mask_path, "L", image_size, nearest=True)
+        if mask.shape != pixels.shape[:2]:
+            raise InputError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
+                             f"{pixels.shape[1]}x{pixels.shape[0]}")
+        masks.append(mask > 0)
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise InputError(f"{root}: images of different sizes {sorted(shapes)[:2]}...; pass --image-size N to resize them")
+    stack = np.stack(images).astype(np.float32) / 255.0
+    stack = stack[:, None] if stack.ndim == 3 else stack.transpose(0, 3, 1, 2)
+    return ImageSet(np.ascontiguousarray(stack), np.asarray(labels, dtype=np.int8),
+                    np.stack(masks) if has_masks else None, names, "folder", meta={"root": str(root), "mode": mode})

@@ -1,0 +1,130 @@
+"""The CFLOW-AD model: input standardization, a frozen multi-scale encoder, feature standardization,
+one conditional-flow decoder per scale conditioned on positional encodings, and calibration constants."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from darkflow.cflow.config import CflowConfig
+from darkflow.cflow.decoder import build_decoders
+from darkflow.cflow.encoders import IMAGENET_MEAN, IMAGENET_STD, build_encoder
+from darkflow.cflow.loss import fiber_nll
+from darkflow.cflow.maps import anomaly_map, image_score
+from darkflow.cflow.positional import positional_encoding_2d
+
+NORMALIZATIONS = ("channel", "column", "imagenet")
+
+
+class CFlowModel(nn.Module):
+    """Image in, anomaly map and image score out.
+
+    Arguments:
+        config: the run's configuration (encoder, decoder sections).
+        shape: ``(C, H, W)`` of the input images.
+        normalization: ``channel`` (a mean and std per input channel), ``column`` (per channel and column,
+            for event arrays whose columns are different features) or ``imagenet`` (ImageNet's constants,
+            for pretrained torchvision encoders).
+        load_weights: fetch the encoder's pretrained weights (False when a saved state dict follows).
+
+    Shapes:
+        ``forward``: ``(N, C, H, W)`` -> anomaly map ``(N, H, W)``, score ``(N,)``.
+
+    References:
+        D. Gudovskiy, S. Ishizaka, K. Kozuka, CFLOW-AD: Real-Time Unsupervised Anomaly Detection with
+        Localization via Conditional Normalizing Flows, WACV 2022 (arXiv:2107.12571).
+    """
+
+    def __init__(self, config: CflowConfig, shape: tuple[int, int, int], normalization: str = "channel",
+                 load_weights: bool = True) -> None:
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {normalization!r}")
+        c, h, w = shape
+        self.shape = (c, h, w)
+        self.normalization = normalization
+        enc = config.encoder
+        weights = enc.weights if load_weights else "none"
+        self.encoder = build_encoder(enc.name, c, (h, w), weights, enc.channels, enc.resolution)
+        self.register_buffer("input_mean", torch.zeros(c, 1, w if normalization == "column" else 1))
+        self.register_buffer("input_std", torch.ones(c, 1, w if normalization == "column" else 1))
+        if normalization == "imagenet":
+            k = 3 if c == 3 else 1
+            self.input_mean.copy_(torch.tensor(IMAGENET_MEAN[:k] if k == 3 else [0.449]).view(k, 1, 1))
+            self.input_std.copy_(torch.tensor(IMAGENET_STD[:k] if k == 3 else [0.226]).view(k, 1, 1))
+        with torch.no_grad():
+            maps = self.encoder.eval()(torch.zeros(1, c, h, w))
+        self.scales = [(m.shape[1], m.shape[2], m.shape[3]) for m in maps]
+        for s, (cs, hs, ws) in enumerate(self.scales):
+            self.register_buffer(f"feature_mean_{s}", torch.zeros(cs, 1, 1))
+            self.register_buffer(f"feature_std_{s}", torch.ones(cs, 1, 1))
+            pos = positional_encoding_2d(config.decoder.pos_dim, hs, ws)
+            self.register_buffer(f"position_{s}", pos.flatten(1).T.contiguous(), persistent=False)  # (hs*ws, P)
+        d = config.decoder
+        self.decoders = build_decoders([cs for cs, _, _ in self.scales], d.flow, d.blocks, d.clamp, d.pos_dim,
+                                       d.flow_options)
+        self.forward_direction = d.flow == "cflow-coupling" or not self.decoders[0].has_inverse
+        self.register_buffer("calibration", torch.tensor([[0.0, 1.0]] * len(self.scales)))
+
+    def fit_input_normalization(self, images: Tensor) -> None:
+        """Fit the input mean and standard deviation on training images ``(N, C, H, W)`` (not ``imagenet``)."""
+        if self.normalization == "imagenet":
+            return
+        dims = (0, 2) if self.normalization == "column" else (0, 2, 3)
+        x = images.double()
+        mean = x.mean(dim=dims)
+        std = x.std(dim=dims)
+        std = torch.where(std > 1e-6 * std.max().clamp_min(1e-12), std, torch.ones_like(std))
+        self.input_mean.copy_(mean.view(self.input_mean.shape).float())
+        self.input_std.copy_(std.view(self.input_std.shape).float())
+
+    def normalize(self, images: Tensor) -> Tensor:
+        return (images - self.input_mean) / self.input_std
+
+    def raw_features(self, images: Tensor) -> list[Tensor]:
+        """Encoder maps of raw images, before feature standardization: ``[(N, C_s, h_s, w_s)]``."""
+        return self.encoder(self.normalize(images))
+
+    def fit_feature_normalization(self, maps: list[Tensor]) -> None:
+        """Per-channel mean and std of every scale's encoder output on training images (dead channels
+        get the median std so that they cannot blow up)."""
+        for s, m in enumerate(maps):
+            x = m.double().transpose(0, 1).flatten(1)
+            mean, std = x.mean(dim=1), x.std(dim=1)
+            std = std.clamp_min(0.1 * float(std.median()) + 1e-12)
+            getattr(self, f"feature_mean_{s}").copy_(mean.view(-1, 1, 1).float())
+            getattr(self, f"feature_std_{s}").copy_(std.view(-1, 1, 1).float())
+
+    def features(self, images: Tensor) -> list[Tensor]:
+        """Standardized encoder maps ``[(N, C_s, h_s, w_s)]``."""
+        return [(m - getattr(self, f"feature_mean_{s}")) / getattr(self, f"feature_std_{s}")
+                for s, m in enumerate(self.raw_features(images))]
+
+    def position(self, scale: int) -> Tensor:
+        """The positional encodings of scale ``scale``'s positions in row-major order, ``(h_s * w_s, P)``."""
+        return getattr(self, f"position_{scale}")
+
+    def fibers(self, scale: int, fibers: Tensor, context: Tensor) -> Tensor:
+        """Per-fiber NLL of ``fibers`` ``(B, C_s)`` with positional encodings ``context`` ``(B, P)`` -> ``(B,)``."""
+        decoder = self.decoders[scale]
+        u, log_det = decoder(fibers, context) if self.forward_direction else decoder.inverse(fibers, context)
+        return fiber_nll(u, log_det)
+
+    def nll_maps(self, images: Tensor) -> list[Tensor]:
+        """Per-scale fiber NLL maps ``[(N, h_s, w_s)]``."""
+        out = []
+        for s, m in enumerate(self.features(images)):
+            n, c, h, w = m.shape
+            fibers = m.permute(0, 2, 3, 1).reshape(-1, c)
+            context = self.position(s).unsqueeze(0).expand(n, -1, -1).reshape(n * h * w, -1)
+            out.append(self.fibers(s, fibers, context).view(n, h, w))
+        return out
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        amap = anomaly_map(self.nll_maps(images), self.calibration, images.shape[2:])
+        return amap, image_score(amap)
+
+    def extra_state_info(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "normalization": self.normalization, "scales": self.scales}

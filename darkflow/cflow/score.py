@@ -1,0 +1,139 @@
+"""``darkflow cflow score``: anomaly maps, image scores, metrics and overlays of a trained run.
+
+Output folder::
+
+    metrics.csv   image_auroc,pixel_auroc,aupro (empty cells where the data has no labels or masks)
+    scores.csv    name,label,score (+ slot,object for event arrays: the most anomalous row)
+    maps.h5       maps float32 (N, H, W), names, scores, labels
+    overlays/     PNG overlays of the highest-scored images
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from darkflow.cflow.imageset import ImageSet
+from darkflow.cflow.model import CFlowModel
+from darkflow.errors import InputError
+from darkflow.fileio import publish, write_text_atomic
+
+METRICS = ("image_auroc", "pixel_auroc", "aupro")
+
+
+@torch.no_grad()
+def predict(model: CFlowModel, images: np.ndarray, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly maps ``(N, H, W)`` and image scores ``(N,)`` of raw images ``(N, C, H, W)``, in batches."""
+    model.eval()
+    maps, scores = [], []
+    for lo in range(0, len(images), batch_size):
+        m, s = model(torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch_size])))
+        maps.append(m.numpy())
+        scores.append(s.numpy())
+    return np.concatenate(maps).astype(np.float32), np.concatenate(scores).astype(np.float32)
+
+
+def evaluate(maps: np.ndarray, scores: np.ndarray, images: ImageSet) -> dict[str, float | None]:
+    """Image AUROC (needs labels), pixel AUROC and AUPRO (need masks of anomalous images)."""
+    from darkflow.cflow.metrics import aupro, image_auroc, pixel_auroc
+
+    out: dict[str, float | None] = {"image_auroc": image_auroc(scores, images.labels), "pixel_auroc": None,
+                                    "aupro": None}
+    if images.masks is not None:
+        known = images.labels >= 0
+        out["pixel_auroc"] = pixel_auroc(maps[known], images.masks[known])
+        out["aupro"] = aupro(maps[known], images.masks[known])
+    return out
+
+
+def slot_names(rows: list[str]) -> list[str]:
+    """``jet[0], jet[1], ..., met[0]``: each row's object type and its index within the type."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in rows:
+        out.append(f"{r}[{seen.get(r, 0)}]")
+        seen[r] = seen.get(r, 0) + 1
+    return out
+
+
+def _scores_csv(images: ImageSet, maps: np.ndarray, scores: np.ndarray) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    events = images.kind == "events"
+    writer.writerow(["name", "label", "score", *(["slot", "object"] if events else [])])
+    rows = images.meta.get("rows") or []
+    names = slot_names(list(rows)) if rows else []
+    for i, name in enumerate(images.names):
+        extra = []
+        if events:
+            slot = int(maps[i].max(axis=1).argmax())
+            extra = [slot, names[slot] if slot < len(names) else ""]
+        writer.writerow([name, int(images.labels[i]), f"{scores[i]:.6g}", *extra])
+    return buf.getvalue()
+
+
+def _write_maps(path: Path, images: ImageSet, maps: np.ndarray, scores: np.ndarray) -> None:
+    import h5py
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    import os
+
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as h:
+            h.create_dataset("maps", data=maps.astype(np.float32), chunks=(1, *maps.shape[1:]))
+            h.create_dataset("names", data=np.array(images.names, dtype=object), dtype=h5py.string_dtype())
+            h.create_dataset("scores", data=scores.astype(np.float32))
+            h.create_dataset("labels", data=images.labels.astype(np.int8))
+            if images.masks is not None:
+                h.create_dataset("masks", data=images.masks)
+            h.attrs["kind"] = images.kind
+        publish(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def score_cflow(run: str | Path, data: list[str], out: str | Path, background: str | None = None,
+                overlays: int = 8, batch_size: int = 16) -> dict[str, Any]:
+    """Score ``data`` with the run, write the output folder, return the metrics and counts."""
+    from darkflow.cflow.imageset import load_images
+    from darkflow.cflow.train import load_run
+
+    model, meta = load_run(run)
+    size = meta["shape"][1] if meta["kind"] == "folder" else None
+    background = background if background is not None else meta.get("label")
+    images = load_images(data if len(data) > 1 else data[0], "test", size, background)
+    if tuple(images.images.shape[1:]) != tuple(meta["shape"]):
+        raise InputError(f"the data's images are {tuple(images.images.shape[1:])} (C, H, W) but the run was trained "
+                         f"on {tuple(meta['shape'])}; score data of the kind the run was trained on")
+    if not np.isfinite(images.images).all():
+        raise InputError("the images to score contain NaN or inf values")
+    maps, scores = predict(model, images.images, batch_size)
+    metrics = evaluate(maps, scores, images)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "metrics.csv", ",".join(METRICS) + "\n"
+                      + ",".join("" if metrics[k] is None else f"{metrics[k]:.6f}" for k in METRICS) + "\n")
+    write_text_atomic(out / "scores.csv", _scores_csv(images, maps, scores))
+    _write_maps(out / "maps.h5", images, maps, scores)
+    if overlays:
+        from darkflow.cflow.overlay import write_overlays
+
+        tmp = Path(tempfile.mkdtemp(prefix=".overlays.", dir=out))
+        try:
+            write_overlays(tmp, images, maps, scores, overlays)
+            final = out / "overlays"
+            if final.exists():
+                shutil.rmtree(final)
+            publish(tmp, final)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+    return {"metrics": metrics, "n": len(images), "out": out, "kind": images.kind}
