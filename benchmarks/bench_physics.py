@@ -3,7 +3,7 @@
 One command runs the whole chain, resumably, under ``--work`` (default ``benchmarks/work/full``)::
 
     generated/PROC.root      ``darkflow generate`` per process (SM and signals), fixed seed
-    sm_all.h5                the SM mixture after the benchmark channel (``physics_channel.yaml``)
+    sm_all.h5                the SM mixture after the benchmark channel (``data_prep/channels/meff200.yaml``)
     sm_train.h5, sm_test.h5  a fixed split of it: the training file (the model's own train/validation split
                              of it changes with the seed) and the held-out test file (thresholds and AUC)
     SIGNAL.h5                each signal after the same channel
@@ -42,10 +42,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _record import machine, record  # noqa: E402
+from _record import record  # noqa: E402
 
 SCRIPT = "bench_physics"
-CHANNEL = HERE / "physics_channel.yaml"
+CHANNEL = "meff200"  # data_prep/channels/meff200.yaml
 FLOWS = ("none", "planar", "sylvester-orthogonal", "sylvester-householder", "sylvester-triangular", "iaf", "maf",
          "nsf-ar", "convflow", "cnf")
 EPS = ("1e-2", "1e-3")
@@ -137,6 +137,12 @@ def _write_json(path: Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=1, default=float) + "\n")
 
 
+def _channel_yaml() -> str:
+    from darkflow.data_prep.builtin import resolve
+
+    return resolve("channels", CHANNEL).read_text()
+
+
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -177,7 +183,7 @@ def _prepare(inputs: list[Path], out: Path, label: str, timings: Timings):
     from darkflow.data_prep.prepare import PrepareConfig, prepare
 
     start = time.perf_counter()
-    result = prepare(PrepareConfig(inputs=[str(p) for p in inputs], out=str(out), label=label, channel=str(CHANNEL)),
+    result = prepare(PrepareConfig(inputs=[str(p) for p in inputs], out=str(out), label=label, channel=CHANNEL),
                      progress=False)
     timings.add(f"prepare/{label}", seconds=time.perf_counter() - start, read=result.n_read,
                 selected=result.n_selected)
@@ -236,7 +242,7 @@ def data_facts(work: Path, sizes: Sizes) -> dict[str, Any]:
     def neff(w) -> float:
         return float(w.sum() ** 2 / (w**2).sum()) if len(w) else 0.0
 
-    facts: dict[str, Any] = {"channel": CHANNEL.name, "files": {}, "processes": {}}
+    facts: dict[str, Any] = {"channel": CHANNEL, "files": {}, "processes": {}}
     with h5py.File(work / "sm_all.h5", "r") as h:
         w, proc = h["weight"][:], h["process"][:]
         names = json.loads(h.attrs["process_names"])
@@ -547,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--estimate", action="store_true",
                         help="also time every model on a small slice and print the full benchmark's wall time")
     parser.add_argument("--results", type=Path, default=None,
-                        help="folder for bench_physics.json (default benchmarks/results; quick: the work folder)")
+                        help="folder for bench_physics.json (default benchmarks/results; quick: WORK/results)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars from generation")
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.seeds < 1 or not args.sm_scale > 0:
@@ -594,9 +600,11 @@ def main(argv: list[str] | None = None) -> int:
              "complete": (models == list(MODELS) and len(seeds) >= 3 and args.sm_scale == 1.0 and not args.quick),
              "models": models, "seeds": seeds, "signals": signals, "sizes": asdict(sizes), "jobs": args.jobs,
              "facts": facts, "costs": model_costs(results, models), "wall_seconds_this_run": wall,
-             "seconds_spent": spent, "channel_yaml": CHANNEL.read_text()}
+             "seconds_spent": spent, "channel_yaml": _channel_yaml(),
+             "model_configs": {m: train_config(m, 1, sizes).model_dump(mode="json")
+                               for m in ("conv_none", "graph_none", "density", "isoforest")}}
     _write_json(work / "summary.json", {"rows": rows, **extra})
-    results_dir = args.results or (work if args.quick else None)
+    results_dir = args.results or (work / "results" if args.quick else None)
     path = record(SCRIPT, rows, extra, results=results_dir)
     print_table(rows, models, signals)
     _say(f"done in {_clock(wall)} (this run); work spent in all: generation {_clock(spent['generate'])}, "

@@ -55,7 +55,7 @@ class DemoOptions:
     sm_events: int = 0  # 0: 1500 quick, 20000 full
     signal_events: int = 0  # 0: 150 quick, 1000 full
     epochs: int = 0  # 0: 3 quick, 20 full
-    channel: str = ""  # "": none quick, chan3 full (dropped when too few SM events pass)
+    channel: str = "meff200"  # m_eff > 200 GeV (dropped when too few SM events pass)
     log: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -63,7 +63,6 @@ class DemoOptions:
         self.sm_events = self.sm_events or (1500 if self.quick else 20000)
         self.signal_events = self.signal_events or (150 if self.quick else 1000)
         self.epochs = self.epochs or (3 if self.quick else 20)
-        self.channel = self.channel or ("none" if self.quick else "chan3")
 
 
 def _say(options: DemoOptions, message: str) -> None:
@@ -123,8 +122,6 @@ def _prepare(options: DemoOptions) -> None:
             raw = handle.attrs.get("channel", "{}")
         channel = json.loads(raw).get("name", channel) if isinstance(raw, str) else channel
         _say(options, f"2/5 prepare: {sm} exists, reused (channel {channel})")
-    if channel == "none" and options.quick:
-        _say(options, "2/5 prepare: quick mode uses no channel selection (too few quick-size events pass chan3)")
     options.channel = channel
     for name in SIGNALS:
         out = options.out / f"{name}.h5"
