@@ -91,20 +91,19 @@ class Sizes:
 
 
 # The full benchmark. Generated counts per process are chosen so that about 110k SM events pass the channel
-# (m_eff > 200 GeV keeps ~95% of qcd, ttbar and zjets_nunu, ~28% of wjets and 10-40% of the small processes);
-# the mixture is weighted by cross-section through each file's weights, whatever the counts.
+# (m_eff > 200 GeV keeps ~95% of qcd, ttbar and zjets_nunu, ~28% of wjets and 10-40% of the small processes;
+# 77.6% of this mixture in a 28k-event run); the mixture is weighted by cross-section through each file's
+# weights, whatever the counts. Sizes: from `--estimate` on that run (one-thread CPU time per epoch and per
+# scored event of every model, and per generated event), 10 epochs and 30k training events extrapolate to
+# ~44 min on 2 quiet cores and 15 epochs to ~60 min (every run at its maximum epochs; early stopping only
+# shortens it), which leaves room under the 2-hour limit for a busier machine.
 FULL = Sizes(
-    sm_events={"qcd": 66000, "ttbar": 22000, "wjets": 20000, "zjets_nunu": 20000, "zjets_ll": 3000,
+    sm_events={"qcd": 70000, "ttbar": 22000, "wjets": 20000, "zjets_nunu": 20000, "zjets_ll": 3000,
                "gammajets": 3000, "diboson": 3000, "single_top": 3000},
-    signal_events={"zprime_ttbar": 2000, "dm_monojet": 2000, "gluino": 2000, "leptoquark": 2000,
-                   "hidden_valley": 2000},
-    train_events=30000, epochs=10, patience=3, batch_size=256,
-    model_overrides={
-        # The density baseline at its default size (MAF, 4 x 128 over the 32 x 5 event) costs several times a
-        # VAE epoch; a smaller MAF keeps it within the budget.
-        "density": {"model.flow_options": {"num_layers": 2, "hidden_features": 64}},
-        "isoforest": {},
-    },
+    signal_events={"zprime_ttbar": 3000, "dm_monojet": 3000, "gluino": 3000, "leptoquark": 3000,
+                   "hidden_valley": 3000},
+    train_events=30000, epochs=15, patience=3, batch_size=256,
+    model_overrides={},  # every model at its default config (models/*.yaml), only the flow changes
 )
 QUICK = Sizes(
     sm_events={"qcd": 240, "ttbar": 120, "wjets": 120, "zjets_nunu": 120},
@@ -174,9 +173,10 @@ def generate_all(work: Path, sizes: Sizes, workers: int, timings: Timings) -> No
             _say(f"generate {k}/{len(todo)} {proc}: exists, reused")
             continue
         _say(f"generate {k}/{len(todo)} {proc}: {events} events, {workers} worker(s)")
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time() + _cpu_children()
         generate(GenerateConfig(process=proc, events=events, seed=sizes.gen_seed, out=str(gen), workers=workers))
-        timings.add(f"generate/{proc}", seconds=time.perf_counter() - start, events=events, workers=workers)
+        timings.add(f"generate/{proc}", seconds=time.perf_counter() - start, events=events, workers=workers,
+                    cpu=time.process_time() + _cpu_children() - cpu)
 
 
 def _prepare(inputs: list[Path], out: Path, label: str, timings: Timings):
@@ -442,10 +442,25 @@ def model_costs(results: list[dict[str, Any]], models: list[str]) -> dict[str, d
 # ------------------------------------------------------------------------------------------- estimate
 
 
-def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: int, jobs: int, timings: Timings,
-             n_events: int = 3000) -> dict[str, Any]:
-    """Time one epoch and one scoring pass of every model on ``n_events`` and extrapolate the full benchmark."""
+def _cpu_children() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: int, timings: Timings,
+             n_events: int = 6000) -> dict[str, Any]:
+    """Time two epochs and one scoring pass of every model on ``n_events`` and extrapolate the full benchmark.
+
+    Each model runs on one torch thread, as with ``--jobs 2`` on 2 cores, and both its wall time and its CPU
+    time are kept: on a machine shared with other work the wall time is pessimistic, while the CPU time of
+    a one-thread run is what that run would take alone.
+    """
     import csv
+    import warnings
+
+    import h5py
 
     from darkflow.train.run import TrainOptions, train
     from darkflow.train.score import score
@@ -454,89 +469,104 @@ def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: in
     est.mkdir(exist_ok=True)
     small = est / "sm_small.h5"
     if not small.is_file():
-        import h5py
-
         with h5py.File(work / "sm_train.h5", "r") as h:
             n_events = min(n_events, h["weight"].shape[0])
         _subset(work / "sm_train.h5", small, range(n_events), "sm_small")
-    import h5py
-
     with h5py.File(small, "r") as h:
         n_events = h["weight"].shape[0]
-    _init_worker(max(1, _cores() // jobs))
-    per_model: dict[str, dict[str, float]] = {}
-    cached = est / "costs.json"
-    if cached.is_file():
-        per_model = json.loads(cached.read_text())
-    import warnings
+    if not any(k.startswith("generate/") and "cpu" in v for k, v in timings.data.items()):
+        for proc in ("qcd", "wjets", "zjets_nunu", "gluino"):  # a generation rate with CPU times, if none yet
+            key = f"estimate-generate/{proc}"
+            if key not in timings.data:
+                from darkflow.generate.run import GenerateConfig, generate
 
+                start, cpu = time.perf_counter(), time.process_time() + _cpu_children()
+                generate(GenerateConfig(process=proc, events=600, seed=99, out=str(est / "generated"), workers=2))
+                timings.add(key, seconds=time.perf_counter() - start, events=600, workers=2,
+                            cpu=time.process_time() + _cpu_children() - cpu)
+    _init_worker(1)
+    cached = est / "costs.json"
+    per_model: dict[str, dict[str, float]] = json.loads(cached.read_text()) if cached.is_file() else {}
     for model in models:
         if model in per_model:
             continue
         run = est / model
         shutil.rmtree(run, ignore_errors=True)
         config = train_config(model, 1, sizes, epochs=2)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             summary = train(config, TrainOptions(data=str(small), out=str(run), progress=False))
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
         epoch_s = 0.0
         if (run / "metrics.csv").is_file():
             with open(run / "metrics.csv") as handle:
                 secs = [float(r["seconds"]) for r in csv.DictReader(handle)]
-            if len(secs) >= 2:
-                epoch_s = secs[-1] - secs[-2]
-            elif secs:
-                epoch_s = secs[-1]
-        t0 = time.perf_counter()
+            epoch_s = secs[-1] - secs[-2] if len(secs) >= 2 else (secs[-1] if secs else 0.0)
+        epochs = max(1, summary["epochs"]) if epoch_s else 0
+        cpu_share = cpu / wall if wall > 0 else 1.0
+        start, t_cpu = time.perf_counter(), time.process_time()
         score(run, [small], est / f"{model}.scores.h5")
-        score_s = time.perf_counter() - t0
-        per_model[model] = {"events": n_events, "epoch_seconds": epoch_s,
-                            "overhead_seconds": max(0.0, wall - epoch_s * max(1, summary["epochs"])),
-                            "score_seconds_per_event": score_s / n_events}
+        score_s, score_cpu = time.perf_counter() - start, time.process_time() - t_cpu
+        per_model[model] = {"events": n_events, "epoch_seconds": epoch_s, "epoch_cpu": epoch_s * cpu_share,
+                            "overhead_seconds": max(0.0, wall - epoch_s * epochs),
+                            "overhead_cpu": max(0.0, wall - epoch_s * epochs) * cpu_share,
+                            "score_seconds_per_event": score_s / n_events, "score_cpu_per_event": score_cpu / n_events}
         _write_json(cached, per_model)
-        _say(f"estimate {model}: {epoch_s:.2f} s per epoch on {n_events} events, score "
-             f"{n_events / score_s:.0f} ev/s")
-    return extrapolate(per_model, full, seeds, jobs, timings, work)
+        _say(f"estimate {model}: one epoch on {n_events} events {epoch_s:.2f} s ({epoch_s * cpu_share:.2f} s CPU), "
+             f"scoring {n_events / score_s:.0f} ev/s ({n_events / max(score_cpu, 1e-9):.0f} ev/s of CPU)")
+    return extrapolate(per_model, full, seeds, timings, work)
 
 
-def extrapolate(per_model: dict[str, dict[str, float]], full: Sizes, seeds: int, jobs: int, timings: Timings,
-                work: Path) -> dict[str, Any]:
-    """The wall time of the full benchmark from per-model costs and measured generation rates."""
-    gen = [v for k, v in timings.data.items() if k.startswith("generate/")]
-    rate = sum(v["events"] for v in gen) / sum(v["seconds"] for v in gen) if gen else float("nan")
+def extrapolate(per_model: dict[str, dict[str, float]], full: Sizes, seeds: int, timings: Timings,
+                work: Path, cores: int = 2) -> dict[str, Any]:
+    """The full benchmark's time on ``cores`` cores, from wall times measured here and from CPU times.
+
+    Generation runs ``cores`` workers; the models run ``cores`` one-thread jobs at a time (``--jobs cores``).
+    Training time assumes every run goes to the maximum number of epochs (early stopping only shortens it).
+    """
+    gen = [v for k, v in timings.data.items() if k.startswith("generate/") and "cpu" in v]
+    gen = gen or [v for k, v in timings.data.items() if k.startswith("estimate-generate/")]
     n_gen = sum(full.sm_events.values()) + sum(full.signal_events.values())
     facts = json.loads((work / "facts.json").read_text()) if (work / "facts.json").is_file() else {}
     efficiency = (facts["files"]["sm_all"]["events"] / facts["sm_read"]) if facts else 0.8
     n_sm = sum(full.sm_events.values()) * efficiency
     n_scored = n_sm - full.train_events + sum(full.signal_events.values())
-    val = 0.2
-    rows = {}
-    for model, c in per_model.items():
-        epochs = 0 if MODELS[model][0] == "isoforest" else full.epochs
-        train_s = c["overhead_seconds"] + epochs * c["epoch_seconds"] * full.train_events / c["events"]
-        if epochs == 0:  # the isolation forest: one fit, its cost grows with the events flattened
-            train_s = c["overhead_seconds"] * max(1.0, full.train_events * (1 - val) / c["events"])
-        score_s = c["score_seconds_per_event"] * n_scored
-        rows[model] = {"train_seconds": train_s, "score_seconds": score_s, "unit_seconds": train_s + score_s + 2.0}
-    # jobs in parallel share the cores: the per-unit costs above were measured with cores/jobs threads
-    models_s = seeds * sum(r["unit_seconds"] for r in rows.values()) / jobs
-    gen_s = n_gen / rate if math.isfinite(rate) else float("nan")
-    prepare_s = n_sm / 50_000 + 10
-    total = gen_s + prepare_s + models_s
-    lines = [f"{'model':<28s} {'train s':>8s} {'score s':>8s}  (one seed, full sizes, {full.epochs} epochs max, "
-             f"{full.train_events} training events, {n_scored:.0f} scored)"]
-    for model, r in sorted(rows.items(), key=lambda kv: -kv[1]["unit_seconds"]):
-        lines.append(f"{model:<28s} {r['train_seconds']:8.0f} {r['score_seconds']:8.0f}")
-    lines.append(f"generation {n_gen} events at {rate:.0f} ev/s: {_clock(gen_s)}; prepare ~{_clock(prepare_s)}; "
-                 f"models x {seeds} seeds / {jobs} job(s): {_clock(models_s)}; TOTAL ~{_clock(total)}")
-    for line in lines:
-        _say(line)
-    payload = {"per_model": rows, "generation_rate": rate, "generation_seconds": gen_s, "models_seconds": models_s,
-               "total_seconds": total, "seeds": seeds, "jobs": jobs, "measured": per_model}
-    _write_json(work / "extrapolation.json", payload)
-    return payload
+    out: dict[str, Any] = {"events_generated": n_gen, "sm_after_channel": n_sm, "scored_per_unit": n_scored,
+                           "seeds": seeds, "cores": cores, "per_model": {}}
+    for kind, suffix in (("wall", "seconds"), ("cpu", "cpu")):
+        per_event = (sum(v[suffix] for v in gen) / sum(v["events"] for v in gen)) if gen else float("nan")
+        gen_s = n_gen * per_event / (1 if kind == "wall" else cores)
+        models_s = 0.0
+        for model, c in per_model.items():
+            key = "seconds" if kind == "wall" else "cpu"
+            epoch = c["epoch_seconds" if kind == "wall" else "epoch_cpu"] * full.train_events / c["events"]
+            overhead = c["overhead_" + key]
+            if MODELS[model][0] == "isoforest":  # one fit; its cost grows with the events flattened
+                train_s = overhead * max(1.0, full.train_events / c["events"])
+            else:
+                train_s = overhead + full.epochs * epoch
+            score_s = c["score_seconds_per_event" if kind == "wall" else "score_cpu_per_event"] * n_scored
+            out["per_model"].setdefault(model, {})[kind] = {"train": train_s, "score": score_s}
+            models_s += seeds * (train_s + score_s + 2.0) / cores
+        prepare_s = n_sm / 20_000 + 10
+        out[kind] = {"generation": gen_s, "prepare": prepare_s, "models": models_s,
+                     "total": gen_s + prepare_s + models_s}
+    load = os.getloadavg()[1] if hasattr(os, "getloadavg") else float("nan")
+    _say(f"extrapolation to the full benchmark ({n_gen} events generated, ~{n_sm:.0f} SM after the channel, "
+         f"{full.train_events} training events, {full.epochs} epochs max, {seeds} seeds, {cores} cores, "
+         f"--jobs {cores}); per model and seed, seconds of training + scoring:")
+    _say(f"{'model':<28s} {'wall here':>10s} {'CPU':>8s}")
+    for model, r in sorted(out["per_model"].items(), key=lambda kv: -sum(kv[1]["cpu"].values())):
+        _say(f"{model:<28s} {sum(r['wall'].values()):10.0f} {sum(r['cpu'].values()):8.0f}")
+    for kind, what in (("wall", f"at the wall times measured here (load average {load:.1f})"),
+                       ("cpu", "from CPU times (the same machine with nothing else running)")):
+        t = out[kind]
+        _say(f"{what}: generation {_clock(t['generation'])}, preparation ~{_clock(t['prepare'])}, models "
+             f"{_clock(t['models'])}; TOTAL {_clock(t['total'])}")
+    out["load_average"] = load
+    _write_json(work / "extrapolation.json", out)
+    return out
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -546,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and 5 models (the tests)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default benchmarks/work/full|quick)")
-    parser.add_argument("--jobs", type=int, default=1, help="trainings in parallel (torch threads = cores / jobs)")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="trainings in parallel, each with cores / jobs torch threads (default: one per core)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per model (default 3)")
     parser.add_argument("--models", default="", help=f"comma-separated subset of: {', '.join(MODELS)}")
     parser.add_argument("--sm-scale", type=float, default=1.0, help="scale every event count (a medium run)")
@@ -556,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder for bench_physics.json (default benchmarks/results; quick: WORK/results)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars from generation")
     args = parser.parse_args(argv)
+    args.jobs = args.jobs or _cores()
     if args.jobs < 1 or args.seeds < 1 or not args.sm_scale > 0:
         parser.error("--jobs and --seeds must be at least 1 and --sm-scale positive")
     base = QUICK if args.quick else FULL
@@ -588,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
          f"({sm[BACKGROUND]['n_eff']:.0f} effective)")
     if args.estimate:
         estimate(work, sizes, FULL if not args.quick else sizes, list(MODELS) if not args.quick else models,
-                 3, args.jobs, timings)
+                 3, timings)
     results = run_units(work, sizes, models, seeds, args.jobs, timings)
     signals = list(sizes.signal_events)
     rows = aggregate(results, models, signals)
