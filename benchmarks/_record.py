@@ -45,10 +45,12 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def record(script: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> Path:
-    """Write ``benchmarks/results/<script>.json`` (atomically) and return its path."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{script}.json"
+def record(script: str, rows: list[dict[str, Any]], extra: dict[str, Any] | None = None,
+           results: Path | None = None) -> Path:
+    """Write ``benchmarks/results/<script>.json`` (or ``results/<script>.json``) atomically; return its path."""
+    folder = Path(results) if results is not None else RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{script}.json"
     payload = {"script": script, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                "machine": machine(), "rows": rows, **(extra or {})}
     tmp = path.with_name(f".{path.name}.tmp")

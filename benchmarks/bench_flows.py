@@ -58,6 +58,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -66,6 +67,9 @@ import torch
 from torch import Tensor, nn
 
 from darkflow.flows import FLOWS, build_flow, flow_options
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _record import record  # noqa: E402
 
 D, C = 16, 32
 TARGET = 1.5
@@ -274,6 +278,19 @@ def main() -> None:
     )
     print("less sensitive to other processes on the machine.")
     print(f"\nload average at the end {os.getloadavg()}")
+    recorded = []
+    for label, t_ours, ref, t_zuko, min_ratio, note in rows:
+        recorded.append({"name": f"{label}: ours", "value": 1e3 * t_ours * per, "unit": "ms/10k", "reference": None,
+                         "target": None, "ok": None, "note": note})
+        if ref is not None:
+            ratio = t_ours / t_zuko
+            cnf = label.startswith("cnf")
+            recorded.append({"name": f"{label}: ours / zuko", "value": ratio, "unit": "",
+                             "reference": f"zuko {1e3 * t_zuko * per:.1f} ms/10k ({ref})",
+                             "target": None if cnf else f"<= {TARGET}", "ok": None if cnf else ratio <= TARGET,
+                             "ratio_of_minima": min_ratio})
+    record("bench_flows", recorded, {"batch": args.batch, "D": D, "C": C, "zuko": zuko_version,
+                                     "load_average_end": os.getloadavg()})
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ from darkflow.generate.catalogue import load_process
 from darkflow.generate.detector import load_detector
 from darkflow.generate.engine import make_pythia, quiet_stdout, run_worker
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _record import record  # noqa: E402
+
 
 def bare_rate(name: str, n: int, seed: int) -> float:
     pythia = make_pythia(load_process(name), seed)
@@ -57,6 +60,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
     print(f"{'process':<8s} {'bare next (ev/s)':>17s} {'worker loop (ev/s)':>19s} {'ratio':>6s} {'ref':>6s}"
           f" {'1 worker (ev/s)':>16s} {'2 workers (ev/s)':>17s} {'speed-up':>9s} {'ref':>6s}")
+    rows: list[dict] = []
     for name in args.processes.split(","):
         bare = bare_rate(name, args.events, args.seed)
         ours = worker_rate(name, args.events, args.seed)
@@ -64,6 +68,21 @@ def main() -> None:
         two = command_rate(name, args.events, 2)
         print(f"{name:<8s} {bare:>17.1f} {ours:>19.1f} {ours / bare:>6.2f} {'>=0.7':>6s}"
               f" {one:>16.1f} {two:>17.1f} {two / one:>9.2f} {'>=1.7':>6s}")
+        rows += [
+            {"name": f"{name}: bare pythia.next()", "value": bare, "unit": "events/s", "reference": None,
+             "target": None, "ok": None},
+            {"name": f"{name}: worker loop", "value": ours, "unit": "events/s", "reference": None, "target": None,
+             "ok": None},
+            {"name": f"{name}: worker loop / bare next", "value": ours / bare, "unit": "", "reference": None,
+             "target": ">= 0.7", "ok": ours / bare >= 0.7},
+            {"name": f"{name}: darkflow generate, 1 worker", "value": one, "unit": "events/s", "reference": None,
+             "target": None, "ok": None},
+            {"name": f"{name}: darkflow generate, 2 workers", "value": two, "unit": "events/s", "reference": None,
+             "target": None, "ok": None},
+            {"name": f"{name}: speed-up 2 workers / 1", "value": two / one, "unit": "", "reference": None,
+             "target": ">= 1.7", "ok": two / one >= 1.7},
+        ]
+    record("bench_generate", rows, {"events": args.events})
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import record  # noqa: E402
 
 
 def make_file(path: Path, n: int) -> Path:
@@ -74,6 +76,7 @@ def main() -> None:
         data = make_file(Path(tmp) / "sm.h5", args.events)
         print(f"{'model':<14s} {'train ev/s':>11s} {'bare step ev/s':>15s} {'outside model':>14s} {'ref':>6s}"
               f" {'score batched':>14s} {'score 1-by-1':>13s} {'speed-up':>9s}")
+        recorded: list[dict] = []
         for encoder in ("conv", "graph"):
             for flow in ("planar", "nsf-ar"):
                 out = Path(tmp) / f"{encoder}_{flow}"
@@ -103,6 +106,22 @@ def main() -> None:
                     single = 500 / (time.perf_counter() - start)
                 print(f"{encoder + '+' + flow:<14s} {train_rate:>11.0f} {bare:>15.0f} {outside:>13.0%} {'<15%':>6s}"
                       f" {batched:>14.0f} {single:>13.0f} {batched / single:>8.0f}x")
+                name = f"{encoder}+{flow}"
+                recorded += [
+                    {"name": f"{name}: train", "value": train_rate, "unit": "events/s", "reference": None,
+                     "target": None, "ok": None},
+                    {"name": f"{name}: bare training step", "value": bare, "unit": "events/s", "reference": None,
+                     "target": None, "ok": None},
+                    {"name": f"{name}: share of the step outside the model", "value": outside, "unit": "fraction",
+                     "reference": None, "target": "< 0.15", "ok": outside < 0.15},
+                    {"name": f"{name}: score batched", "value": batched, "unit": "events/s", "reference": None,
+                     "target": None, "ok": None},
+                    {"name": f"{name}: score one event per call", "value": single, "unit": "events/s",
+                     "reference": None, "target": None, "ok": None},
+                    {"name": f"{name}: batched / one-by-one", "value": batched / single, "unit": "x",
+                     "reference": None, "target": None, "ok": None},
+                ]
+    record("bench_train", recorded, {"events": args.events, "epochs": args.epochs})
 
 
 if __name__ == "__main__":

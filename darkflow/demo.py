@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from darkflow.fileio import write_text_atomic
+
 SM_PROCESSES = ("qcd", "ttbar", "wjets", "zjets_nunu", "zjets_ll", "gammajets", "diboson", "single_top")
 SIGNALS = ("zprime_ttbar", "dm_monojet", "gluino")
 EPS_KEY = "1e-2"
@@ -55,7 +57,7 @@ class DemoOptions:
     sm_events: int = 0  # 0: 1500 quick, 20000 full
     signal_events: int = 0  # 0: 150 quick, 1000 full
     epochs: int = 0  # 0: 3 quick, 20 full
-    channel: str = ""  # "": none quick, chan3 full (dropped when too few SM events pass)
+    channel: str = "meff200"  # m_eff > 200 GeV (dropped when too few SM events pass)
     log: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -63,7 +65,6 @@ class DemoOptions:
         self.sm_events = self.sm_events or (1500 if self.quick else 20000)
         self.signal_events = self.signal_events or (150 if self.quick else 1000)
         self.epochs = self.epochs or (3 if self.quick else 20)
-        self.channel = self.channel or ("none" if self.quick else "chan3")
 
 
 def _say(options: DemoOptions, message: str) -> None:
@@ -123,8 +124,6 @@ def _prepare(options: DemoOptions) -> None:
             raw = handle.attrs.get("channel", "{}")
         channel = json.loads(raw).get("name", channel) if isinstance(raw, str) else channel
         _say(options, f"2/5 prepare: {sm} exists, reused (channel {channel})")
-    if channel == "none" and options.quick:
-        _say(options, "2/5 prepare: quick mode uses no channel selection (too few quick-size events pass chan3)")
     options.channel = channel
     for name in SIGNALS:
         out = options.out / f"{name}.h5"
@@ -188,6 +187,20 @@ def _cell(row: dict[str, str] | None) -> str:
     return f"{auc_text} / {eps_text}"
 
 
+def comparison_plots(options: DemoOptions) -> list[Path]:
+    """``OUT/comparison/roc_models_SIGNAL_total.png`` (and PDF): every model's ROC for each signal."""
+    from darkflow.analysis.plots import load_options, roc_models
+    from darkflow.analysis.thresholds import read_scores
+
+    files = {name: read_scores(options.out / "runs" / name / "scores.h5") for name in RUNS}
+    plot_options = load_options(None, formats=["png", "pdf"])
+    paths = []
+    for signal in SIGNALS:
+        written = roc_models(files, "sm", signal, "total", options.out / "comparison", plot_options)
+        paths += [p for p in written if p.suffix == ".png"]
+    return paths
+
+
 def comparison(options: DemoOptions) -> Path:
     """Write ``OUT/COMPARISON.md``: AUC and eps_S at eps_B = 1e-2 of every model on every signal."""
     lines = ["# DarkFlow demo: model comparison", "",
@@ -205,9 +218,13 @@ def comparison(options: DemoOptions) -> Path:
             rows = {r["signal"]: r for r in csv.DictReader(handle) if r["score"] == "total"}
         cells = [_cell(rows.get(s)) for s in SIGNALS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | [REPORT](runs/{name}/report/REPORT.md) |")
+    lines += ["", "ROC curves of every model, one plot per signal (background: the SM events not used for "
+              "training):", ""]
+    for path in comparison_plots(options):
+        lines.append(f"![{path.stem}]({path.relative_to(options.out).as_posix()})")
     lines += ["", "Log:", ""] + [f"- {m}" for m in options.log if "reused" not in m] + [""]
     out = options.out / "COMPARISON.md"
-    out.write_text("\n".join(lines))
+    write_text_atomic(out, "\n".join(lines))
     return out
 
 

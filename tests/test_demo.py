@@ -33,6 +33,9 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, capsys):
         assert report.is_file() and f"runs/{name}/report/REPORT.md" in text
         assert len(list((run / "report" / "REPORT_files").glob("*.png"))) >= 4
         mtimes[name] = (run / "model.pt").stat().st_mtime_ns
+    for signal in SIGNALS:
+        png = out / "comparison" / f"roc_models_{signal}_total.png"
+        assert png.stat().st_size > 10_000 and f"(comparison/{png.name})" in text
     generated = {p.name: p.stat().st_mtime_ns for p in (out / "generated").glob("*.root")}
     printed = capsys.readouterr().out
     assert "1/5 generate" in printed and "5/5 comparison" in printed

@@ -381,3 +381,32 @@ def latent_projection(embeddings: dict[str, np.ndarray], background: str, out: P
         ax.set_ylim(ylo, yhi + 0.35 * (yhi - ylo))
         _legend(ax, loc="upper right", markerscale=3, ncols=2)
     return fig.paths
+
+
+def roc_models(files: dict[str, ScoresFile], background: str, signal: str, score: str, out: Path,
+               options: PlotOptions) -> list[Path]:
+    """One signal, several models: background rejection 1/eps_B (log) versus eps_S, AUC in the legend.
+
+    ``files`` maps a model name to its scores file; as in :func:`roc`, the background excludes its
+    training events (``split != 0``).
+    """
+    fig = _Figure(options, out, f"roc_models_{signal}_{score}")
+    with fig as (_, ax):
+        for i, (name, scores) in enumerate(files.items()):
+            bkg = scores.sample(background, "background label")
+            bkg = bkg.select(bkg.split != 0, "split != 0")
+            sample = scores.sample(signal, "signal label")
+            eps_b, eps_s, _ = weighted_roc(bkg.scores[score], sample.scores[score], bkg.weight, sample.weight)
+            auc = weighted_auc(bkg.scores[score], sample.scores[score], bkg.weight, sample.weight)
+            keep = eps_b > 0
+            ax.plot(eps_s[keep], 1.0 / eps_b[keep], lw=2, ls=["-", "--", "-.", ":"][i % 4],
+                    label=f"{name} (AUC = {auc:.3f})")
+        grid = np.linspace(1e-3, 1.0, 200)
+        ax.plot(grid, 1.0 / grid, "k:", lw=1.2, label="Random")
+        ax.set_yscale("log")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0.8, ax.get_ylim()[1] * 20)
+        ax.set_xlabel(rf"Signal efficiency $\varepsilon_S$ ({signal})")
+        ax.set_ylabel(r"Background rejection $1/\varepsilon_B$")
+        _legend(ax, loc="upper right")
+    return fig.paths

@@ -1,0 +1,317 @@
+"""Build ``benchmarks/RESULTS.md`` from ``benchmarks/results/*.json`` (what the bench scripts record).
+
+Nothing here is typed by hand: every number comes from a JSON file written by a script in ``benchmarks/``
+through ``_record.record``. A script whose JSON is missing reads "not run yet". The physics headline table
+(AUC per model and signal) is also copied into the README between ``<!-- physics-table -->`` and
+``<!-- /physics-table -->``.
+
+Usage: ``python benchmarks/make_results.py [--results DIR] [--out RESULTS.md] [--readme README.md|none]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+COMPUTE_SCRIPTS = ("bench_prepare", "bench_generate", "bench_flows", "bench_train")
+METRIC_TITLES = {"auc": "AUC (signal against the held-out SM test file)",
+                 "eps_s@1e-2": "eps_S at eps_B = 1e-2", "eps_s@1e-3": "eps_S at eps_B = 1e-3"}
+BEGIN, END = "<!-- physics-table -->", "<!-- /physics-table -->"
+
+
+def load(results: Path) -> dict[str, dict[str, Any]]:
+    """Every ``results/*.json`` by script name."""
+    out = {}
+    for path in sorted(results.glob("*.json")):
+        payload = json.loads(path.read_text())
+        if isinstance(payload, dict) and "script" in payload and "rows" in payload:
+            out[payload["script"]] = payload
+    return out
+
+
+def machine_line(payload: dict[str, Any]) -> str:
+    m = payload.get("machine", {})
+    parts = [f"{m.get('cores', '?')} cores ({m.get('cpu', '?')})", f"{m.get('memory_gib', '?')} GiB",
+             f"Python {m.get('python', '?')}"]
+    if m.get("torch"):
+        parts.append(f"torch {m['torch']}, {m.get('torch_threads', '?')} threads")
+    parts.append(f"GPU: {m['gpu']}" if m.get("gpu") else "no GPU")
+    return f"{payload.get('date', '?')}, " + ", ".join(parts)
+
+
+def number(value: Any, digits: int = 3) -> str:
+    """A figure as text: thousands separators for large values, ``digits`` significant digits otherwise."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if not math.isfinite(value):
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if value == 0:
+        return "0"
+    return f"{value:.{max(digits - 1 - int(math.floor(math.log10(abs(value)))), 0)}f}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min" if seconds >= 3600 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+# ------------------------------------------------------------------------------------------- physics
+
+
+def _index(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(r["model"], r["signal"], r["metric"]): r for r in rows}
+
+
+def cell(row: dict[str, Any] | None) -> str:
+    """``mean ± std`` (3 decimals); 'n/r' when no seed resolved the working point."""
+    if row is None:
+        return "–"
+    if row["value"] is None:
+        return "n/r"
+    text = f"{row['value']:.3f}"
+    if row.get("std") is not None:
+        text += f" ± {row['std']:.3f}"
+    if row.get("n_resolved", row.get("n_seeds")) != row.get("n_seeds"):
+        text += f" ({row['n_resolved']}/{row['n_seeds']} seeds)"
+    return text
+
+
+def table(payload: dict[str, Any], metric: str) -> list[str]:
+    """Markdown table: one row per model, one column per signal."""
+    by = _index(payload["rows"])
+    signals = payload["signals"]
+    lines = ["| model | " + " | ".join(signals) + " |", "|---" * (len(signals) + 1) + "|"]
+    for model in payload["models"]:
+        lines.append(f"| {model} | " + " | ".join(cell(by.get((model, s, metric))) for s in signals) + " |")
+    return lines
+
+
+def _diff(a: dict[str, Any] | None, b: dict[str, Any] | None) -> tuple[float, float | None] | None:
+    """(a - b, combined seed spread) or None when either is missing."""
+    if a is None or b is None or a["value"] is None or b["value"] is None:
+        return None
+    spread = (math.hypot(a["std"], b["std"]) if a.get("std") is not None and b.get("std") is not None else None)
+    return a["value"] - b["value"], spread
+
+
+def flow_statements(payload: dict[str, Any], metric: str) -> list[str]:
+    """For every flow: how it compares with the same encoder without a flow, signal by signal."""
+    by = _index(payload["rows"])
+    signals = payload["signals"]
+    out = []
+    verdicts: dict[str, list[str]] = {"help": [], "hurt": [], "neutral": []}
+    for model in payload["models"]:
+        encoder, _, flow = model.partition("_")
+        base = f"{encoder}_none"
+        if encoder not in ("conv", "graph") or flow == "none" or base not in payload["models"]:
+            continue
+        diffs = {s: _diff(by.get((model, s, metric)), by.get((base, s, metric))) for s in signals}
+        diffs = {s: d for s, d in diffs.items() if d is not None}
+        if not diffs:
+            continue
+        up = [s for s, (d, _) in diffs.items() if d > 0]
+        beyond_up = [s for s, (d, sp) in diffs.items() if sp is not None and d > sp]
+        beyond_down = [s for s, (d, sp) in diffs.items() if sp is not None and -d > sp]
+        mean = sum(d for d, _ in diffs.values()) / len(diffs)
+        detail = ", ".join(f"{s} {d:+.3f}" + (f" (spread {sp:.3f})" if sp is not None else "")
+                           for s, (d, sp) in diffs.items())
+        have_spread = any(sp is not None for _, sp in diffs.values())
+        if have_spread:
+            beyond = (f"beyond the seed spread: better on {len(beyond_up)} ({', '.join(beyond_up) or 'none'}), "
+                      f"worse on {len(beyond_down)} ({', '.join(beyond_down) or 'none'})")
+        else:
+            beyond = "one seed only, so no seed spread to compare with"
+        out.append(f"- **{encoder} + {flow}** vs {encoder} without flow: higher on {len(up)} of {len(diffs)} "
+                   f"signals, mean difference {mean:+.3f}; {beyond}. Per signal: {detail}.")
+        key = ("help" if len(beyond_up) > len(diffs) / 2 and not beyond_down else
+               "hurt" if len(beyond_down) > len(diffs) / 2 and not beyond_up else "neutral")
+        verdicts[key].append(f"{encoder} + {flow}")
+    if out:
+        name = METRIC_TITLES.get(metric, metric).split(" (")[0]
+        summary = (f"In short ({name}): flows that help beyond the seed spread on most signals: "
+                   f"{', '.join(verdicts['help']) or 'none'}; that hurt on most: {', '.join(verdicts['hurt']) or 'none'}; "
+                   f"the others ({len(verdicts['neutral'])}) are not clearly different from no flow.")
+        out = [summary, ""] + out
+    return out
+
+
+def best_statements(payload: dict[str, Any]) -> list[str]:
+    """Best model per signal (AUC), and the baselines against the best VAE."""
+    by = _index(payload["rows"])
+    out = []
+    for signal in payload["signals"]:
+        ranked = sorted(((by[(m, signal, "auc")]["value"], m) for m in payload["models"]
+                         if by.get((m, signal, "auc")) and by[(m, signal, "auc")]["value"] is not None), reverse=True)
+        if not ranked:
+            continue
+        best_auc, best = ranked[0]
+        vaes = [(v, m) for v, m in ranked if m.startswith(("conv_", "graph_"))]
+        text = f"- {signal}: best AUC {best_auc:.3f} ({best})"
+        if vaes and best not in ("density", "isoforest"):
+            text += f", worst VAE {vaes[-1][0]:.3f} ({vaes[-1][1]})"
+        for baseline in ("density", "isoforest"):
+            row = by.get((baseline, signal, "auc"))
+            if row and row["value"] is not None and vaes:
+                text += f"; {baseline} {row['value']:.3f} ({row['value'] - vaes[0][0]:+.3f} vs the best VAE)"
+        out.append(text + ".")
+    return out
+
+
+def physics_section(payload: dict[str, Any] | None) -> list[str]:
+    lines = ["## Physics: anomaly detection on generated LHC events", ""]
+    if payload is None:
+        return lines + ["Not run yet: `make bench-physics` (about 75 minutes on 2 cores) writes "
+                        "`benchmarks/results/bench_physics.json`, then `python benchmarks/make_results.py`.", ""]
+    facts, sizes = payload["facts"], payload["sizes"]
+    status = ("complete run" if payload.get("complete") else
+              f"**partial run** ({payload['mode']}: {len(payload['models'])} models, {len(payload['seeds'])} seed(s)); "
+              "not the full benchmark")
+    spent = payload.get("seconds_spent", {})
+    lines += [f"`benchmarks/bench_physics.py` ({status}), {machine_line(payload)}, {payload.get('jobs', 1)} job(s).",
+              f"Wall time of the last invocation {_clock(payload['wall_seconds_this_run'])}; work done in all "
+              f"(resumed runs add up): generation {_clock(spent.get('generate', 0))}, preparation "
+              f"{_clock(spent.get('prepare', 0))}, training + scoring + scans {_clock(spent.get('models', 0))}.", ""]
+    files = facts["files"]
+    lines += ["### Data", "",
+              f"SM mixture generated with `darkflow generate` (Pythia 8, 13 TeV), weighted by cross-section "
+              f"(each event sigma * w / sum(w), in pb), after the channel `{facts['channel']}` "
+              f"(definition at the end): {files['sm_all']['events']:,} of {facts['sm_read']:,} events "
+              f"(N_eff = {files['sm_all']['n_eff']:,.0f}).", "",
+              "| SM process | generated | after channel | sigma after channel (pb) | N_eff |", "|---|---|---|---|---|"]
+    for name, p in facts["processes"].items():
+        lines.append(f"| {name} | {number(p['generated'])} | {p['selected']:,} | {number(p['sigma_after_channel_pb'])} "
+                     f"| {number(p['n_eff'])} |")
+    test = files["sm_test"]
+    lines += ["", f"A fixed split (seed independent): `sm_train` {files['sm_train']['events']:,} events for training "
+              f"(each run splits {sizes['train_events']:,} into 80% training and 20% validation with its own seed) "
+              f"and `sm_test` {test['events']:,} events (N_eff = {test['n_eff']:,.0f}) on which the thresholds "
+              "are set and the AUC is computed. Signals (after the same channel):", "",
+              "| signal | generated | after channel |", "|---|---|---|"]
+    for name in payload["signals"]:
+        f = files[name]
+        lines.append(f"| {name} | {number(f.get('generated'))} | {f['events']:,} |")
+    configs = payload.get("model_configs", {})
+    training = next(iter(configs.values()), {}).get("training", {})
+    lines += ["", "### Training", "",
+              f"Each model is trained on the SM training file only, at most {sizes['epochs']} epochs with early "
+              f"stopping (patience {sizes['patience']}) on the validation loss, batch {sizes['batch_size']}, "
+              f"learning rate {training.get('learning_rate', '?')}, event weights `{training.get('event_weights', '?')}`; "
+              f"seeds {', '.join(map(str, payload['seeds']))} (the seed changes the initialisation and the "
+              "training/validation split; the data are the same). Score: `total` (the VAE loss; -log p(x) for the "
+              "density; the isolation score for the forest). The models (the `model` section of the resolved "
+              "configs; the VAEs take each flow in turn, with these `flow_options`):", ""]
+    for name, config in configs.items():
+        lines.append(f"- `{name}`: `{json.dumps(config.get('model', {}))}`")
+    lines += ["", "Every number below is the mean ± the standard deviation over the seeds; 'n/r': the working "
+              "point is not resolved (eps_B below 1/N_eff of the test file) in any seed.", ""]
+    for metric in ("auc", "eps_s@1e-2", "eps_s@1e-3"):
+        lines += [f"### {METRIC_TITLES[metric]}", ""] + table(payload, metric) + [""]
+    lines += ["### What the numbers say", "", "Generated from the tables above (a difference is 'beyond the seed "
+              "spread' when it exceeds the two models' standard deviations added in quadrature).", ""]
+    for metric in ("auc", "eps_s@1e-3"):
+        lines += flow_statements(payload, metric) + [""]
+    lines += ["Best models per signal:", ""] + best_statements(payload) + [""]
+    costs = payload.get("costs", {})
+    if costs:
+        lines += ["### Cost per model (mean over seeds, seconds)", "", "| model | training | epochs | scoring |",
+                  "|---|---|---|---|"]
+        for model, c in costs.items():
+            lines.append(f"| {model} | {number(c['train_seconds'], 2)} | {c['epochs']:.1f} | "
+                         f"{number(c['score_seconds'], 2)} |")
+        lines.append("")
+    lines += ["### Channel", "", "```yaml", payload.get("channel_yaml", "").strip(), "```", ""]
+    return lines
+
+
+def headline(payload: dict[str, Any] | None) -> list[str]:
+    """The README's table: AUC per model and signal."""
+    if payload is None:
+        return ["Physics benchmark not run yet (`make bench-physics`)."]
+    status = "" if payload.get("complete") else f" **Partial run ({payload['mode']}), not the full benchmark.**"
+    return [f"AUC (mean ± std over {len(payload['seeds'])} seed(s)) on the generated benchmark, "
+            f"{machine_line(payload)}.{status} Full tables, eps_S at eps_B = 1e-2 and 1e-3 and the statements: "
+            "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).", ""] + table(payload, "auc")
+
+
+# ------------------------------------------------------------------------------------------- compute
+
+
+def compute_section(results: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["## Compute", "", "Every figure the other bench scripts record, with its reference or target where it "
+             "has one.", "", "| script | figure | value | unit | reference | target | status |",
+             "|---|---|---|---|---|---|---|"]
+    scripts = list(COMPUTE_SCRIPTS) + sorted(s for s in results if s not in COMPUTE_SCRIPTS and s != "bench_physics")
+    for script in scripts:
+        payload = results.get(script)
+        if payload is None:
+            lines.append(f"| {script} | not run yet | | | | | |")
+            continue
+        for row in payload["rows"]:
+            status = "" if row.get("ok") is None else ("OK" if row["ok"] else "MISSED")
+            lines.append(f"| {script} | {row['name']} | {number(row.get('value'))} | {row.get('unit', '')} | "
+                         f"{row.get('reference') or ''} | {row.get('target') or ''} | {status} |")
+    lines += ["", "Where and when each script ran:", ""]
+    for script in scripts:
+        payload = results.get(script)
+        lines.append(f"- `{script}`: " + (machine_line(payload) if payload else "not run yet"))
+    return lines + [""]
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+def build(results: dict[str, dict[str, Any]]) -> str:
+    lines = ["# DarkFlow benchmark results", "",
+             "Generated by `benchmarks/make_results.py` from `benchmarks/results/*.json`, which the scripts in "
+             "`benchmarks/` write (`make bench`); no number here is typed by hand.", ""]
+    lines += physics_section(results.get("bench_physics"))
+    lines += compute_section(results)
+    return "\n".join(lines)
+
+
+def update_readme(readme: Path, block: list[str]) -> bool:
+    """Replace the text between the physics-table markers; False when the README has no markers."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        return False
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + BEGIN + "\n" + "\n".join(block) + "\n" + END + tail
+    if new != text:
+        tmp = readme.with_name(f".{readme.name}.tmp")
+        tmp.write_text(new)
+        os.replace(tmp, readme)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--readme", default=str(HERE.parent / "README.md"), help="README to update, or 'none'")
+    args = parser.parse_args(argv)
+    results = load(args.results) if args.results.is_dir() else {}
+    text = build(results)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out} ({', '.join(sorted(results)) or 'no results yet'})")
+    if args.readme != "none":
+        ok = update_readme(Path(args.readme), headline(results.get("bench_physics")))
+        print(f"{'updated' if ok else 'no physics-table markers in'} {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
