@@ -450,7 +450,7 @@ def _cpu_children() -> float:
 
 
 def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: int, timings: Timings,
-             n_events: int = 6000) -> dict[str, Any]:
+             n_events: int = 6000, gen_events: int = 600) -> dict[str, Any]:
     """Time two epochs and one scoring pass of every model on ``n_events`` and extrapolate the full benchmark.
 
     Each model runs on one torch thread, as with ``--jobs 2`` on 2 cores, and both its wall time and its CPU
@@ -481,12 +481,19 @@ def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: in
                 from darkflow.generate.run import GenerateConfig, generate
 
                 start, cpu = time.perf_counter(), time.process_time() + _cpu_children()
-                generate(GenerateConfig(process=proc, events=600, seed=99, out=str(est / "generated"), workers=2))
-                timings.add(key, seconds=time.perf_counter() - start, events=600, workers=2,
+                generate(GenerateConfig(process=proc, events=gen_events, seed=99, out=str(est / "generated"),
+                                        workers=2))
+                timings.add(key, seconds=time.perf_counter() - start, events=gen_events, workers=2,
                             cpu=time.process_time() + _cpu_children() - cpu)
     _init_worker(1)
     cached = est / "costs.json"
     per_model: dict[str, dict[str, float]] = json.loads(cached.read_text()) if cached.is_file() else {}
+    if any(m not in per_model for m in models):  # a first, untimed run pays the one-off imports and warm-up
+        shutil.rmtree(est / "warm-up", ignore_errors=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            train(train_config(models[0], 1, sizes, epochs=1), TrainOptions(data=str(small), out=str(est / "warm-up"),
+                                                                            progress=False))
     for model in models:
         if model in per_model:
             continue
@@ -620,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
          f"({sm[BACKGROUND]['n_eff']:.0f} effective)")
     if args.estimate:
         estimate(work, sizes, FULL if not args.quick else sizes, list(MODELS) if not args.quick else models,
-                 3, timings)
+                 3, timings, gen_events=60 if args.quick else 600)
     results = run_units(work, sizes, models, seeds, args.jobs, timings)
     signals = list(sizes.signal_events)
     rows = aggregate(results, models, signals)
@@ -633,6 +640,9 @@ def main(argv: list[str] | None = None) -> int:
              "models": models, "seeds": seeds, "signals": signals, "sizes": asdict(sizes), "jobs": args.jobs,
              "facts": facts, "costs": model_costs(results, models), "wall_seconds_this_run": wall,
              "seconds_spent": spent, "channel_yaml": _channel_yaml(),
+             "threads_per_job": max(1, _cores() // args.jobs),
+             "extrapolation": json.loads((work / "extrapolation.json").read_text())
+             if (work / "extrapolation.json").is_file() else None,
              "model_configs": {m: train_config(m, 1, sizes).model_dump(mode="json")
                                for m in ("conv_none", "graph_none", "density", "isoforest")}}
     _write_json(work / "summary.json", {"rows": rows, **extra})

@@ -137,7 +137,10 @@ def flow_statements(payload: dict[str, Any], metric: str) -> list[str]:
         key = ("help" if len(beyond_up) > len(diffs) / 2 and not beyond_down else
                "hurt" if len(beyond_down) > len(diffs) / 2 and not beyond_up else "neutral")
         verdicts[key].append(f"{encoder} + {flow}")
-    if out:
+    if out and not any(r.get("std") is not None for r in payload["rows"]):
+        name = METRIC_TITLES.get(metric, metric).split(" (")[0]
+        out = [f"{name}: one seed only, so the differences below are not judged against a seed spread.", ""] + out
+    elif out:
         name = METRIC_TITLES.get(metric, metric).split(" (")[0]
         summary = (f"In short ({name}): flows that help beyond the seed spread on most signals: "
                    f"{', '.join(verdicts['help']) or 'none'}; that hurt on most: {', '.join(verdicts['hurt']) or 'none'}; "
@@ -178,7 +181,9 @@ def physics_section(payload: dict[str, Any] | None) -> list[str]:
               f"**partial run** ({payload['mode']}: {len(payload['models'])} models, {len(payload['seeds'])} seed(s)); "
               "not the full benchmark")
     spent = payload.get("seconds_spent", {})
-    lines += [f"`benchmarks/bench_physics.py` ({status}), {machine_line(payload)}, {payload.get('jobs', 1)} job(s).",
+    lines += [f"`benchmarks/bench_physics.py` ({status}), {machine_line(payload)} in the main process; "
+              f"{payload.get('jobs', 1)} training job(s) at a time with {payload.get('threads_per_job', '?')} torch "
+              "thread(s) each.",
               f"Wall time of the last invocation {_clock(payload['wall_seconds_this_run'])}; work done in all "
               f"(resumed runs add up): generation {_clock(spent.get('generate', 0))}, preparation "
               f"{_clock(spent.get('prepare', 0))}, training + scoring + scans {_clock(spent.get('models', 0))}.", ""]
@@ -229,6 +234,20 @@ def physics_section(payload: dict[str, Any] | None) -> list[str]:
         for model, c in costs.items():
             lines.append(f"| {model} | {number(c['train_seconds'], 2)} | {c['epochs']:.1f} | "
                          f"{number(c['score_seconds'], 2)} |")
+        lines.append("")
+    ext = payload.get("extrapolation")
+    if ext:
+        lines += ["### Expected time of the full benchmark (`--estimate`)", "",
+                  f"From two epochs and one scoring pass of every model on a slice of this run's training file "
+                  f"(one torch thread each) and a generation rate, for the full sizes ({ext['events_generated']:,} "
+                  f"events generated, {ext['seeds']} seeds, {ext['cores']} cores with one job per core; every run "
+                  "at its maximum number of epochs):", "",
+                  "| estimate | generation | preparation | models | total |", "|---|---|---|---|---|"]
+        for kind, what in (("wall", f"wall times measured here (load average {ext.get('load_average', 0):.1f})"),
+                           ("cpu", "CPU times (the same machine with nothing else running)")):
+            t = ext[kind]
+            lines.append(f"| {what} | {_clock(t['generation'])} | {_clock(t['prepare'])} | {_clock(t['models'])} "
+                         f"| {_clock(t['total'])} |")
         lines.append("")
     lines += ["### Channel", "", "```yaml", payload.get("channel_yaml", "").strip(), "```", ""]
     return lines

@@ -18,7 +18,7 @@ import make_results  # noqa: E402
 @pytest.mark.slow
 def test_quick_physics_benchmark_resumes_and_builds_results(tmp_path, capsys):
     work = tmp_path / "work"
-    assert bench_physics.main(["--quick", "--work", str(work), "--seeds", "2", "--no-progress"]) == 0
+    assert bench_physics.main(["--quick", "--work", str(work), "--seeds", "2", "--jobs", "2", "--no-progress"]) == 0
     first = capsys.readouterr().out
     summary = json.loads((work / "summary.json").read_text())
     recorded = json.loads((work / "results" / "bench_physics.json").read_text())
@@ -47,7 +47,7 @@ def test_quick_physics_benchmark_resumes_and_builds_results(tmp_path, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.suffix in (".pt", ".root", ".h5")
               or p.name == "result.json"}
     assert sum(p.name == "model.pt" for p in stamps) == len(models) * 2
-    assert bench_physics.main(["--quick", "--work", str(work), "--seeds", "2", "--no-progress"]) == 0
+    assert bench_physics.main(["--quick", "--work", str(work), "--seeds", "2", "--jobs", "1", "--no-progress"]) == 0
     second = capsys.readouterr().out
     assert "10 of 10 (model, seed) units already done, reused" in second
     assert "train " not in second and second.count("exists, reused") == 8
@@ -58,7 +58,7 @@ def test_quick_physics_benchmark_resumes_and_builds_results(tmp_path, capsys):
     redo = work / "runs" / "density" / "s02"
     (redo / "result.json").unlink()
     (redo / "model.pt").unlink()
-    assert bench_physics.main(["--quick", "--work", str(work), "--seeds", "2", "--no-progress"]) == 0
+    assert bench_physics.main(["--quick", "--work", str(work), "--seeds", "2", "--jobs", "1", "--no-progress"]) == 0
     third = capsys.readouterr().out
     assert "train density seed 2" in third and third.count("train ") == 1
     assert (redo / "result.json").is_file()
