@@ -258,7 +258,9 @@ def headline(payload: dict[str, Any] | None) -> list[str]:
     if payload is None:
         return ["Physics benchmark not run yet (`make bench-physics`)."]
     status = "" if payload.get("complete") else f" **Partial run ({payload['mode']}), not the full benchmark.**"
-    return [f"AUC (mean ± std over {len(payload['seeds'])} seed(s)) on the generated benchmark, "
+    seeds = len(payload["seeds"])
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed, no spread"
+    return [f"AUC ({spread}) on the generated benchmark, "
             f"{machine_line(payload)}.{status} Full tables, eps_S at eps_B = 1e-2 and 1e-3 and the statements: "
             "[benchmarks/RESULTS.md](benchmarks/RESULTS.md).", ""] + table(payload, "auc")
 
