@@ -18,7 +18,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict[str, Any]:
-    """A description of the machine: cores, CPU model, memory, platform, torch version and threads."""
+    """A description of the machine: cores, CPU model, memory, platform, torch version and threads, and the
+    free-text ``DARKFLOW_BENCH_NOTE`` environment variable (how the run was placed on the machine)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -35,6 +36,8 @@ def machine() -> dict[str, Any]:
     info: dict[str, Any] = {"cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                             else os.cpu_count(), "cpu": cpu, "memory_gib": memory,
                             "platform": platform.platform(), "python": platform.python_version()}
+    if os.environ.get("DARKFLOW_BENCH_NOTE"):
+        info["note"] = os.environ["DARKFLOW_BENCH_NOTE"]
     try:
         import torch
 

@@ -40,7 +40,9 @@ def machine_line(payload: dict[str, Any]) -> str:
              f"Python {m.get('python', '?')}"]
     if m.get("torch"):
         parts.append(f"torch {m['torch']}, {m.get('torch_threads', '?')} threads")
-    parts.append(f"GPU: {m['gpu']}" if m.get("gpu") else "no GPU")
+    parts.append(f"GPU: {m['gpu']} (present, not used unless stated)" if m.get("gpu") else "no GPU")
+    if m.get("note"):
+        parts.append(m["note"])
     return f"{payload.get('date', '?')}, " + ", ".join(parts)
 
 
@@ -186,7 +188,16 @@ def physics_section(payload: dict[str, Any] | None) -> list[str]:
               "thread(s) each.",
               f"Wall time of the last invocation {_clock(payload['wall_seconds_this_run'])}; work done in all "
               f"(resumed runs add up): generation {_clock(spent.get('generate', 0))}, preparation "
-              f"{_clock(spent.get('prepare', 0))}, training + scoring + scans {_clock(spent.get('models', 0))}.", ""]
+              f"{_clock(spent.get('prepare', 0))}, training + scoring + scans {_clock(spent.get('models', 0))}."]
+    cores = payload.get("machine", {}).get("cores") or 1
+    if payload.get("threads_per_job") == 1 and cores > 2 and spent:
+        gen2 = spent.get("generate", 0) * cores / 2
+        models2 = spent.get("models", 0) / 2
+        lines += ["", f"On a 2-core CPU (generation with 2 workers, two one-thread training jobs) the same work takes "
+                  f"about {_clock(gen2 + spent.get('prepare', 0) + models2)}: generation at most "
+                  f"{_clock(gen2)} (its wall time here times its {cores} workers, halved), models "
+                  f"{_clock(models2)} (the sum of the one-thread run times, halved); the target is 2 hours."]
+    lines += [""]
     files = facts["files"]
     lines += ["### Data", "",
               f"SM mixture generated with `darkflow generate` (Pythia 8, 13 TeV), weighted by cross-section "
