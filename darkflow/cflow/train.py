@@ -74,6 +74,8 @@ def _fit(trainer, module, loader) -> None:
 
     with warnings.catch_warnings():
         _expected_warnings()
+        # the frozen encoder stays in eval mode while the decoders train: intended
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=r".*train_dataloader.*num_workers.*")
         trainer.fit(module, loader)
@@ -183,7 +185,8 @@ def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> t
     train_idx, val_idx = split_normal(len(images), t.val_fraction, t.seed)
     x_all = torch.from_numpy(images.images)
     x_train, x_val = x_all[train_idx], x_all[val_idx]
-    model = CFlowModel(config, tuple(images.images.shape[1:]), normalization_for(config, images.kind))
+    model = CFlowModel(config, tuple(images.images.shape[1:]), normalization_for(config, images.kind),
+                       rows_are_objects=images.kind == "events")
     model.fit_input_normalization(x_train)
     AutoencoderModule, FlowModule = _modules()
     start = time.perf_counter()
@@ -241,7 +244,7 @@ def train_cflow(config: CflowConfig, options: CflowTrainOptions) -> dict[str, An
     metadata = {
         "darkflow_version": __version__, "config": config.model_dump(mode="json"), "kind": images.kind,
         "shape": list(model.shape), "channels": model.shape[0], "image_size": list(model.shape[1:]),
-        "normalization": model.normalization, "encoder": config.encoder.name,
+        "normalization": model.normalization, "rows_are_objects": model.rows_are_objects, "encoder": config.encoder.name,
         "scales": [list(s) for s in model.scales], "calibration": summary["calibration"],
         "label": images.meta.get("label"), "data": list(options.data), "meta": _json_safe(images.meta),
         "n_train": summary["n_train"], "n_val": summary["n_val"], "val_loss": summary["val_loss"],
@@ -274,7 +277,8 @@ def load_run(run: str | Path) -> tuple[CFlowModel, dict[str, Any]]:
         raise InputError(f"{path}: not a CFLOW run file (expected state_dict and metadata)")
     meta = json.loads(blob["metadata"])
     config = validate(CflowConfig, meta["config"], str(path))
-    model = CFlowModel(config, tuple(meta["shape"]), meta["normalization"], load_weights=False)
+    model = CFlowModel(config, tuple(meta["shape"]), meta["normalization"], load_weights=False,
+                       rows_are_objects=meta["rows_are_objects"])
     model.load_state_dict(blob["state_dict"])
     return model.eval(), meta
 
