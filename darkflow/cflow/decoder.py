@@ -26,6 +26,9 @@ def build_decoders(channels: list[int], flow: str = "cflow-coupling", blocks: in
     """
     from darkflow.flows import build_flow, flow_options as valid_options
 
+    if flow == "none":
+        raise ConfigError("decoder flow 'none' has nothing to learn; choose a conditional flow such as "
+                          "cflow-coupling (default), realnvp, nsf-coupling or maf")
     valid = valid_options(flow)
     options = dict(flow_options or {})
     if "num_layers" in valid:
