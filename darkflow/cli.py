@@ -351,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--encoder", choices=["builtin", "resnet18", "wide_resnet50_2"], help="override encoder.name")
     c.add_argument("--weights", help="torchvision encoders: imagenet (download), none (random) or a local .pth file")
     c.add_argument("--image-size", type=int, help="resize folder images to N x N (default 256; .h5 images keep their size)")
-    c.add_argument("--epochs", type=int, help="decoder training epochs (default 20)")
+    c.add_argument("--epochs", type=int, help="decoder training epochs (default 10)")
     c.add_argument("--flow", help="decoder flow (any conditional flow of the registry; default cflow-coupling)")
     c.add_argument("--seed", type=int)
     c.add_argument("--accelerator", choices=["cpu", "gpu", "auto"])

@@ -56,7 +56,7 @@ class DecoderConfig(StrictModel):
 class TrainingConfig(StrictModel):
     """Optimisation and trainer options."""
 
-    epochs: int = 20
+    epochs: int = 10
     fiber_batch: int = 256
     batch_size: int = 16
     learning_rate: float = 1e-3

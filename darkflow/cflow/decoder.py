@@ -12,7 +12,8 @@ def build_decoders(channels: list[int], flow: str = "cflow-coupling", blocks: in
     """One flow ``build_flow(flow, features=C_s, context=pos_dim)`` per scale.
 
     ``blocks`` sets the flow's ``num_layers`` and ``clamp`` its ``clamp`` where the flow has one;
-    ``flow_options`` passes any other option of the flow.
+    ``flow_options`` passes any other option of the flow (``cflow-coupling`` defaults to CFLOW-AD's
+    ``permutation: orthogonal``).
 
     Arguments:
         channels: ``C_s`` of every scale.
@@ -35,6 +36,8 @@ def build_decoders(channels: list[int], flow: str = "cflow-coupling", blocks: in
         options.setdefault("num_layers", blocks)
     if "clamp" in valid:
         options.setdefault("clamp", clamp)
+    if flow == "cflow-coupling":
+        options.setdefault("permutation", "orthogonal")  # CFLOW-AD's soft permutation (and faster)
     decoders = nn.ModuleList()
     for c in channels:
         try:
