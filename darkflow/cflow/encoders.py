@@ -29,6 +29,15 @@ def _block(c_in: int, c_out: int, row_local: bool = False) -> nn.Sequential:
                          nn.Conv2d(c_out, c_out, k, padding=p), nn.LeakyReLU(0.1))
 
 
+def _init(module: nn.Module) -> None:
+    """He initialisation for the LeakyReLU stacks (PyTorch's default shrinks the signal layer by layer, and
+    a dozen layers deep the autoencoder then only learns the mean image)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, a=0.1, nonlinearity="leaky_relu")
+            nn.init.zeros_(m.bias)
+
+
 def _pool(size: tuple[int, int]) -> tuple[int, int]:
     """Halve every side of at least 8 pixels, keep the others (a ``(32, 4)`` map becomes ``(16, 4)``)."""
     return tuple(2 if s >= 8 else 1 for s in size)  # type: ignore[return-value]
@@ -80,6 +89,7 @@ class ConvEncoder(nn.Module):
             self.stages.append(nn.Sequential(*stage))
             self.sizes.append(size)  # type: ignore[arg-type]
         self.channels = list(channels)
+        _init(self)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.stem(x)
@@ -106,6 +116,7 @@ class ConvDecoder(nn.Module):
         f = encoder.stem_factor
         self.head = (nn.ConvTranspose2d(chans[-1], in_channels, f, stride=f) if max(f) > 1
                      else nn.Conv2d(chans[-1], in_channels, 3, padding=1))
+        _init(self)
 
     def forward(self, z: Tensor) -> Tensor:
         for block, size in zip(self.blocks, self.sizes):

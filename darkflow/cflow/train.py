@@ -1,7 +1,7 @@
 """``darkflow cflow train``: fit a CFLOW-AD model on normal images with Lightning.
 
 Steps: split off normal validation images; fit the input standardization; pre-train the built-in encoder
-as an autoencoder (Lightning); freeze the encoder and extract the training fibers once; train the
+as an autoencoder (Lightning, a fixed number of steps so that small image sets get enough); freeze the encoder and extract the training fibers once; train the
 decoders on fiber batches (Lightning); calibrate the per-scale constants on the validation images.
 
 Run directory::
@@ -58,11 +58,11 @@ def split_normal(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _trainer(config: CflowConfig, epochs: int, progress: bool):
+def _trainer(config: CflowConfig, progress: bool, epochs: int = -1, steps: int = -1):
     import lightning as L
 
     t = config.training
-    return L.Trainer(max_epochs=epochs, accelerator=t.accelerator, devices=t.devices, logger=False,
+    return L.Trainer(max_epochs=epochs, max_steps=steps, accelerator=t.accelerator, devices=t.devices, logger=False,
                      enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
                      num_sanity_val_steps=0, gradient_clip_val=5.0, deterministic="warn")
 
@@ -191,11 +191,11 @@ def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> t
     AutoencoderModule, FlowModule = _modules()
     start = time.perf_counter()
     summary: dict[str, Any] = {"n_train": len(train_idx), "n_val": len(val_idx), "ae_losses": [], "flow_losses": []}
-    if config.encoder.name == "builtin" and config.encoder.pretrain_epochs > 0:
+    if config.encoder.name == "builtin" and config.encoder.pretrain_steps > 0:
         ae = AutoencoderModule(model, config.encoder.pretrain_lr)
         loader = DataLoader(TensorDataset(model.normalize(x_train)), batch_size=t.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(t.seed))
-        _fit(_trainer(config, config.encoder.pretrain_epochs, progress), ae, loader)
+        _fit(_trainer(config, progress, steps=config.encoder.pretrain_steps), ae, loader)
         summary["ae_losses"] = ae.losses
         model.encoder.cpu()
     summary["ae_seconds"] = time.perf_counter() - start
@@ -210,7 +210,7 @@ def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> t
     steps = max(1, math.ceil(max(len(f) for f in fibers) / t.fiber_batch))
     flow = FlowModule(model, fibers, t.fiber_batch, t.learning_rate, steps, t.seed)
     start = time.perf_counter()
-    _fit(_trainer(config, t.epochs, progress), flow, DataLoader(range(steps), batch_size=None))
+    _fit(_trainer(config, progress, epochs=t.epochs), flow, DataLoader(range(steps), batch_size=None))
     summary["flow_seconds"] = time.perf_counter() - start
     summary["flow_losses"] = flow.losses
     summary["steps_per_epoch"] = steps

@@ -11,7 +11,7 @@ from darkflow.cflow.config import CflowConfig
 
 def quick_config(size: int, **training) -> CflowConfig:
     """A CFLOW config small enough for a unit test (the defaults, with fewer and smaller everything)."""
-    return CflowConfig(image_size=size, encoder={"channels": [8, 16], "pretrain_epochs": 1},
+    return CflowConfig(image_size=size, encoder={"channels": [8, 16], "pretrain_steps": 5},
                        decoder={"blocks": 2, "pos_dim": 16},
                        training={"epochs": 1, "fiber_batch": 512, **training})
 
