@@ -112,7 +112,9 @@ class ConvDecoder(nn.Module):
         self.sizes = encoder.sizes[::-1][1:] + encoder.sizes[:1]
         self.image_size = tuple(image_size)
         chans = encoder.channels[::-1]
-        self.blocks = nn.ModuleList(_block(chans[i], chans[min(i + 1, len(chans) - 1)]) for i in range(len(chans)))
+        self.blocks = nn.ModuleList(  # one convolution per level: the decoder only has to train the encoder
+            nn.Sequential(nn.Conv2d(chans[i], chans[min(i + 1, len(chans) - 1)], 3, padding=1), nn.LeakyReLU(0.1))
+            for i in range(len(chans)))
         f = encoder.stem_factor
         self.head = (nn.ConvTranspose2d(chans[-1], in_channels, f, stride=f) if max(f) > 1
                      else nn.Conv2d(chans[-1], in_channels, 3, padding=1))
@@ -189,8 +191,8 @@ def _torchvision_backbone(name: str, weights: str) -> nn.Module:
     try:
         net.load_state_dict(state)
     except (RuntimeError, TypeError) as err:
-        first = str(err).splitlines()[0]
-        raise InputError(f"the weights do not fit torchvision's {name}: {first}") from None
+        detail = " ".join(str(err).split())
+        raise InputError(f"the weights do not fit torchvision's {name}: {detail[:240]}") from None
     return net
 
 

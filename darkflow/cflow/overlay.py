@@ -27,8 +27,9 @@ def write_overlays(folder: Path, images: ImageSet, maps: np.ndarray, scores: np.
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.colors import PowerNorm
+
     order = np.argsort(-scores, kind="stable")[:count]
-    lo, hi = np.percentile(maps, [1, 99.9])
     rows = images.meta.get("rows")
     features = images.meta.get("features")
     written = []
@@ -44,7 +45,9 @@ def write_overlays(folder: Path, images: ImageSet, maps: np.ndarray, scores: np.
             axes[0].imshow(image.sum(axis=0), cmap="viridis", aspect=aspect)
         axes[0].set_title(f"{images.names[i]} (label {int(images.labels[i])})", fontsize=8)
         axes[1].imshow(image.mean(axis=0), cmap="gray", aspect=aspect)
-        im = axes[1].imshow(maps[i], cmap="inferno", alpha=0.6, vmin=lo, vmax=hi, aspect=aspect)
+        # per image, from 0 (the validation mean) to the image's maximum; anomalies span decades, so gamma 0.5
+        norm = PowerNorm(0.5, vmin=0.0, vmax=max(float(maps[i].max()), 1e-6), clip=True)
+        im = axes[1].imshow(maps[i], cmap="inferno", alpha=0.6, norm=norm, aspect=aspect)
         if images.masks is not None and images.masks[i].any():
             axes[1].contour(images.masks[i], levels=[0.5], colors="cyan", linewidths=1)
         axes[1].set_title(f"anomaly map, score {scores[i]:.3g}", fontsize=8)

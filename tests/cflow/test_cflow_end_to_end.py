@@ -79,7 +79,9 @@ def test_toy_jet_images_top_scores_above_qcd(capsys):
     rng = np.random.default_rng(4)
     train = ImageSet(toy_jet_images(rng, 48, 1), np.zeros(48, np.int8), None, [f"qcd/{i}" for i in range(48)],
                      "jetimages", meta={"label": "qcd"})
-    config = CflowConfig(image_size=32, training={"epochs": 2})  # the defaults, 2 epochs
+    # the defaults with 2 epochs and without the autoencoder pre-training (a random He-initialised encoder),
+    # to keep the test short
+    config = CflowConfig(image_size=32, encoder={"pretrain_steps": 0}, training={"epochs": 2})
     model, _ = fit_cflow(train, config, progress=False)
     x = np.concatenate([toy_jet_images(rng, 40, 1), toy_jet_images(rng, 40, 3)])
     labels = np.r_[np.zeros(40), np.ones(40)].astype(np.int8)
