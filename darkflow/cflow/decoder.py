@@ -25,7 +25,8 @@ def build_decoders(channels: list[int], flow: str = "cflow-coupling", blocks: in
     References:
         D. Gudovskiy, S. Ishizaka, K. Kozuka, CFLOW-AD, WACV 2022 (arXiv:2107.12571).
     """
-    from darkflow.flows import build_flow, flow_options as valid_options
+    from darkflow.flows import build_flow
+    from darkflow.flows import flow_options as valid_options
 
     if flow == "none":
         raise ConfigError("decoder flow 'none' has nothing to learn; choose a conditional flow such as "

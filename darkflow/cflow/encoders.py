@@ -75,7 +75,7 @@ class ConvEncoder(nn.Module):
         else:
             conv = nn.Conv2d(in_channels, channels[0], (1, 3) if row_local else 3, padding=(0, 1) if row_local else 1)
         self.stem = nn.Sequential(conv, nn.LeakyReLU(0.1))
-        size = tuple(s // f for s, f in zip(image_size, stem))
+        size = tuple(s // f for s, f in zip(image_size, stem, strict=True))
         self.stages = nn.ModuleList()
         self.sizes: list[tuple[int, int]] = []
         for s, c in enumerate(channels):
@@ -84,7 +84,7 @@ class ConvEncoder(nn.Module):
                 pool = _pool(size)
                 if max(pool) > 1:
                     stage.append(nn.AvgPool2d(pool))
-                size = tuple(a // p for a, p in zip(size, pool))
+                size = tuple(a // p for a, p in zip(size, pool, strict=True))
             stage.append(_block(channels[s - 1] if s else channels[0], c, row_local and s == 0))
             self.stages.append(nn.Sequential(*stage))
             self.sizes.append(size)  # type: ignore[arg-type]
@@ -121,7 +121,7 @@ class ConvDecoder(nn.Module):
         _init(self)
 
     def forward(self, z: Tensor) -> Tensor:
-        for block, size in zip(self.blocks, self.sizes):
+        for block, size in zip(self.blocks, self.sizes, strict=True):
             z = nn.functional.interpolate(block(z), size=size, mode="bilinear", align_corners=False)
         x = self.head(z)
         if tuple(x.shape[2:]) != self.image_size:

@@ -26,7 +26,6 @@ def write_overlays(folder: Path, images: ImageSet, maps: np.ndarray, scores: np.
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     from matplotlib.colors import PowerNorm
 
     order = np.argsort(-scores, kind="stable")[:count]

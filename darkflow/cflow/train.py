@@ -165,7 +165,7 @@ def _in_batches(fn, images: torch.Tensor, batch_size: int) -> list[torch.Tensor]
     parts: list[list[torch.Tensor]] = []
     for lo in range(0, len(images), batch_size):
         parts.append([t.cpu() for t in fn(images[lo : lo + batch_size])])
-    return [torch.cat(p) for p in zip(*parts)]
+    return [torch.cat(p) for p in zip(*parts, strict=True)]
 
 
 def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> tuple[CFlowModel, dict[str, Any]]:

@@ -66,7 +66,7 @@ def toy_jet_images(rng: np.random.Generator, n: int, prongs: int) -> np.ndarray:
             angle = rng.uniform(0, 2 * np.pi) + np.array([0, 2.1, 4.2])
             radius = rng.uniform(5, 9, 3)
             places = [(16, 16), *(16 + np.c_[radius[1:] * np.sin(angle[1:]), radius[1:] * np.cos(angle[1:])])]
-        for f, (cy, cx) in zip(fractions, places):
+        for f, (cy, cx) in zip(fractions, places, strict=True):
             images[i, 0] += f * np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / 2.0) / (2 * np.pi)
         images[i, 0] += 0.002 * rng.exponential(1, (32, 32)) * (rng.random((32, 32)) < 0.05)
     return images

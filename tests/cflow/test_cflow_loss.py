@@ -20,7 +20,7 @@ def test_fiber_nll_matches_density():
     u, log_det = flow(z, ctx)
     got = fiber_nll(u, log_det)
     for i in range(5):
-        jac = torch.autograd.functional.jacobian(lambda v: flow(v[None], ctx[i : i + 1])[0][0], z[i])
+        jac = torch.autograd.functional.jacobian(lambda v, i=i: flow(v[None], ctx[i : i + 1])[0][0], z[i])
         log_p = torch.distributions.Normal(0.0, 1.0).log_prob(u[i]).sum() + torch.linalg.slogdet(jac)[1]
         # fiber_nll leaves out the constant C/2 log(2 pi) and divides by C
         direct = (-log_p - 0.5 * c * math.log(2 * math.pi)) / c
