@@ -16,7 +16,7 @@ class EncoderConfig(StrictModel):
     weights: str = "imagenet"
     channels: list[int] = [32, 64, 128]
     resolution: int = 32
-    pretrain_epochs: int = 30
+    pretrain_steps: int = 400
     pretrain_lr: float = 1e-3
 
     @field_validator("channels")
@@ -56,7 +56,7 @@ class DecoderConfig(StrictModel):
 class TrainingConfig(StrictModel):
     """Optimisation and trainer options."""
 
-    epochs: int = 20
+    epochs: int = 10
     fiber_batch: int = 256
     batch_size: int = 16
     learning_rate: float = 1e-3

@@ -12,7 +12,8 @@ def build_decoders(channels: list[int], flow: str = "cflow-coupling", blocks: in
     """One flow ``build_flow(flow, features=C_s, context=pos_dim)`` per scale.
 
     ``blocks`` sets the flow's ``num_layers`` and ``clamp`` its ``clamp`` where the flow has one;
-    ``flow_options`` passes any other option of the flow.
+    ``flow_options`` passes any other option of the flow (``cflow-coupling`` defaults to CFLOW-AD's
+    ``permutation: orthogonal``).
 
     Arguments:
         channels: ``C_s`` of every scale.
@@ -24,14 +25,20 @@ def build_decoders(channels: list[int], flow: str = "cflow-coupling", blocks: in
     References:
         D. Gudovskiy, S. Ishizaka, K. Kozuka, CFLOW-AD, WACV 2022 (arXiv:2107.12571).
     """
-    from darkflow.flows import build_flow, flow_options as valid_options
+    from darkflow.flows import build_flow
+    from darkflow.flows import flow_options as valid_options
 
+    if flow == "none":
+        raise ConfigError("decoder flow 'none' has nothing to learn; choose a conditional flow such as "
+                          "cflow-coupling (default), realnvp, nsf-coupling or maf")
     valid = valid_options(flow)
     options = dict(flow_options or {})
     if "num_layers" in valid:
         options.setdefault("num_layers", blocks)
     if "clamp" in valid:
         options.setdefault("clamp", clamp)
+    if flow == "cflow-coupling":
+        options.setdefault("permutation", "orthogonal")  # CFLOW-AD's soft permutation (and faster)
     decoders = nn.ModuleList()
     for c in channels:
         try:

@@ -23,9 +23,19 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _block(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.LeakyReLU(0.1),
-                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.LeakyReLU(0.1))
+def _block(c_in: int, c_out: int, row_local: bool = False) -> nn.Sequential:
+    k, p = ((1, 3), (0, 1)) if row_local else (3, 1)
+    return nn.Sequential(nn.Conv2d(c_in, c_out, k, padding=p), nn.LeakyReLU(0.1),
+                         nn.Conv2d(c_out, c_out, k, padding=p), nn.LeakyReLU(0.1))
+
+
+def _init(module: nn.Module) -> None:
+    """He initialisation for the LeakyReLU stacks (PyTorch's default shrinks the signal layer by layer, and
+    a dozen layers deep the autoencoder then only learns the mean image)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.kaiming_normal_(m.weight, a=0.1, nonlinearity="leaky_relu")
+            nn.init.zeros_(m.bias)
 
 
 def _pool(size: tuple[int, int]) -> tuple[int, int]:
@@ -34,21 +44,24 @@ def _pool(size: tuple[int, int]) -> tuple[int, int]:
 
 
 class ConvEncoder(nn.Module):
-    """The built-in encoder: a stem to at most ``resolution`` pixels a side, then one conv block per scale,
-    each after halving the sides of at least 8 pixels.
+    """The built-in encoder: a stem to at most ``resolution`` cells a side (a convolution over
+    non-overlapping power-of-two patches, or a 3x3 convolution on small inputs), then one conv block per
+    scale, each after halving the sides of at least 8 cells.
 
     Arguments:
         in_channels: ``C_in``.
         image_size: ``(H, W)`` of the inputs.
         channels: output channels of each scale (the number of scales is its length).
         resolution: the first scale's sides are at most this (a power-of-two average pooling of the stem).
+        row_local: the stem and first scale convolve along rows only (``1 x 3`` kernels): each row of the
+            first scale's map describes one row of the input (one object of an event array).
 
     Shapes:
         ``(N, C_in, H, W)`` -> ``[(N, channels[s], h_s, w_s)]``.
     """
 
     def __init__(self, in_channels: int, image_size: tuple[int, int], channels: list[int] | tuple[int, ...] = (32, 64, 128),
-                 resolution: int = 32) -> None:
+                 resolution: int = 32, row_local: bool = False) -> None:
         super().__init__()
         stem = []
         for side in image_size:
@@ -56,11 +69,13 @@ class ConvEncoder(nn.Module):
             while side / f > resolution:
                 f *= 2
             stem.append(f)
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, padding=1), nn.LeakyReLU(0.1)]
-        if max(stem) > 1:
-            layers.append(nn.AvgPool2d(tuple(stem)))
-        self.stem = nn.Sequential(*layers)
-        size = tuple(s // f for s, f in zip(image_size, stem))
+        self.stem_factor = tuple(stem)
+        if max(stem) > 1:  # non-overlapping patches: no full-resolution activations on large images
+            conv = nn.Conv2d(in_channels, channels[0], tuple(stem), stride=tuple(stem))
+        else:
+            conv = nn.Conv2d(in_channels, channels[0], (1, 3) if row_local else 3, padding=(0, 1) if row_local else 1)
+        self.stem = nn.Sequential(conv, nn.LeakyReLU(0.1))
+        size = tuple(s // f for s, f in zip(image_size, stem, strict=True))
         self.stages = nn.ModuleList()
         self.sizes: list[tuple[int, int]] = []
         for s, c in enumerate(channels):
@@ -69,11 +84,12 @@ class ConvEncoder(nn.Module):
                 pool = _pool(size)
                 if max(pool) > 1:
                     stage.append(nn.AvgPool2d(pool))
-                size = tuple(a // p for a, p in zip(size, pool))
-            stage.append(_block(channels[s - 1] if s else channels[0], c))
+                size = tuple(a // p for a, p in zip(size, pool, strict=True))
+            stage.append(_block(channels[s - 1] if s else channels[0], c, row_local and s == 0))
             self.stages.append(nn.Sequential(*stage))
             self.sizes.append(size)  # type: ignore[arg-type]
         self.channels = list(channels)
+        _init(self)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         x = self.stem(x)
@@ -93,15 +109,24 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, encoder: ConvEncoder, in_channels: int, image_size: tuple[int, int]) -> None:
         super().__init__()
-        self.sizes = [*encoder.sizes[::-1][1:], tuple(image_size)]
+        self.sizes = encoder.sizes[::-1][1:] + encoder.sizes[:1]
+        self.image_size = tuple(image_size)
         chans = encoder.channels[::-1]
-        self.blocks = nn.ModuleList(_block(chans[i], chans[min(i + 1, len(chans) - 1)]) for i in range(len(chans)))
-        self.head = nn.Conv2d(chans[-1], in_channels, 3, padding=1)
+        self.blocks = nn.ModuleList(  # one convolution per level: the decoder only has to train the encoder
+            nn.Sequential(nn.Conv2d(chans[i], chans[min(i + 1, len(chans) - 1)], 3, padding=1), nn.LeakyReLU(0.1))
+            for i in range(len(chans)))
+        f = encoder.stem_factor
+        self.head = (nn.ConvTranspose2d(chans[-1], in_channels, f, stride=f) if max(f) > 1
+                     else nn.Conv2d(chans[-1], in_channels, 3, padding=1))
+        _init(self)
 
     def forward(self, z: Tensor) -> Tensor:
-        for block, size in zip(self.blocks, self.sizes):
+        for block, size in zip(self.blocks, self.sizes, strict=True):
             z = nn.functional.interpolate(block(z), size=size, mode="bilinear", align_corners=False)
-        return self.head(z)
+        x = self.head(z)
+        if tuple(x.shape[2:]) != self.image_size:
+            x = nn.functional.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
+        return x
 
 
 class TorchvisionEncoder(nn.Module):
@@ -166,16 +191,18 @@ def _torchvision_backbone(name: str, weights: str) -> nn.Module:
     try:
         net.load_state_dict(state)
     except (RuntimeError, TypeError) as err:
-        first = str(err).splitlines()[0]
-        raise InputError(f"the weights do not fit torchvision's {name}: {first}") from None
+        detail = " ".join(str(err).split())
+        raise InputError(f"the weights do not fit torchvision's {name}: {detail[:240]}") from None
     return net
 
 
 def build_encoder(name: str, in_channels: int, image_size: tuple[int, int], weights: str = "imagenet",
-                  channels: list[int] | tuple[int, ...] = (32, 64, 128), resolution: int = 32) -> nn.Module:
-    """The encoder called ``name`` (one of :data:`ENCODERS`) for ``(in_channels, *image_size)`` inputs."""
+                  channels: list[int] | tuple[int, ...] = (32, 64, 128), resolution: int = 32,
+                  row_local: bool = False) -> nn.Module:
+    """The encoder called ``name`` (one of :data:`ENCODERS`) for ``(in_channels, *image_size)`` inputs
+    (``row_local``: see :class:`ConvEncoder`; torchvision encoders ignore it)."""
     if name == "builtin":
-        return ConvEncoder(in_channels, image_size, channels, resolution)
+        return ConvEncoder(in_channels, image_size, channels, resolution, row_local)
     if name not in BACKBONES:
         raise ConfigError(f"unknown encoder {name!r}; valid: {', '.join(ENCODERS)}")
     if in_channels not in (1, 3):

@@ -28,8 +28,12 @@ def calibration_constants(nll_maps: list[Tensor]) -> Tensor:
     return torch.stack(rows).float()
 
 
-def anomaly_map(nll_maps: list[Tensor], calibration: Tensor, size: tuple[int, int]) -> Tensor:
+def anomaly_map(nll_maps: list[Tensor], calibration: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:
     """Combine per-scale NLL maps into one anomaly map at the input size.
+
+    ``mode`` is the upsampling: ``bilinear`` for images; ``nearest`` for event arrays, whose rows are
+    separate objects (a coarse cell then raises all the rows it covers equally, and the finest scale
+    decides which of them is the most anomalous).
 
     Shapes:
         ``[(N, h_s, w_s)]``, ``calibration`` ``(S, 2)`` -> ``(N, H, W)``.
@@ -37,7 +41,10 @@ def anomaly_map(nll_maps: list[Tensor], calibration: Tensor, size: tuple[int, in
     total = None
     for s, m in enumerate(nll_maps):
         z = (m - calibration[s, 0]) / calibration[s, 1]
-        up = F.interpolate(z.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
+        if mode == "nearest":
+            up = F.interpolate(z.unsqueeze(1), size=size, mode="nearest")[:, 0]
+        else:
+            up = F.interpolate(z.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[:, 0]
         total = up if total is None else total + up
     assert total is not None
     return total / len(nll_maps)

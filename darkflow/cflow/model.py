@@ -3,8 +3,6 @@ one conditional-flow decoder per scale conditioned on positional encodings, and 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -28,6 +26,9 @@ class CFlowModel(nn.Module):
             for event arrays whose columns are different features) or ``imagenet`` (ImageNet's constants,
             for pretrained torchvision encoders).
         load_weights: fetch the encoder's pretrained weights (False when a saved state dict follows).
+        rows_are_objects: event arrays, one object per row: the built-in encoder's first scale sees each row
+            alone and the maps are upsampled ``nearest`` (see :func:`~darkflow.cflow.maps.anomaly_map`), so that
+            the map points at one object; images: ``False`` (3x3 convolutions, ``bilinear``).
 
     Shapes:
         ``forward``: ``(N, C, H, W)`` -> anomaly map ``(N, H, W)``, score ``(N,)``.
@@ -38,16 +39,18 @@ class CFlowModel(nn.Module):
     """
 
     def __init__(self, config: CflowConfig, shape: tuple[int, int, int], normalization: str = "channel",
-                 load_weights: bool = True) -> None:
+                 load_weights: bool = True, rows_are_objects: bool = False) -> None:
         super().__init__()
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, not {normalization!r}")
         c, h, w = shape
         self.shape = (c, h, w)
         self.normalization = normalization
+        self.rows_are_objects = rows_are_objects
+        self.upsample = "nearest" if rows_are_objects else "bilinear"
         enc = config.encoder
         weights = enc.weights if load_weights else "none"
-        self.encoder = build_encoder(enc.name, c, (h, w), weights, enc.channels, enc.resolution)
+        self.encoder = build_encoder(enc.name, c, (h, w), weights, enc.channels, enc.resolution, rows_are_objects)
         self.register_buffer("input_mean", torch.zeros(c, 1, w if normalization == "column" else 1))
         self.register_buffer("input_std", torch.ones(c, 1, w if normalization == "column" else 1))
         if normalization == "imagenet":
@@ -123,8 +126,6 @@ class CFlowModel(nn.Module):
         return out
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        amap = anomaly_map(self.nll_maps(images), self.calibration, images.shape[2:])
+        amap = anomaly_map(self.nll_maps(images), self.calibration, images.shape[2:], self.upsample)
         return amap, image_score(amap)
 
-    def extra_state_info(self) -> dict[str, Any]:
-        return {"shape": list(self.shape), "normalization": self.normalization, "scales": self.scales}

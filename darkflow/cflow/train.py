@@ -1,7 +1,7 @@
 """``darkflow cflow train``: fit a CFLOW-AD model on normal images with Lightning.
 
 Steps: split off normal validation images; fit the input standardization; pre-train the built-in encoder
-as an autoencoder (Lightning); freeze the encoder and extract the training fibers once; train the
+as an autoencoder (Lightning, a fixed number of steps so that small image sets get enough); freeze the encoder and extract the training fibers once; train the
 decoders on fiber batches (Lightning); calibrate the per-scale constants on the validation images.
 
 Run directory::
@@ -58,11 +58,11 @@ def split_normal(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _trainer(config: CflowConfig, epochs: int, progress: bool):
+def _trainer(config: CflowConfig, progress: bool, epochs: int = -1, steps: int = -1):
     import lightning as L
 
     t = config.training
-    return L.Trainer(max_epochs=epochs, accelerator=t.accelerator, devices=t.devices, logger=False,
+    return L.Trainer(max_epochs=epochs, max_steps=steps, accelerator=t.accelerator, devices=t.devices, logger=False,
                      enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
                      num_sanity_val_steps=0, gradient_clip_val=5.0, deterministic="warn")
 
@@ -74,6 +74,8 @@ def _fit(trainer, module, loader) -> None:
 
     with warnings.catch_warnings():
         _expected_warnings()
+        # the frozen encoder stays in eval mode while the decoders train: intended
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=r".*train_dataloader.*num_workers.*")
         trainer.fit(module, loader)
@@ -163,7 +165,7 @@ def _in_batches(fn, images: torch.Tensor, batch_size: int) -> list[torch.Tensor]
     parts: list[list[torch.Tensor]] = []
     for lo in range(0, len(images), batch_size):
         parts.append([t.cpu() for t in fn(images[lo : lo + batch_size])])
-    return [torch.cat(p) for p in zip(*parts)]
+    return [torch.cat(p) for p in zip(*parts, strict=True)]
 
 
 def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> tuple[CFlowModel, dict[str, Any]]:
@@ -183,16 +185,17 @@ def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> t
     train_idx, val_idx = split_normal(len(images), t.val_fraction, t.seed)
     x_all = torch.from_numpy(images.images)
     x_train, x_val = x_all[train_idx], x_all[val_idx]
-    model = CFlowModel(config, tuple(images.images.shape[1:]), normalization_for(config, images.kind))
+    model = CFlowModel(config, tuple(images.images.shape[1:]), normalization_for(config, images.kind),
+                       rows_are_objects=images.kind == "events")
     model.fit_input_normalization(x_train)
     AutoencoderModule, FlowModule = _modules()
     start = time.perf_counter()
     summary: dict[str, Any] = {"n_train": len(train_idx), "n_val": len(val_idx), "ae_losses": [], "flow_losses": []}
-    if config.encoder.name == "builtin" and config.encoder.pretrain_epochs > 0:
+    if config.encoder.name == "builtin" and config.encoder.pretrain_steps > 0:
         ae = AutoencoderModule(model, config.encoder.pretrain_lr)
         loader = DataLoader(TensorDataset(model.normalize(x_train)), batch_size=t.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(t.seed))
-        _fit(_trainer(config, config.encoder.pretrain_epochs, progress), ae, loader)
+        _fit(_trainer(config, progress, steps=config.encoder.pretrain_steps), ae, loader)
         summary["ae_losses"] = ae.losses
         model.encoder.cpu()
     summary["ae_seconds"] = time.perf_counter() - start
@@ -207,7 +210,7 @@ def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> t
     steps = max(1, math.ceil(max(len(f) for f in fibers) / t.fiber_batch))
     flow = FlowModule(model, fibers, t.fiber_batch, t.learning_rate, steps, t.seed)
     start = time.perf_counter()
-    _fit(_trainer(config, t.epochs, progress), flow, DataLoader(range(steps), batch_size=None))
+    _fit(_trainer(config, progress, epochs=t.epochs), flow, DataLoader(range(steps), batch_size=None))
     summary["flow_seconds"] = time.perf_counter() - start
     summary["flow_losses"] = flow.losses
     summary["steps_per_epoch"] = steps
@@ -241,7 +244,7 @@ def train_cflow(config: CflowConfig, options: CflowTrainOptions) -> dict[str, An
     metadata = {
         "darkflow_version": __version__, "config": config.model_dump(mode="json"), "kind": images.kind,
         "shape": list(model.shape), "channels": model.shape[0], "image_size": list(model.shape[1:]),
-        "normalization": model.normalization, "encoder": config.encoder.name,
+        "normalization": model.normalization, "rows_are_objects": model.rows_are_objects, "encoder": config.encoder.name,
         "scales": [list(s) for s in model.scales], "calibration": summary["calibration"],
         "label": images.meta.get("label"), "data": list(options.data), "meta": _json_safe(images.meta),
         "n_train": summary["n_train"], "n_val": summary["n_val"], "val_loss": summary["val_loss"],
@@ -274,7 +277,8 @@ def load_run(run: str | Path) -> tuple[CFlowModel, dict[str, Any]]:
         raise InputError(f"{path}: not a CFLOW run file (expected state_dict and metadata)")
     meta = json.loads(blob["metadata"])
     config = validate(CflowConfig, meta["config"], str(path))
-    model = CFlowModel(config, tuple(meta["shape"]), meta["normalization"], load_weights=False)
+    model = CFlowModel(config, tuple(meta["shape"]), meta["normalization"], load_weights=False,
+                       rows_are_objects=meta["rows_are_objects"])
     model.load_state_dict(blob["state_dict"])
     return model.eval(), meta
 
