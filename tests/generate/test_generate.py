@@ -179,9 +179,17 @@ def test_two_workers_get_different_seeds(tmp_path):
 def test_interrupt_leaves_no_half_file(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "darkflow", "generate", "--process", "ttbar", "--events", "100000",
                              "--out", str(tmp_path), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".darkflow-ttbar-*")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)  # start-up (imports, Pythia's initialisation) takes seconds on a loaded machine
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, err
     assert list(tmp_path.iterdir()) == []
 
