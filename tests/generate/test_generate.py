@@ -178,7 +178,10 @@ def test_two_workers_get_different_seeds(tmp_path):
 
 def test_interrupt_leaves_no_half_file(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "darkflow", "generate", "--process", "ttbar", "--events", "100000",
-                             "--out", str(tmp_path), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--out", str(tmp_path), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell that starts the suite in the background makes its children ignore SIGINT
+                            # (POSIX), and Python then raises no KeyboardInterrupt: restore the default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not list(tmp_path.glob(".darkflow-ttbar-*")) and time.monotonic() < deadline and proc.poll() is None:
