@@ -46,6 +46,13 @@ def machine_line(payload: dict[str, Any]) -> str:
     return f"{payload.get('date', '?')}, " + ", ".join(parts)
 
 
+def _reference(value: Any) -> str:
+    """A reference cell: numbers with three significant digits, text as it is, nothing for ``None``."""
+    if value is None or value == "":
+        return ""
+    return number(value) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
 def number(value: Any, digits: int = 3) -> str:
     """A figure as text: thousands separators for large values, ``digits`` significant digits otherwise."""
     if value is None:
@@ -292,7 +299,7 @@ def compute_section(results: dict[str, dict[str, Any]]) -> list[str]:
         for row in payload["rows"]:
             status = "" if row.get("ok") is None else ("OK" if row["ok"] else "MISSED")
             lines.append(f"| {script} | {row['name']} | {number(row.get('value'))} | {row.get('unit', '')} | "
-                         f"{row.get('reference') or ''} | {row.get('target') or ''} | {status} |")
+                         f"{_reference(row.get('reference'))} | {row.get('target') or ''} | {status} |")
     lines += ["", "Where and when each script ran:", ""]
     for script in scripts:
         payload = results.get(script)

@@ -30,3 +30,14 @@ def test_export_bad_inputs(tmp_path, tiny_run):
         export_onnx(tmp_path, tmp_path / "x.onnx")
     with pytest.raises(InputError, match="does not exist"):
         export_onnx(tiny_run, tmp_path / "missing" / "x.onnx")
+
+
+def test_darkflow_export_command_dispatches_to_cflow(tiny_run, tmp_path, capsys):
+    from darkflow.cli import main
+
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--run", str(tiny_run), "--format", "onnx", "--out", str(out)]) == 0
+    assert out.is_file() and "wrote" in capsys.readouterr().out
+    assert main(["export", "--run", str(tmp_path / "nope"), "--format", "onnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "run directory not found" in err and len(err.splitlines()) == 1
