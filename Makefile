@@ -39,6 +39,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_flows.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_cflow.py
 	$(PY) benchmarks/bench_physics.py $(PHYSICS_FLAGS)
 	$(PY) benchmarks/make_results.py
 
