@@ -27,9 +27,10 @@ from darkflow import __version__
 from darkflow.cflow.config import CflowConfig
 from darkflow.cflow.imageset import ImageSet
 from darkflow.cflow.model import CFlowModel
+from darkflow.checkpoint import load_weights, save_weights
 from darkflow.config import StrictModel
 from darkflow.errors import InputError
-from darkflow.fileio import publish, write_text_atomic
+from darkflow.fileio import write_text_atomic
 
 RUN_FILE = "cflow.pt"
 
@@ -250,36 +251,20 @@ def train_cflow(config: CflowConfig, options: CflowTrainOptions) -> dict[str, An
         "n_train": summary["n_train"], "n_val": summary["n_val"], "val_loss": summary["val_loss"],
         "epochs": config.training.epochs,
     }
-    save_run(out / RUN_FILE, model, metadata)
+    save_weights(out / RUN_FILE, model, metadata)
     return {"out": out, **summary}
-
-
-def save_run(path: Path, model: CFlowModel, metadata: dict[str, Any]) -> None:
-    """Tensors and a JSON string only: loadable with ``torch.load(weights_only=True)``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"state_dict": model.state_dict(), "metadata": json.dumps(metadata)}, tmp)
-    publish(tmp, path)
 
 
 def load_run(run: str | Path) -> tuple[CFlowModel, dict[str, Any]]:
     """The model of a run directory (or its ``cflow.pt``) and its metadata, in eval mode on the CPU."""
     from darkflow.config import validate
 
-    path = Path(run)
-    path = path / RUN_FILE if path.is_dir() else path
-    if not path.is_file():
-        raise InputError(f"no CFLOW model at {path}; run 'darkflow cflow train' first (or pass its run directory)")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise InputError(f"{path}: not a CFLOW run file written by darkflow ({type(err).__name__})") from None
-    if not isinstance(blob, dict) or "state_dict" not in blob or "metadata" not in blob:
-        raise InputError(f"{path}: not a CFLOW run file (expected state_dict and metadata)")
-    meta = json.loads(blob["metadata"])
+    state, meta, path = load_weights(run, RUN_FILE, "CFLOW model",
+                                     "run 'darkflow cflow train' first (or pass its run directory)")
     config = validate(CflowConfig, meta["config"], str(path))
     model = CFlowModel(config, tuple(meta["shape"]), meta["normalization"], load_weights=False,
                        rows_are_objects=meta["rows_are_objects"])
-    model.load_state_dict(blob["state_dict"])
+    model.load_state_dict(state)
     return model.eval(), meta
 
 

@@ -13,7 +13,6 @@ Run directory::
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import torch
 import yaml
 
 from darkflow import __version__
+from darkflow.checkpoint import load_weights, save_weights
 from darkflow.config import StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import publish, write_text_atomic
@@ -64,33 +64,16 @@ def build_model(config: TrainConfig, standardizer, codes: list[int]) -> torch.nn
     return FlowVAE(standardizer, codes, **options)
 
 
-def save_model(path: Path, model: torch.nn.Module, metadata: dict[str, Any]) -> None:
-    """Tensors and a JSON string only: loadable with ``torch.load(weights_only=True)``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"state_dict": model.state_dict(), "metadata": json.dumps(metadata)}, tmp)
-    publish(tmp, path)
-
-
 def load_model(run: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The trained model of a run directory (or a model.pt path) and its metadata, in eval mode."""
     from darkflow.config import validate
     from darkflow.models.scaler import Standardizer
 
-    path = Path(run)
-    path = path / MODEL_FILE if path.is_dir() else path
-    if not path.is_file():
-        raise InputError(f"no trained model at {path}; run 'darkflow train' first (or pass a run directory)")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle.UnpicklingError and friends
-        raise InputError(f"{path}: refused: the file needs pickle to load ({type(err).__name__}); only files "
-                         "written by 'darkflow train' (tensors + JSON) are accepted") from None
-    if not isinstance(blob, dict) or "state_dict" not in blob or "metadata" not in blob:
-        raise InputError(f"{path}: not a DarkFlow model file (expected state_dict and metadata)")
-    meta = json.loads(blob["metadata"])
+    state, meta, path = load_weights(run, MODEL_FILE, "trained model",
+                                     "run 'darkflow train' first (or pass a run directory)")
     config = validate(TrainConfig, meta["config"], str(path))
     model = build_model(config, Standardizer.from_dict(meta["scaler"]), meta["type_codes"])
-    model.load_state_dict(blob["state_dict"])
+    model.load_state_dict(state)
     model.eval()
     return model, meta
 
@@ -238,7 +221,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     module.load_state_dict(state)
     best_score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
     metadata = _metadata(config, scaler, codes, layout, options, full.label, model, trainer.current_epoch, best_score)
-    save_model(out / MODEL_FILE, model, metadata)
+    save_weights(out / MODEL_FILE, model, metadata)
     return {"out": out, "epochs": trainer.current_epoch, "best_val_loss": best_score}
 
 
@@ -283,7 +266,7 @@ def _fit_forest(model, config: TrainConfig, options: TrainOptions, full, train_i
     model.fit(x.double().numpy())
     metadata = _metadata(config, scaler, codes, layout, options, full.label, model, 0, float("nan"))
     out = Path(options.out)
-    save_model(out / MODEL_FILE, model, metadata)
+    save_weights(out / MODEL_FILE, model, metadata)
     return {"out": out, "epochs": 0, "best_val_loss": float("nan")}
 
 

@@ -36,9 +36,10 @@ def data(tmp_path_factory):
 
 def untrained(data, out, **extra):
     """A run directory as ``darkflow train`` writes it, without spending time on training."""
+    from darkflow.checkpoint import save_weights
     from darkflow.data_prep.dataset import EventDataset
     from darkflow.models.scaler import Standardizer
-    from darkflow.train.run import build_model, model_scores, save_model, type_codes
+    from darkflow.train.run import build_model, model_scores, type_codes
 
     config = load_train_config("convvae", SMALL | extra)
     layout = EventDataset(data["sm"]).layout
@@ -46,7 +47,7 @@ def untrained(data, out, **extra):
     codes = type_codes(layout["rows"])
     model = build_model(config, scaler, codes)
     out.mkdir()
-    save_model(out / "model.pt", model, {"config": config.model_dump(mode="json"), "scaler": scaler.to_dict(),
+    save_weights(out / "model.pt", model, {"config": config.model_dump(mode="json"), "scaler": scaler.to_dict(),
                                          "type_codes": codes, "layout": layout, "scores": list(model_scores(model))})
     return out
 
