@@ -10,12 +10,32 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from darkflow.errors import ConfigError, InputError
+
+
+def _known_flow(value: str) -> str:
+    from darkflow.flows import FLOWS
+
+    if value not in FLOWS:
+        raise ValueError(f"unknown flow {value!r}; valid: {', '.join(sorted(FLOWS))}")
+    return value
+
+
+def _open_unit(value: float) -> float:
+    if not 0 < value < 1:
+        raise ValueError("must be between 0 and 1")
+    return value
+
+
+FlowName = Annotated[str, AfterValidator(_known_flow)]
+"""A config field naming a flow of :data:`darkflow.flows.FLOWS` (unknown names list the valid ones)."""
+Fraction = Annotated[float, AfterValidator(_open_unit)]
+"""A config field strictly between 0 and 1 (e.g. a validation fraction)."""
 
 M = TypeVar("M", bound="StrictModel")
 

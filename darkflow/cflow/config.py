@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import field_validator
 
-from darkflow.config import StrictModel
+from darkflow.config import FlowName, Fraction, StrictModel
 
 
 class EncoderConfig(StrictModel):
@@ -30,20 +30,11 @@ class EncoderConfig(StrictModel):
 class DecoderConfig(StrictModel):
     """:func:`darkflow.cflow.decoder.build_decoders` options."""
 
-    flow: str = "cflow-coupling"
+    flow: FlowName = "cflow-coupling"
     blocks: int = 8
     clamp: float = 1.9
     pos_dim: int = 128
     flow_options: dict = {}
-
-    @field_validator("flow")
-    @classmethod
-    def _known_flow(cls, value: str) -> str:
-        from darkflow.flows import FLOWS
-
-        if value not in FLOWS:
-            raise ValueError(f"unknown flow {value!r}; valid: {', '.join(sorted(FLOWS))}")
-        return value
 
     @field_validator("pos_dim")
     @classmethod
@@ -60,17 +51,10 @@ class TrainingConfig(StrictModel):
     fiber_batch: int = 256
     batch_size: int = 16
     learning_rate: float = 1e-3
-    val_fraction: float = 0.2
+    val_fraction: Fraction = 0.2
     seed: int = 1
     accelerator: str = "cpu"
     devices: int = 1
-
-    @field_validator("val_fraction")
-    @classmethod
-    def _fraction(cls, value: float) -> float:
-        if not 0 < value < 1:
-            raise ValueError("must be between 0 and 1")
-        return value
 
     @field_validator("epochs", "fiber_batch", "batch_size", "devices")
     @classmethod

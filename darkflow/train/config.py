@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from darkflow.config import StrictModel
-
-
-def _check_flow(value: str) -> str:
-    from darkflow.flows import FLOWS
-
-    if value not in FLOWS:
-        raise ValueError(f"unknown flow {value!r}; valid: {', '.join(sorted(FLOWS))}")
-    return value
+from darkflow.config import FlowName, Fraction, StrictModel
 
 
 class VAEModel(StrictModel):
@@ -24,31 +16,21 @@ class VAEModel(StrictModel):
     encoder: Literal["conv", "graph"] = "conv"
     latent: int = 8
     context: int = 16
-    flow: str = "none"
+    flow: FlowName = "none"
     flow_options: dict = {}
     reco_loss: Literal["mse", "chamfer", "gaussian"] = "mse"
     beta: float = 1.0
     channels: list[int] = [32, 64]
     hidden: int = 128
 
-    @field_validator("flow")
-    @classmethod
-    def _known_flow(cls, value: str) -> str:
-        return _check_flow(value)
-
 
 class DensityModel(StrictModel):
     """:class:`darkflow.models.density.FlowDensity` options: a flow density of the flattened event."""
 
     kind: Literal["density"] = "density"
-    flow: str = "maf"
+    flow: FlowName = "maf"
     flow_options: dict = {}
     noise: float = 0.05
-
-    @field_validator("flow")
-    @classmethod
-    def _known_flow(cls, value: str) -> str:
-        return _check_flow(value)
 
 
 class Standardization(StrictModel):
@@ -65,7 +47,7 @@ class Training(StrictModel):
     batch_size: int = 256
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
-    val_fraction: float = 0.2
+    val_fraction: Fraction = 0.2
     patience: int = 5
     gradient_clip: float = 5.0
     seed: int = 1
@@ -76,13 +58,6 @@ class Training(StrictModel):
     devices: int = 1
     strategy: str = "auto"
     num_nodes: int = 1
-
-    @field_validator("val_fraction")
-    @classmethod
-    def _fraction(cls, value: float) -> float:
-        if not 0 < value < 1:
-            raise ValueError("must be between 0 and 1")
-        return value
 
 
 class IsolationForestConfig(StrictModel):
