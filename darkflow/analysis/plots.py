@@ -185,19 +185,29 @@ def roc(scores: ScoresFile, background: str, score: str, out: Path, options: Plo
         for label, sample in scores.samples.items():
             if label == background:
                 continue
-            eps_b, eps_s, _ = weighted_roc(bkg.scores[score], sample.scores[score], bkg.weight, sample.weight)
-            auc = weighted_auc(bkg.scores[score], sample.scores[score], bkg.weight, sample.weight)
-            keep = eps_b > 0
-            ax.plot(eps_s[keep], 1.0 / eps_b[keep], lw=2, label=f"{label} (AUC = {auc:.3f})")
-        grid = np.linspace(1e-3, 1.0, 200)
-        ax.plot(grid, 1.0 / grid, "k:", lw=1.2, label="Random")
-        ax.set_yscale("log")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0.8, ax.get_ylim()[1] * 20)
-        ax.set_xlabel(r"Signal efficiency $\varepsilon_S$")
-        ax.set_ylabel(r"Background rejection $1/\varepsilon_B$")
-        _legend(ax, loc="upper right")
+            _roc_curve(ax, bkg, sample, score, label)
+        _roc_frame(ax, r"Signal efficiency $\varepsilon_S$")
     return fig.paths
+
+
+def _roc_curve(ax, bkg, sample, score: str, name: str, **line: Any) -> None:
+    """Draw 1/eps_B versus eps_S of ``sample`` against ``bkg`` (weighted), with the AUC in the label."""
+    eps_b, eps_s, _ = weighted_roc(bkg.scores[score], sample.scores[score], bkg.weight, sample.weight)
+    auc = weighted_auc(bkg.scores[score], sample.scores[score], bkg.weight, sample.weight)
+    keep = eps_b > 0
+    ax.plot(eps_s[keep], 1.0 / eps_b[keep], lw=2, label=f"{name} (AUC = {auc:.3f})", **line)
+
+
+def _roc_frame(ax, xlabel: str) -> None:
+    """The random-classifier line, log rejection axis, labels and legend of a ROC plot."""
+    grid = np.linspace(1e-3, 1.0, 200)
+    ax.plot(grid, 1.0 / grid, "k:", lw=1.2, label="Random")
+    ax.set_yscale("log")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0.8, ax.get_ylim()[1] * 20)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(r"Background rejection $1/\varepsilon_B$")
+    _legend(ax, loc="upper right")
 
 
 def read_scan(path: Path) -> list[dict[str, Any]]:
@@ -396,17 +406,6 @@ def roc_models(files: dict[str, ScoresFile], background: str, signal: str, score
             bkg = scores.sample(background, "background label")
             bkg = bkg.select(bkg.split != 0, "split != 0")
             sample = scores.sample(signal, "signal label")
-            eps_b, eps_s, _ = weighted_roc(bkg.scores[score], sample.scores[score], bkg.weight, sample.weight)
-            auc = weighted_auc(bkg.scores[score], sample.scores[score], bkg.weight, sample.weight)
-            keep = eps_b > 0
-            ax.plot(eps_s[keep], 1.0 / eps_b[keep], lw=2, ls=["-", "--", "-.", ":"][i % 4],
-                    label=f"{name} (AUC = {auc:.3f})")
-        grid = np.linspace(1e-3, 1.0, 200)
-        ax.plot(grid, 1.0 / grid, "k:", lw=1.2, label="Random")
-        ax.set_yscale("log")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0.8, ax.get_ylim()[1] * 20)
-        ax.set_xlabel(rf"Signal efficiency $\varepsilon_S$ ({signal})")
-        ax.set_ylabel(r"Background rejection $1/\varepsilon_B$")
-        _legend(ax, loc="upper right")
+            _roc_curve(ax, bkg, sample, score, name, ls=["-", "--", "-.", ":"][i % 4])
+        _roc_frame(ax, rf"Signal efficiency $\varepsilon_S$ ({signal})")
     return fig.paths
