@@ -135,16 +135,26 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from darkflow.analysis.scan import ScanOptions, scan
+    from darkflow.analysis.scan import ScanOptions, eps_label, scan
 
     result = scan(ScanOptions(scores=args.scores, background=args.background, out=args.out,
                               calibration=args.calibration, score=args.score, eps_b=args.eps_b,
                               signals=args.signals, lumi=args.lumi))
-    cal = result["thresholds"]["calibration"]
-    print(f"thresholds from {cal['label']!r} ({cal['selection']}, N = {cal['n']}, N_eff = {cal['n_eff']:.1f})")
+    roles = result["roles"]
+    print("\n".join(roles.lines()))
+    for line in roles.warnings:
+        print(f"darkflow scan: warning: {line}", file=sys.stderr)
+    keys = [eps_label(t.target) for t in next(iter(result["thresholds_by_score"].values()))]
+    print(f"{'signal':<22s} {'score':<12s} {'AUC':>15s}" + "".join(f" {'eps_S @ ' + k:>26s}" for k in keys))
     for row in result["rows"]:
-        print(f"{row['signal']:<24s} {row['score']:<12s} AUC {row['auc']:.4f}  SI max "
-              f"{row['si_max'] if row['si_max'] is not None else float('nan'):.3g}")
+        cells = []
+        for key in keys:
+            value = row[f"eps_s@{key}"]
+            cells.append("not resolved" if value is None else
+                         f"{value:.3f} [{row[f'eps_s_lo@{key}']:.3f}, {row[f'eps_s_hi@{key}']:.3f}]")
+        note = f"  ({row['note']})" if row["note"] else ""
+        print(f"{row['signal']:<22s} {row['score']:<12s} {row['auc']:>7.4f} +- {row['auc_err']:.4f}"
+              + "".join(f" {c:>26s}" for c in cells) + note)
     print(f"wrote thresholds.json, metrics.csv, metrics.json and scan.csv to {result['out']}")
     return 0
 
@@ -157,15 +167,17 @@ def _cmd_flag(args: argparse.Namespace) -> int:
         if args.data is None or args.scores is not None:
             raise InputError("with --run give --data FILE.h5 (not --scores); or use --scores with --label")
         result = flag_events(args.run, args.data, args.out, eps_b=args.eps_b, threshold=args.threshold,
-                             score=args.score)
-        args.label = Path(args.data).name
+                             score=args.score, calibration=args.calibration)
+        args.label = Path(args.data).stem
     else:
         if args.scores is None or args.label is None:
             raise InputError("give --scores SCORES.h5 --label LABEL, or --run RUN --data FILE.h5")
-        result = flag(args.scores, args.label, args.out, eps_b=args.eps_b, background=args.background,
-                      calibration=args.calibration, threshold=args.threshold, score=args.score)
-    print(f"flagged {result.n_flagged} of {result.n_events} events of {args.label!r} with {result.score} > "
-          f"{result.threshold:.6g} ({result.origin}) -> {result.out}")
+        result = flag(args.scores, args.label, args.out, eps_b=args.eps_b, calibration=args.calibration,
+                      threshold=args.threshold, score=args.score)
+    for line in result.warnings:
+        print(f"darkflow flag: warning: {line}", file=sys.stderr)
+    print(f"threshold {result.score} > {result.threshold:.6g}: {result.origin}")
+    print(f"flagged {result.n_flagged} of {result.n_events} events of {args.label!r} -> {result.out}")
     return 0
 
 
@@ -343,32 +355,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("scan", help="metrics at fixed background efficiency and threshold scans of a scores file",
-                       description="Thresholds on a calibration sample (--calibration, else the background's "
-                       "validation events); writes thresholds.json, metrics.csv, metrics.json and scan.csv.")
+                       description="Four disjoint SM samples: the run's training and validation events, a "
+                       "calibration sample (--calibration: thresholds) and a test sample (--background: AUC, eps_B). "
+                       "Prints the roles with N and N_eff; writes thresholds.json, metrics.csv, metrics.json and "
+                       "scan.csv with intervals and effective event counts.")
     p.add_argument("--scores", required=True, help="scores file (.h5 from darkflow score)")
-    p.add_argument("--background", required=True, help="label of the Standard Model group")
+    p.add_argument("--background", required=True, help="label of the SM test sample (its training events, if any, "
+                   "are left out)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--calibration", help="label of the group thresholds are set on (default: validation "
-                   "events of --background)")
+    p.add_argument("--calibration", help="label of the SM sample thresholds are set on (default: the validation "
+                   "events of the training file, with a warning: they also chose the best epoch)")
     p.add_argument("--score", help="score name(s), comma-separated (default: every score, the file's default first)")
-    p.add_argument("--eps-b", help="background efficiencies, comma-separated (default 1e-2,1e-3,1e-4)")
-    p.add_argument("--signals", help="signal labels, comma-separated (default: every other group)")
+    p.add_argument("--eps-b", help="background efficiencies, comma-separated (default 1e-2,1e-3,1e-4); each needs "
+                   "eps_B * N_eff(calibration) >= 10")
+    p.add_argument("--signals", help="signal labels, comma-separated (default: every group that is not an SM sample)")
     p.add_argument("--lumi", type=float, default=1.0, help="integrated luminosity in fb^-1 for expected counts (default 1)")
     p.set_defaults(func=_cmd_scan)
 
-    p = sub.add_parser("flag", help="write the events of a scores-file group above a threshold as candidates",
+    p = sub.add_parser("flag", help="write the events of a sample above a threshold as candidates",
                        description="Flag events with score strictly above a threshold given as a number or as a "
-                       "background efficiency on a calibration sample; writes a CSV and prints the count.")
-    p.add_argument("--run", help="a trained run: score --data on the fly, thresholds on its validation events")
+                       "background efficiency on an SM calibration sample (never the flagged sample); writes a "
+                       "CSV and prints the count, the calibration sample with N and N_eff, and the achieved eps_B "
+                       "with its interval.")
+    p.add_argument("--run", help="a trained run: score --data on the fly")
     p.add_argument("--data", help="event file (.h5) to flag, with --run")
     p.add_argument("--scores", help="scores file (.h5 from darkflow score), with --label")
     p.add_argument("--label", help="group of --scores whose events are flagged")
     p.add_argument("--out", required=True, help="candidates .csv (written atomically)")
     way = p.add_mutually_exclusive_group(required=True)
-    way.add_argument("--eps-b", help="target background efficiency (needs --background)")
+    way.add_argument("--eps-b", help="target background efficiency on the calibration sample")
     way.add_argument("--threshold", type=float, help="score threshold")
-    p.add_argument("--background", help="Standard Model group for --eps-b")
-    p.add_argument("--calibration", help="group thresholds are set on (default: validation events of --background)")
+    p.add_argument("--calibration", help="SM sample thresholds are set on: a group of --scores, or with --run an "
+                   "SM event file (.h5) scored on the fly (default: the run's validation events, with a warning)")
     p.add_argument("--score", help="score name (default: the file's default score)")
     p.set_defaults(func=_cmd_flag)
 

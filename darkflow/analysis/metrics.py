@@ -9,6 +9,9 @@ References:
     Independent Event Classification for the Large Hadron Collider", SciPost Phys. 12, 043 (2022),
     arXiv:2105.14027 (significance improvement and total improvement).
     C. J. Clopper and E. S. Pearson, Biometrika 26, 404 (1934) (binomial interval).
+    L. Kish, "Survey Sampling", Wiley (1965) (effective number of weighted events).
+    B. Efron and R. Tibshirani, "An Introduction to the Bootstrap", Chapman & Hall (1993); the Poisson
+    bootstrap of weighted events as in ATLAS/CMS practice (each event's weight times Poisson(1)).
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 ONE_SIGMA = 0.6826894921370859
+MIN_EFFECTIVE_EVENTS = 10.0
+"""A background efficiency eps_B measured on a sample of N_eff effective events is *resolved* when
+eps_B * N_eff >= 10: at least ten effective events lie above the threshold (relative uncertainty <~ 30%)."""
 
 
 def _as_pair(scores: ArrayLike, weights: ArrayLike | None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -86,9 +92,11 @@ class Threshold:
         value: the threshold (events strictly above it are flagged); NaN when not resolved.
         achieved: the weighted efficiency strictly above ``value`` on the calibration sample (<= target);
             NaN when not resolved.
-        resolved: False when ``target < 1 / n_eff``: the calibration statistics cannot resolve it.
+        resolved: False when ``target * n_eff < min_events`` (:data:`MIN_EFFECTIVE_EVENTS` by default): the
+            calibration statistics cannot resolve it.
         n: number of calibration events.
         n_eff: their effective number ``(sum w)^2 / sum w^2``.
+        n_eff_above: effective number of calibration events strictly above ``value`` (NaN when not resolved).
     """
 
     target: float
@@ -97,28 +105,37 @@ class Threshold:
     resolved: bool
     n: int
     n_eff: float
+    n_eff_above: float = float("nan")
 
 
-def _fraction_above(s: NDArray[np.float64], w: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """Distinct scores (U,) ascending and the weighted fraction of the sample strictly above each (U,)."""
+def _fraction_above(s: NDArray[np.float64], w: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+    """Distinct scores (U,) ascending, the weighted fraction strictly above each (U,), and the sums of w and
+    w^2 strictly above each (U,), (U,)."""
     order = np.argsort(s, kind="stable")
     s_sorted, w_sorted = s[order], w[order]
     values, first = np.unique(s_sorted, return_index=True)
     last = np.append(first[1:], s_sorted.size) - 1
     # suffix sums: the weight strictly above a value is summed over the few top events only (no cancellation)
     suffix = np.append(np.cumsum(w_sorted[::-1])[::-1], 0.0)
-    above = suffix[last + 1]
-    return values, np.clip(above / suffix[0], 0.0, 1.0)
+    suffix2 = np.append(np.cumsum((w_sorted * w_sorted)[::-1])[::-1], 0.0)
+    above, above2 = suffix[last + 1], suffix2[last + 1]
+    return values, np.clip(above / suffix[0], 0.0, 1.0), above, above2
 
 
-def thresholds_at_efficiencies(scores: ArrayLike, weights: ArrayLike | None, targets: Iterable[float]) -> list[Threshold]:
+def _kish(sum_w: float, sum_w2: float) -> float:
+    return sum_w * sum_w / sum_w2 if sum_w2 > 0 else 0.0
+
+
+def thresholds_at_efficiencies(scores: ArrayLike, weights: ArrayLike | None, targets: Iterable[float],
+                               min_events: float = MIN_EFFECTIVE_EVENTS) -> list[Threshold]:
     """Thresholds on a calibration sample for each target efficiency.
 
     The threshold for a target eps is the *smallest distinct calibration score u* such that the weighted
     fraction of the calibration sample strictly above u is at most eps. Ties are handled exactly: events
     tied at u are never flagged by u, so when a block of tied events straddles the target the achieved
     efficiency is below it (never above), and the threshold is always one of the calibration scores.
-    A target below ``1 / n_eff`` is not resolved: ``value`` and ``achieved`` are NaN, ``resolved`` False.
+    A target with ``target * n_eff < min_events`` is not resolved: ``value`` and ``achieved`` are NaN,
+    ``resolved`` False.
 
     Shapes:
         scores, weights: (N,) calibration scores and weights; targets: (T,) in (0, 1]. Returns T thresholds.
@@ -131,37 +148,41 @@ def thresholds_at_efficiencies(scores: ArrayLike, weights: ArrayLike | None, tar
     if s.size == 0 or w.sum() <= 0:
         raise ValueError("the calibration sample is empty or has zero total weight")
     n_eff = effective_count(w)
-    values, frac = _fraction_above(s, w)
+    values, frac, above, above2 = _fraction_above(s, w)
     # frac is non-increasing in the score (weights >= 0): the first index with frac <= t is the smallest u.
     out = []
     for t in targets:
-        if t * n_eff < 1.0:
+        if t * n_eff < min_events:
             out.append(Threshold(t, float("nan"), float("nan"), False, int(s.size), n_eff))
             continue
         k = int(np.searchsorted(-frac, -t, side="left"))
-        out.append(Threshold(t, float(values[k]), float(frac[k]), True, int(s.size), n_eff))
+        out.append(Threshold(t, float(values[k]), float(frac[k]), True, int(s.size), n_eff,
+                             _kish(float(above[k]), float(above2[k]))))
     return out
 
 
-def threshold_at_efficiency(scores: ArrayLike, weights: ArrayLike | None, target: float) -> Threshold:
+def threshold_at_efficiency(scores: ArrayLike, weights: ArrayLike | None, target: float,
+                            min_events: float = MIN_EFFECTIVE_EVENTS) -> Threshold:
     """One threshold; see :func:`thresholds_at_efficiencies` (scores, weights: (N,))."""
-    return thresholds_at_efficiencies(scores, weights, [target])[0]
+    return thresholds_at_efficiencies(scores, weights, [target], min_events)[0]
 
 
 @dataclass(frozen=True)
 class Efficiency:
-    """A weighted efficiency with its Clopper-Pearson interval.
+    """A weighted efficiency with its interval.
 
     Attributes:
         value: sum of weights strictly above the threshold / total weight (NaN if the threshold is NaN).
-        low, high: the central Clopper-Pearson interval at confidence ``cl``.
+        low, high: the central interval at confidence ``cl`` (:func:`weighted_efficiency_interval`).
         n_eff: effective number of events of the sample.
+        n_eff_above: effective number of events strictly above the threshold, ``(sum_above w)^2 / sum_above w^2``.
     """
 
     value: float
     low: float
     high: float
     n_eff: float
+    n_eff_above: float = float("nan")
 
 
 def clopper_pearson(k: float, n: float, cl: float = ONE_SIGMA) -> tuple[float, float]:
@@ -181,24 +202,113 @@ def clopper_pearson(k: float, n: float, cl: float = ONE_SIGMA) -> tuple[float, f
     return low, high
 
 
-def efficiency_above(scores: ArrayLike, weights: ArrayLike | None, threshold: float, cl: float = ONE_SIGMA) -> Efficiency:
-    """Weighted efficiency of a sample strictly above ``threshold`` with a Clopper-Pearson interval.
+def weighted_efficiency_interval(sum_above: float, sum_above2: float, sum_below: float, sum_below2: float,
+                                 cl: float = ONE_SIGMA) -> tuple[float, float, float]:
+    """Efficiency ``A / (A + B)`` of a weighted sample and its Clopper-Pearson interval on effective counts.
 
-    The interval treats the weighted sample as ``n_eff = (sum w)^2 / sum w^2`` unweighted events of
-    which ``k_eff = eps * n_eff`` pass (the usual effective-entries approximation for weighted samples;
-    exact for equal weights).
+    ``A, B`` are the summed weights above and below the threshold, ``A2, B2`` the summed squared weights.
+    The variance of the efficiency, to first order with independent event weights, is
+    ``V = ((1 - eps)^2 A2 + eps^2 B2) / (A + B)^2``. The interval is Clopper-Pearson for ``k = eps n`` passes
+    out of ``n = eps (1 - eps) / V`` trials: the binomial with the same mean and variance. With equal
+    weights this is the exact Clopper-Pearson interval of the raw counts; for small eps, ``k`` tends to the
+    effective number of events above the threshold, ``A^2 / A2``. When no event (or every event) passes,
+    ``n`` is the sample's effective count ``(A + B)^2 / (A2 + B2)``.
+
+    Returns:
+        (eps, low, high); NaN for an empty sample.
+    """
+    total = sum_above + sum_below
+    if not total > 0:
+        return float("nan"), float("nan"), float("nan")
+    eps = sum_above / total
+    var = ((1.0 - eps) ** 2 * sum_above2 + eps * eps * sum_below2) / (total * total)
+    n = eps * (1.0 - eps) / var if var > 0 and 0.0 < eps < 1.0 else _kish(total, sum_above2 + sum_below2)
+    low, high = clopper_pearson(eps * n, n, cl)
+    return eps, low, high
+
+
+def efficiency_above(scores: ArrayLike, weights: ArrayLike | None, threshold: float, cl: float = ONE_SIGMA) -> Efficiency:
+    """Weighted efficiency of a sample strictly above ``threshold`` with its interval.
+
+    The interval is :func:`weighted_efficiency_interval` (Clopper-Pearson on the effective binomial that has
+    the efficiency's mean and variance; exact Clopper-Pearson for equal weights).
 
     Shapes:
         scores, weights: (N,); threshold: scalar (NaN gives a NaN efficiency).
     """
     s, w = _as_pair(scores, weights)
     n_eff = effective_count(w)
-    total = float(w.sum())
-    if not np.isfinite(threshold) or total <= 0:
+    if not np.isfinite(threshold) or float(w.sum()) <= 0:
         return Efficiency(float("nan"), float("nan"), float("nan"), n_eff)
-    eps = float(w[s > threshold].sum()) / total
-    low, high = clopper_pearson(eps * n_eff, n_eff, cl)
-    return Efficiency(eps, low, high, n_eff)
+    above = s > threshold
+    wa, wb = w[above], w[~above]
+    sums = float(wa.sum()), float(np.dot(wa, wa)), float(wb.sum()), float(np.dot(wb, wb))
+    eps, low, high = weighted_efficiency_interval(*sums, cl=cl)
+    return Efficiency(eps, low, high, n_eff, _kish(sums[0], sums[1]))
+
+
+def efficiency_curve(scores: ArrayLike, weights: ArrayLike | None, thresholds: ArrayLike,
+                     cl: float = ONE_SIGMA) -> dict[str, NDArray[np.float64]]:
+    """:func:`efficiency_above` at many thresholds at once (sorted sums, no loop over events).
+
+    Shapes:
+        scores, weights: (N,); thresholds: (T,). Returns arrays (T,): ``eps``, ``low``, ``high``,
+        ``n_eff_above``.
+    """
+    s, w = _as_pair(scores, weights)
+    thr = np.asarray(thresholds, dtype=np.float64).ravel()
+    order = np.argsort(s, kind="stable")
+    s_sorted, w_sorted = s[order], w[order]
+    c1 = np.append(0.0, np.cumsum(w_sorted))
+    c2 = np.append(0.0, np.cumsum(w_sorted * w_sorted))
+    cut = np.searchsorted(s_sorted, thr, side="right")  # events at or below each threshold
+    below, below2 = c1[cut], c2[cut]
+    above, above2 = c1[-1] - below, c2[-1] - below2
+    out = {k: np.full(thr.size, np.nan) for k in ("eps", "low", "high", "n_eff_above")}
+    for i in range(thr.size):
+        if not np.isfinite(thr[i]):
+            continue
+        a, a2 = max(float(above[i]), 0.0), max(float(above2[i]), 0.0)
+        out["eps"][i], out["low"][i], out["high"][i] = weighted_efficiency_interval(
+            a, a2, float(below[i]), float(below2[i]), cl)
+        out["n_eff_above"][i] = _kish(a, a2)
+    return out
+
+
+def bootstrap_auc(background: ArrayLike, signal: ArrayLike, w_background: ArrayLike | None = None,
+                  w_signal: ArrayLike | None = None, replicas: int = 100, seed: int = 0) -> NDArray[np.float64]:
+    """Weighted AUCs of ``replicas`` Poisson-bootstrap replicas (each event's weight times Poisson(1)).
+
+    The standard deviation of the returned values is the statistical uncertainty of the weighted AUC due to
+    the finite samples. The same ``seed`` gives the same replicas for samples of the same sizes, so two
+    scores of the same events can be compared replica by replica. Ties count one half, as in
+    :func:`weighted_auc`.
+
+    Shapes:
+        background (Nb,), signal (Ns,) scores and their weights; returns (replicas,).
+    """
+    sb, wb = _as_pair(background, w_background)
+    ss, ws = _as_pair(signal, w_signal)
+    if sb.size == 0 or ss.size == 0:
+        raise ValueError("AUC needs a background and a signal sample")
+    values, inverse = np.unique(np.concatenate([sb, ss]), return_inverse=True)
+    ib, is_ = inverse[: sb.size], inverse[sb.size:]
+    rng = np.random.default_rng(seed)
+    out = np.empty(replicas)
+    block = max(1, int(2e7 // max(sb.size + ss.size, 1)))
+    for lo in range(0, replicas, block):
+        r = min(block, replicas - lo)
+        pb = wb * rng.poisson(1.0, (r, sb.size))
+        ps = ws * rng.poisson(1.0, (r, ss.size))
+        offset = (np.arange(r) * values.size)[:, None]
+        hist_b = np.bincount((offset + ib).ravel(), pb.ravel(), r * values.size).reshape(r, values.size)
+        hist_s = np.bincount((offset + is_).ravel(), ps.ravel(), r * values.size).reshape(r, values.size)
+        below_b = np.cumsum(hist_b, axis=1) - hist_b  # background weight strictly below each value
+        num = (hist_s * (below_b + 0.5 * hist_b)).sum(axis=1)
+        den = hist_b.sum(axis=1) * hist_s.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[lo:lo + r] = num / den
+    return out
 
 
 def significance_improvement(eps_s: ArrayLike, eps_b: ArrayLike) -> NDArray[np.float64]:

@@ -1,20 +1,26 @@
 """``darkflow scan``: metrics at fixed background efficiencies and threshold scans (DESIGN section 5).
 
 For every (signal, score) pair it writes one row of ``metrics.csv`` / ``metrics.json``; thresholds come
-from the calibration sample (:func:`darkflow.analysis.thresholds.calibration_sample`), never from the
-sample being tested, and are recorded in ``thresholds.json``. ``scan.csv`` lists, for every signal and
-score, eps_S, eps_B, SI and expected event counts on a grid of calibration thresholds.
+from the calibration sample and every efficiency is measured on another sample
+(:func:`darkflow.analysis.thresholds.select_roles`); the roles, each with N and N_eff, are recorded in
+``metrics.json`` and ``thresholds.json``. ``scan.csv`` lists, for every signal and score, eps_S, eps_B, SI
+and expected event counts on a grid of calibration thresholds.
 
 Conventions:
-    - eps_B at a threshold is measured on the calibration sample, eps_S on the whole signal group.
-    - The AUC is the signal against the ``--background`` group without its training events (split == 0).
+    - Thresholds and the eps_B they are placed at come from the calibration sample; ``eps_b_test@E`` is the
+      efficiency of the SM test sample above the same threshold (a closure check), eps_S that of the signal.
+    - The AUC is the signal against the SM test sample, with a Poisson-bootstrap standard deviation
+      (``auc_err``). An AUC below 0.5 means the score is inverted for that signal (``note``).
+    - Every efficiency has its interval (:func:`darkflow.analysis.metrics.efficiency_above`, 68% CL) and the
+      effective number of events behind it; ``n_eff_b_above@E`` is the effective number of calibration
+      events above the threshold.
     - Expected counts: weights are in pb and the luminosity in fb^-1, so
-      ``n_signal = sum(w_signal above) * lumi * 1000`` and ``n_background = eps_B * sum(w_background) * lumi
-      * 1000`` with the whole background group's weight sum as its cross-section.
-    - ``si_max`` is the largest SI of the scan among thresholds with at least ``SI_MAX_MIN_EVENTS``
-      effective calibration events above them (``thr@si_max`` and ``eps_b@si_max`` say where).
-    - A working point with eps_B < 1/N_eff(calibration) is not resolved: refused when the user asked for
-      it with ``--eps-b``; with the default list it is written as ``not resolved`` (null in JSON).
+      ``n_signal = sum(w_signal above) * lumi * 1000`` and ``n_background = eps_B * sum(w_test) * lumi * 1000``
+      with the test sample's weight sum as its cross-section.
+    - A working point is resolved when eps_B * N_eff(calibration) >= 10
+      (:data:`~darkflow.analysis.metrics.MIN_EFFECTIVE_EVENTS`): refused when the user asked for it with
+      ``--eps-b``; with the default list it is written as ``not resolved`` (null in JSON). The scan grid
+      marks each point (``resolved``), and ``si_max`` only looks at resolved points.
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ from typing import Any
 import numpy as np
 
 from darkflow.analysis.metrics import (
+    MIN_EFFECTIVE_EVENTS,
     Threshold,
-    effective_count,
+    bootstrap_auc,
     efficiency_above,
+    efficiency_curve,
     improvement_summary,
     significance_improvement,
     thresholds_at_efficiencies,
@@ -40,22 +48,21 @@ from darkflow.analysis.metrics import (
     weighted_auc,
 )
 from darkflow.analysis.thresholds import (
-    Sample,
+    Roles,
     ScoresFile,
-    calibration_sample,
     parse_eps,
     place_thresholds,
     read_scores,
+    select_roles,
     thresholds_record,
 )
 from darkflow.errors import InputError
 from darkflow.fileio import write_text_atomic
 
 GRID_POINTS = 60
-# si_max only looks at scan points with at least this many effective calibration events above the
-# threshold (relative uncertainty on eps_B ~ 30%): SI at the last one or two events is a fluctuation.
-SI_MAX_MIN_EVENTS = 10.0
 NOT_RESOLVED = "not resolved"
+SCAN_COLUMNS = ["signal", "score", "threshold", "resolved", "eps_b", "eps_b_lo", "eps_b_hi", "n_eff_b_above",
+                "eps_s", "eps_s_lo", "eps_s_hi", "si", "n_background", "n_signal", "lumi_fb"]
 
 
 def eps_label(eps: float) -> str:
@@ -79,6 +86,7 @@ class ScanOptions:
     eps_b: str | None = None
     signals: str | None = None
     lumi: float = 1.0
+    replicas: int = 100
 
 
 def _pick_scores(file: ScoresFile, names: str | None) -> list[str]:
@@ -92,28 +100,16 @@ def _pick_scores(file: ScoresFile, names: str | None) -> list[str]:
     return default + sorted(common - set(default))
 
 
-def _pick_signals(file: ScoresFile, names: str | None, exclude: set[str]) -> list[str]:
-    if names:
-        chosen = [n.strip() for n in names.split(",") if n.strip()]
-        for name in chosen:
-            file.sample(name, "signal label")
-            if name in exclude:
-                raise InputError(f"--signals: {name!r} is the background or calibration sample")
-        return chosen
-    chosen = [label for label in file.samples if label not in exclude]
-    if not chosen:
-        raise InputError(f"{file.path}: no signal groups besides the background/calibration "
-                         f"({', '.join(sorted(exclude))}); score the signal files too")
-    return chosen
+def _grid(calib, score: str) -> list[Threshold]:
+    """Thresholds at log-spaced calibration efficiencies from 1/N_eff to 1, duplicates removed.
 
-
-def _grid(calib: Sample, score: str) -> list[Threshold]:
-    """Thresholds at log-spaced calibration efficiencies from 1/N_eff to 1, duplicates removed."""
-    n_eff = effective_count(calib.weight)
+    Points below the resolution limit are kept (``resolved`` False) so that plots can show where it lies.
+    """
+    n_eff = calib.n_eff
     targets = np.geomspace(min(1.0, 1.0 / n_eff), 1.0, GRID_POINTS)
     seen: set[float] = set()
     out = []
-    for t in thresholds_at_efficiencies(calib.scores[score], calib.weight, targets):
+    for t in thresholds_at_efficiencies(calib.scores[score], calib.weight, targets, min_events=1.0):
         if t.resolved and t.value not in seen and t.achieved * n_eff >= 1.0:
             seen.add(t.value)
             out.append(t)
@@ -124,59 +120,85 @@ def _num(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+def _row(roles: Roles, name: str, score: str, thresholds: list[Threshold], replicas: int) -> dict[str, Any]:
+    """One metrics row: AUC with its bootstrap error, and each working point with its statistics."""
+    sig, test = roles.signals[name], roles.test
+    auc = weighted_auc(test.scores[score], sig.scores[score], test.weight, sig.weight)
+    spread = bootstrap_auc(test.scores[score], sig.scores[score], test.weight, sig.weight, replicas=replicas)
+    row: dict[str, Any] = {"signal": name, "score": score, "auc": auc, "auc_err": float(np.nanstd(spread)),
+                           "events_signal": len(sig), "n_eff_signal": sig.n_eff, "n_eff_test": test.n_eff,
+                           "n_eff_calibration": roles.calibration.n_eff}
+    for thr in thresholds:
+        key = eps_label(thr.target)
+        eff = efficiency_above(sig.scores[score], sig.weight, thr.value)
+        closure = efficiency_above(test.scores[score], test.weight, thr.value)
+        calib = efficiency_above(roles.calibration.scores[score], roles.calibration.weight, thr.value)
+        ok = thr.resolved
+        row |= {f"eps_s@{key}": _num(eff.value), f"eps_s_lo@{key}": _num(eff.low), f"eps_s_hi@{key}": _num(eff.high),
+                f"thr@{key}": _num(thr.value), f"eps_b@{key}": _num(thr.achieved),
+                f"eps_b_lo@{key}": _num(calib.low) if ok else None, f"eps_b_hi@{key}": _num(calib.high) if ok else None,
+                f"n_eff_b_above@{key}": _num(thr.n_eff_above) if ok else None,
+                f"eps_b_test@{key}": _num(closure.value) if ok else None,
+                f"eps_b_test_lo@{key}": _num(closure.low) if ok else None,
+                f"eps_b_test_hi@{key}": _num(closure.high) if ok else None,
+                f"si@{key}": _num(float(significance_improvement(eff.value, thr.achieved))) if ok else None,
+                f"resolved@{key}": ok}
+    notes = []
+    if auc < 0.5:
+        notes.append(f"inverted: AUC {auc:.3f} < 0.5, the SM test sample scores higher than {name}")
+    row["note"] = "; ".join(notes)
+    return row
+
+
+def _scan_points(roles: Roles, name: str, score: str, grid: list[Threshold], lumi_pb: float) -> tuple[list, tuple]:
+    """The scan.csv rows of one (signal, score) and the best resolved SI (si, threshold, eps_b)."""
+    calib, sig = roles.calibration, roles.signals[name]
+    values = np.array([t.value for t in grid])
+    eb = efficiency_curve(calib.scores[score], calib.weight, values)
+    es = efficiency_curve(sig.scores[score], sig.weight, values)
+    si = significance_improvement(es["eps"], eb["eps"])
+    resolved = eb["eps"] * calib.n_eff >= MIN_EFFECTIVE_EVENTS
+    test_xsec = float(roles.test.weight.sum())
+    order = np.argsort(sig.scores[score])
+    w_sorted = np.append(np.cumsum(sig.weight[order][::-1])[::-1], 0.0)
+    sig_above = w_sorted[np.searchsorted(sig.scores[score][order], values, side="right")]
+    rows, best = [], (float("nan"), float("nan"), float("nan"))
+    for i, thr in enumerate(values):
+        if resolved[i] and np.isfinite(si[i]) and not si[i] <= best[0]:
+            best = (float(si[i]), float(thr), float(eb["eps"][i]))
+        rows.append({"signal": name, "score": score, "threshold": float(thr), "resolved": bool(resolved[i]),
+                     "eps_b": eb["eps"][i], "eps_b_lo": eb["low"][i], "eps_b_hi": eb["high"][i],
+                     "n_eff_b_above": eb["n_eff_above"][i], "eps_s": es["eps"][i], "eps_s_lo": es["low"][i],
+                     "eps_s_hi": es["high"][i], "si": float(si[i]),
+                     "n_background": eb["eps"][i] * test_xsec * lumi_pb, "n_signal": float(sig_above[i]) * lumi_pb,
+                     "lumi_fb": lumi_pb / 1000.0})
+    return rows, best
+
+
 def scan(options: ScanOptions) -> dict[str, Any]:
     """Run the scan and write ``thresholds.json``, ``metrics.csv``, ``metrics.json`` and ``scan.csv``."""
     file = read_scores(options.scores)
-    background = file.sample(options.background, "background label")
-    calib = calibration_sample(file, options.background, options.calibration)
+    signals = [n.strip() for n in options.signals.split(",") if n.strip()] if options.signals else None
+    roles = select_roles(file, options.background, options.calibration, signals)
     eps_list = parse_eps(options.eps_b)
     if not options.lumi > 0:
         raise InputError(f"--lumi must be positive, got {options.lumi}")
+    if options.replicas < 2:
+        raise InputError(f"--replicas must be at least 2, got {options.replicas}")
     scores = _pick_scores(file, options.score)
-    exclude = {options.background} | ({options.calibration} if options.calibration else set())
-    signals = _pick_signals(file, options.signals, exclude)
-    test_bkg = background.select(background.split != 0, "split != 0")
-    if len(test_bkg) == 0:
-        raise InputError(f"background {options.background!r} has only training events; the AUC needs others")
     lumi_pb = options.lumi * 1000.0
-    bkg_xsec = float(background.weight.sum())
-    n_eff_cal = effective_count(calib.weight)
+    calib = roles.calibration
 
     by_score = {s: place_thresholds(calib, s, eps_list, refuse_unresolved=options.eps_b is not None) for s in scores}
     rows: list[dict[str, Any]] = []
     scan_rows: list[dict[str, Any]] = []
     for score in scores:
         grid = _grid(calib, score)
-        for name in signals:
-            sig = file.samples[name]
-            row: dict[str, Any] = {"signal": name, "score": score,
-                                   "auc": weighted_auc(test_bkg.scores[score], sig.scores[score],
-                                                       test_bkg.weight, sig.weight)}
-            for thr in by_score[score]:
-                key = eps_label(thr.target)
-                eff = efficiency_above(sig.scores[score], sig.weight, thr.value)
-                row |= {f"eps_s@{key}": _num(eff.value), f"eps_s_lo@{key}": _num(eff.low),
-                        f"eps_s_hi@{key}": _num(eff.high), f"thr@{key}": _num(thr.value),
-                        f"eps_b@{key}": _num(thr.achieved),
-                        f"si@{key}": _num(float(significance_improvement(eff.value, thr.achieved)))
-                        if thr.resolved else None,
-                        f"resolved@{key}": thr.resolved}
-            best = (float("nan"), float("nan"), float("nan"))
-            for thr in grid:
-                eb = efficiency_above(calib.scores[score], calib.weight, thr.value)
-                es = efficiency_above(sig.scores[score], sig.weight, thr.value)
-                si = float(significance_improvement(es.value, eb.value))
-                if np.isfinite(si) and eb.value * n_eff_cal >= SI_MAX_MIN_EVENTS and not si <= best[0]:
-                    best = (si, thr.value, eb.value)
-                scan_rows.append({"signal": name, "score": score, "threshold": thr.value,
-                                  "eps_b": eb.value, "eps_b_lo": eb.low, "eps_b_hi": eb.high,
-                                  "eps_s": es.value, "eps_s_lo": es.low, "eps_s_hi": es.high, "si": si,
-                                  "n_background": eb.value * bkg_xsec * lumi_pb,
-                                  "n_signal": float(sig.weight[sig.scores[score] > thr.value].sum()) * lumi_pb,
-                                  "lumi_fb": options.lumi})
-            row["si_max"] = _num(best[0])
-            row["thr@si_max"] = _num(best[1])
-            row["eps_b@si_max"] = _num(best[2])
+        for name in roles.signals:
+            row = _row(roles, name, score, by_score[score], options.replicas)
+            points, best = _scan_points(roles, name, score, grid, lumi_pb)
+            scan_rows += points
+            row["si_max"], row["thr@si_max"], row["eps_b@si_max"] = (_num(v) for v in best)
             rows.append(row)
     total = {score: total_improvement({r["signal"]: [[r[f"si@{eps_label(e)}"] if r[f"si@{eps_label(e)}"] is not None
                                                       else float("nan") for e in eps_list]]
@@ -186,29 +208,30 @@ def scan(options: ScanOptions) -> dict[str, Any]:
     summary = {score: improvement_summary(total[score]) for score in scores}
 
     record = thresholds_record(calib, by_score, file.path, file.default_score)
-    record["calibration"]["n_eff"] = n_eff_cal
-    metrics = {"background": options.background, "auc_background_selection": "split != 0",
-               "lumi_fb": options.lumi, "eps_b": eps_list, "rows": rows,
-               "total_improvement_summary": summary,
-               "note": "null entries: eps_B below 1/N_eff of the calibration sample (not resolved)"}
+    record["roles"] = roles.record()
+    metrics = {"background": options.background, "calibration": calib.label, "roles": roles.record(),
+               "min_effective_events": MIN_EFFECTIVE_EVENTS, "lumi_fb": options.lumi, "eps_b": eps_list,
+               "rows": rows, "total_improvement_summary": summary,
+               "note": f"null entries: eps_B * N_eff(calibration) < {MIN_EFFECTIVE_EVENTS:g} (not resolved); "
+                       "intervals are central 68% Clopper-Pearson on effective counts; auc_err is the standard "
+                       f"deviation of {options.replicas} Poisson-bootstrap replicas"}
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "thresholds.json", json.dumps(record, indent=2) + "\n")
     write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     write_text_atomic(out / "metrics.csv", _csv(rows))
-    write_text_atomic(out / "scan.csv", _csv(scan_rows, ["signal", "score", "threshold", "eps_b", "eps_b_lo", "eps_b_hi",
-                                                     "eps_s", "eps_s_lo", "eps_s_hi", "si", "n_background",
-                                                     "n_signal", "lumi_fb"]))
-    return {"out": str(out), "rows": rows, "thresholds": record, "signals": signals, "scores": scores}
+    write_text_atomic(out / "scan.csv", _csv(scan_rows, SCAN_COLUMNS))
+    return {"out": str(out), "rows": rows, "thresholds": record, "thresholds_by_score": by_score,
+            "signals": list(roles.signals), "scores": scores, "roles": roles}
 
 
 def _cell(value: Any) -> str:
     if value is None:
         return NOT_RESOLVED
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return "yes" if value else "no"
-    if isinstance(value, float):
-        return repr(value) if np.isfinite(value) else ""
+    if isinstance(value, float | np.floating):
+        return repr(float(value)) if np.isfinite(value) else ""
     return str(value)
 
 

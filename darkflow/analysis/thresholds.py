@@ -1,8 +1,9 @@
-"""Reading a scores file and placing thresholds on a calibration sample (DESIGN section 5).
+"""Reading a scores file, the four Standard Model samples and their roles, thresholds (DESIGN section 5).
 
-The calibration sample is never the sample being tested: it is the ``--calibration`` group when given,
-else the validation events (``split == 1``) of the background group; a background group without
-validation events is refused.
+Four SM samples, disjoint: training and validation (the run's training file: ``split`` 0 and 1 in the
+scores file), calibration (thresholds: the ``--calibration`` group, else, with a warning, the validation
+events) and test (AUC, eps_S, eps_B: the ``--background`` group without any event of the other roles).
+:func:`select_roles` picks them and refuses overlapping choices.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from darkflow.analysis.metrics import Threshold, effective_count, thresholds_at_efficiencies
+from darkflow.analysis.metrics import (
+    MIN_EFFECTIVE_EVENTS,
+    Threshold,
+    effective_count,
+    thresholds_at_efficiencies,
+)
 from darkflow.errors import InputError
 
 META = ("weight", "event_id", "process", "split")
@@ -31,6 +37,8 @@ class Sample:
         weight: (N,) float64 weights in pb; event_id, process, split: (N,) integers.
         process_names: names indexed by ``process``.
         selection: how the events were chosen ("all", "split == 1", ...).
+        source: the event file the group was scored from ("" when unknown).
+        simulation: whether the event file is simulated (None when unknown).
     """
 
     label: str
@@ -41,14 +49,27 @@ class Sample:
     split: NDArray[np.int64]
     process_names: list[str] = field(default_factory=list)
     selection: str = "all"
+    source: str = ""
+    simulation: bool | None = None
 
     def __len__(self) -> int:
         return int(self.weight.size)
 
+    @property
+    def n_eff(self) -> float:
+        """Effective number of events ``(sum w)^2 / sum w^2``."""
+        return effective_count(self.weight)
+
     def select(self, mask: NDArray[np.bool_], selection: str) -> Sample:
         """The events of ``mask`` (N,) as a new sample described by ``selection``."""
         return Sample(self.label, {k: v[mask] for k, v in self.scores.items()}, self.weight[mask],
-                      self.event_id[mask], self.process[mask], self.split[mask], self.process_names, selection)
+                      self.event_id[mask], self.process[mask], self.split[mask], self.process_names, selection,
+                      self.source, self.simulation)
+
+    def describe(self) -> dict:
+        """Label, selection, N, N_eff and summed weight (pb), for records and tables."""
+        return {"label": self.label, "selection": self.selection, "n": len(self), "n_eff": self.n_eff,
+                "sum_weight_pb": float(self.weight.sum())}
 
     def process_name(self, code: int) -> str:
         """The name of process ``code`` (the code itself when the file has no name for it)."""
@@ -98,12 +119,15 @@ def read_scores(path: str | Path) -> ScoresFile:
                 scores = {k: np.asarray(group[k][:], dtype=np.float64) for k in group
                           if k not in META and isinstance(group[k], h5py.Dataset) and group[k].shape == (n,)}
                 names = group.attrs.get("process_names", "[]")
+                simulation = group.attrs.get("simulation")
                 samples[label] = Sample(
                     label, scores, np.asarray(group["weight"][:], dtype=np.float64),
                     np.asarray(group["event_id"][:], dtype=np.int64) if "event_id" in group else np.arange(n),
                     np.asarray(group["process"][:], dtype=np.int64) if "process" in group else np.zeros(n, np.int64),
                     np.asarray(group["split"][:], dtype=np.int64) if "split" in group else np.full(n, -1),
-                    list(json.loads(names)) if isinstance(names, str | bytes) else [])
+                    list(json.loads(names)) if isinstance(names, str | bytes) else [],
+                    source=_text(group.attrs.get("source", "")),
+                    simulation=None if simulation is None else bool(simulation))
     except OSError as err:
         raise InputError(f"{path}: not a readable HDF5 scores file ({err})") from None
     if not samples:
@@ -118,16 +142,127 @@ def read_scores(path: str | Path) -> ScoresFile:
     return ScoresFile(path, samples, default)
 
 
-def calibration_sample(scores: ScoresFile, background: str, calibration: str | None) -> Sample:
-    """The sample thresholds are set on: ``calibration``'s group, else the background's validation events."""
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+VALIDATION = "split == 1 (validation events of the training file; they also chose the best epoch)"
+NOT_TRAINING = "split != 0 (without the training events)"
+
+
+@dataclass
+class Roles:
+    """The SM samples of one analysis and what each is used for.
+
+    Attributes:
+        calibration: thresholds are placed on it.
+        test: the SM test sample: AUC, eps_B at the thresholds, ROC and score distributions.
+        signals: label -> signal sample (eps_S, AUC).
+        training: the run's training file group (``split`` 0 / 1 events), or None when not in the file.
+        warnings: one line each: what is not as it should be (e.g. calibration on validation events).
+    """
+
+    calibration: Sample
+    test: Sample
+    signals: dict[str, Sample]
+    training: Sample | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def record(self) -> dict:
+        """Every role with its sample (label, selection, N, N_eff, summed weight), for JSON records."""
+        out: dict = {}
+        if self.training is not None:
+            for name, code in (("training", 0), ("validation", 1)):
+                part = self.training.select(self.training.split == code, f"split == {code}")
+                out[name] = part.describe()
+        out["calibration"] = self.calibration.describe()
+        out["test"] = self.test.describe()
+        out["signals"] = {k: v.describe() for k, v in self.signals.items()}
+        out["warnings"] = list(self.warnings)
+        return out
+
+    def lines(self) -> list[str]:
+        """A human-readable table of the roles (one line per sample)."""
+        record = self.record()
+        rows = [(k, v) for k, v in record.items() if k not in ("signals", "warnings")]
+        rows += [("signal", v) for v in record["signals"].values()]
+        out = [f"{'role':<12s} {'label':<22s} {'events':>9s} {'N_eff':>10s}  selection"]
+        for role, d in rows:
+            out.append(f"{role:<12s} {d['label']:<22s} {d['n']:>9d} {d['n_eff']:>10.1f}  {d['selection']}")
+        return out
+
+
+def training_group(scores: ScoresFile) -> Sample | None:
+    """The group scored from the run's training file (the one with training events, ``split == 0``)."""
+    groups = [s for s in scores.samples.values() if np.any(s.split == 0)]
+    return groups[0] if groups else None
+
+
+def calibration_sample(scores: ScoresFile, calibration: str | None) -> tuple[Sample, list[str]]:
+    """The sample thresholds are set on and warnings about it (see :func:`select_roles`)."""
     if calibration is not None:
-        return scores.sample(calibration, "calibration label")
-    sample = scores.sample(background, "background label")
-    mask = sample.split == 1
-    if not mask.any():
-        raise InputError(f"background {background!r} has no validation events (split == 1) to set thresholds on; "
-                         "score a separate Standard Model file and pass its label with --calibration")
-    return sample.select(mask, "split == 1 (validation events of the training file)")
+        group = scores.sample(calibration, "calibration label")
+        if not np.any(group.split >= 0):
+            return group, []
+        calib = group.select(group.split != 0, NOT_TRAINING)
+        if len(calib) == 0:
+            raise InputError(f"the calibration sample {calibration!r} holds only training events")
+        return calib, [f"the calibration sample {calibration!r} is the run's validation split, which also chose the "
+                       "best epoch; pass an independent SM sample as --calibration"]
+    train = training_group(scores)
+    if train is None or not np.any(train.split == 1):
+        raise InputError("no --calibration sample and no validation events (split == 1) in the scores file to "
+                         "set thresholds on; score a separate Standard Model file and pass its label with "
+                         "--calibration")
+    return train.select(train.split == 1, VALIDATION), [
+        f"thresholds are set on the validation events of {train.label!r}, which also chose the best epoch; pass "
+        "--calibration with an independent SM sample"]
+
+
+def select_roles(scores: ScoresFile, background: str, calibration: str | None = None,
+                 signals: list[str] | None = None) -> Roles:
+    """Choose the calibration, test and signal samples and check that they are disjoint.
+
+    - calibration: the ``calibration`` group without training events (``split == 0``); by default the
+      validation events (``split == 1``) of the training file, with a warning (they also chose the best
+      epoch, so they are not independent of the model).
+    - test: the ``background`` group without training events and without the calibration events.
+    - signals: ``signals``, else every group that is neither of those nor the training file.
+
+    A choice that leaves the test sample empty, or makes the calibration and test samples share a source
+    file, is an :class:`InputError` naming what to pass instead.
+    """
+    bkg = scores.sample(background, "background label")
+    if calibration == background:
+        raise InputError(f"--calibration {calibration!r} is also the --background (test) sample; thresholds and "
+                         "efficiencies need two different SM samples")
+    calib, warnings = calibration_sample(scores, calibration)
+    train = training_group(scores)
+    test = bkg.select(bkg.split != 0, NOT_TRAINING) if np.any(bkg.split == 0) else bkg
+    if bkg.label == calib.label:
+        test = test.select(test.split != 1, "split == -1 (neither training nor validation events)")
+    if len(test) == 0:
+        raise InputError(f"the test background {background!r} has no events left once the training and calibration "
+                         "events are removed; score a separate Standard Model test file and pass its label with "
+                         "--background")
+    if calib.source and calib.source == test.source and calib.label != test.label:
+        raise InputError(f"the calibration {calib.label!r} and test {test.label!r} samples come from the same event "
+                         f"file ({calib.source}); use two independent SM files")
+    if np.any(test.split == 1):
+        warnings.append(f"the test sample {test.label!r} holds the run's validation events")
+    exclude = {background, calib.label} | ({train.label} if train is not None else set())
+    if signals:
+        for name in signals:
+            scores.sample(name, "signal label")
+            if name in (background, calib.label):
+                raise InputError(f"--signals: {name!r} is the test background or calibration sample")
+        chosen = signals
+    else:
+        chosen = [label for label in scores.samples if label not in exclude]
+        if not chosen:
+            raise InputError(f"{scores.path}: no signal groups besides the SM samples ({', '.join(sorted(exclude))}); "
+                             "score the signal files too")
+    return Roles(calib, test, {k: scores.samples[k] for k in chosen}, train, warnings)
 
 
 def parse_eps(text: str | None) -> list[float]:
@@ -150,11 +285,13 @@ def place_thresholds(sample: Sample, score: str, eps_b: list[float], refuse_unre
     """Thresholds for each of ``eps_b`` on ``sample``; an unresolved eps_B is an :class:`InputError` if asked."""
     n_eff = effective_count(sample.weight)
     if refuse_unresolved:
-        bad = [e for e in eps_b if e * n_eff < 1.0]
+        bad = [e for e in eps_b if e * n_eff < MIN_EFFECTIVE_EVENTS]
         if bad:
-            raise InputError(f"eps_B = {', '.join(f'{e:g}' for e in bad)} is below 1/N_eff = {1 / max(n_eff, 1e-300):.3g} "
-                             f"of the calibration sample {sample.label!r} ({sample.selection}, N = {len(sample)}, "
-                             f"N_eff = {n_eff:.1f}); choose eps_B >= {1 / max(n_eff, 1e-300):.3g} or calibrate on more events")
+            limit = MIN_EFFECTIVE_EVENTS / max(n_eff, 1e-300)
+            raise InputError(f"eps_B = {', '.join(f'{e:g}' for e in bad)} is below {MIN_EFFECTIVE_EVENTS:g}/N_eff = "
+                             f"{limit:.3g} of the calibration sample {sample.label!r} ({sample.selection}, N = "
+                             f"{len(sample)}, N_eff = {n_eff:.1f}): fewer than {MIN_EFFECTIVE_EVENTS:g} effective events "
+                             f"would lie above the threshold; choose eps_B >= {limit:.3g} or calibrate on more events")
     try:
         return thresholds_at_efficiencies(sample.scores[score], sample.weight, eps_b)
     except ValueError as err:
@@ -166,11 +303,12 @@ def thresholds_record(sample: Sample, by_score: dict[str, list[Threshold]], sour
     return {
         "scores_file": str(source),
         "default_score": default,
-        "calibration": {"label": sample.label, "selection": sample.selection, "n": len(sample),
-                        "n_eff": effective_count(sample.weight), "sum_weight_pb": float(sample.weight.sum())},
+        "calibration": sample.describe(),
         "rule": "threshold = smallest calibration score with weighted fraction strictly above <= eps_B; "
-                "events with score > threshold are flagged; eps_B < 1/n_eff is not resolved (null)",
+                f"events with score > threshold are flagged; eps_B * N_eff < {MIN_EFFECTIVE_EVENTS:g} is not "
+                "resolved (null)",
         "scores": {score: [{"eps_b": t.target, "threshold": t.value if t.resolved else None,
-                            "achieved_eps_b": t.achieved if t.resolved else None, "resolved": t.resolved}
+                            "achieved_eps_b": t.achieved if t.resolved else None,
+                            "n_eff_above": t.n_eff_above if t.resolved else None, "resolved": t.resolved}
                            for t in thresholds] for score, thresholds in by_score.items()},
     }
