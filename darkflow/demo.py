@@ -1,13 +1,15 @@
 """``darkflow demo``: the whole search end to end (generate, prepare, train, score, scan, report, compare).
 
-Every step calls the Python API of the matching command and skips what already exists in ``--out`` (generated
-ROOT files, prepared HDF5 files, trained ``model.pt``) unless ``fresh`` is set; scoring, scans and reports are
-cheap and always rewritten. The comparison of every model on every signal goes to ``OUT/COMPARISON.md``.
+Four disjoint Standard Model samples, each generated with its own seed: ``sm`` (training, split into
+training and validation events by the run), ``sm_calibration`` (thresholds) and ``sm_test`` (AUC, eps_S,
+eps_B, plots), plus the signals. Every step calls the Python API of the matching command and skips what
+already exists in ``--out`` (generated ROOT files, prepared HDF5 files, trained ``model.pt``) unless
+``fresh`` is set; scoring, scans and reports are cheap and always rewritten. The comparison of every model
+and every one-variable cut on every signal, with N_eff and intervals, goes to ``OUT/COMPARISON.md``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import time
@@ -19,8 +21,10 @@ from darkflow.fileio import write_text_atomic
 
 SM_PROCESSES = ("qcd", "ttbar", "wjets", "zjets_nunu", "zjets_ll", "gammajets", "diboson", "single_top")
 SIGNALS = ("zprime_ttbar", "dm_monojet", "gluino")
-EPS_KEY = "1e-2"
-NOT_RESOLVED = "not resolved"
+SM_SAMPLES = {"sm": ("train", 0), "sm_calibration": ("calibration", 1), "sm_test": ("test", 2)}
+"""label -> (folder under generated/, seed offset): three independent generations of the SM mixture."""
+CALIBRATION, TEST = "sm_calibration", "sm_test"
+FLAG_EPS = 1e-3
 MIN_SELECTED = 500  # fewer SM events than this after the channel: the channel is dropped
 
 # name -> (model config, overrides); quick mode adds the small-size overrides below.
@@ -36,12 +40,12 @@ QUICK_MODEL = {
     "graphvae": {"model.latent": 4, "model.hidden": 32, "model.channels": [16, 16], "model.context": 8},
     "density": {"model.flow_options": {"num_layers": 2, "hidden_features": 32}},
 }
-# Full mode: the MAF density at its default size costs ~45 s per epoch per 1000 events on a 2-core CPU, so
-# the demo trains a small one for fewer epochs to stay within 15 minutes.
+# Full mode: the density baseline is a small MAF (2 layers of 32) so that it converges within the demo's time;
+# like every model it trains until early stopping (at most ``epochs``).
 FULL_MODEL = {
     "convvae": {},
     "graphvae": {},
-    "density": {"model.flow_options": {"num_layers": 2, "hidden_features": 32}, "training.epochs": 6},
+    "density": {"model.flow_options": {"num_layers": 2, "hidden_features": 32}},
 }
 
 
@@ -54,17 +58,24 @@ class DemoOptions:
     fresh: bool = False
     workers: int = 2
     seed: int = 1
-    sm_events: int = 0  # 0: 1500 quick, 20000 full
+    sm_events: int = 0  # training sample: 0 = 1500 quick, 20000 full
+    eval_events: int = 0  # calibration and test samples, each: 0 = 1500 quick, 24000 full
     signal_events: int = 0  # 0: 150 quick, 1000 full
-    epochs: int = 0  # 0: 3 quick, 20 full
+    epochs: int = 0  # 0: 3 quick, 40 full (early stopping ends training before)
     channel: str = "meff200"  # m_eff > 200 GeV (dropped when too few SM events pass)
     log: list[str] = field(default_factory=list)
+    start: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self.sm_events = self.sm_events or (1500 if self.quick else 20000)
+        self.eval_events = self.eval_events or (1500 if self.quick else 24000)
         self.signal_events = self.signal_events or (150 if self.quick else 1000)
-        self.epochs = self.epochs or (3 if self.quick else 20)
+        self.epochs = self.epochs or (3 if self.quick else 40)
+
+    def events(self, label: str) -> int:
+        """Generated events of an SM sample."""
+        return self.sm_events if label == "sm" else self.eval_events
 
 
 def _say(options: DemoOptions, message: str) -> None:
@@ -78,60 +89,74 @@ def _generate(options: DemoOptions) -> None:
     gen = options.out / "generated"
     if options.fresh and gen.exists():
         shutil.rmtree(gen)
-    gen.mkdir(parents=True, exist_ok=True)
-    sm_missing = [p for p in SM_PROCESSES if not (gen / f"{p}.root").is_file()]
-    if sm_missing and len(sm_missing) < len(SM_PROCESSES):
-        _say(options, f"1/5 generate: SM processes {', '.join(sm_missing)} missing, regenerating the mixture")
-    if sm_missing:
-        _say(options, f"1/5 generate: SM mixture 'sm', {options.sm_events} events")
-        generate(GenerateConfig(process="sm", events=options.sm_events, seed=options.seed, out=str(gen),
-                                workers=options.workers))
-    else:
-        _say(options, "1/5 generate: SM mixture exists, reused")
-    for name in SIGNALS:
-        if (gen / f"{name}.root").is_file():
-            _say(options, f"1/5 generate: {name} exists, reused")
+    for label, (folder, offset) in SM_SAMPLES.items():
+        where = gen / folder
+        where.mkdir(parents=True, exist_ok=True)
+        missing = [p for p in SM_PROCESSES if not (where / f"{p}.root").is_file()]
+        if not missing:
+            _say(options, f"1/6 generate: {label} exists, reused")
             continue
-        _say(options, f"1/5 generate: {name}, {options.signal_events} events")
-        generate(GenerateConfig(process=name, events=options.signal_events, seed=options.seed, out=str(gen),
+        _say(options, f"1/6 generate: {label}: SM mixture 'sm', {options.events(label)} events, seed "
+                      f"{options.seed + offset}")
+        generate(GenerateConfig(process="sm", events=options.events(label), seed=options.seed + offset,
+                                out=str(where), workers=options.workers))
+    where = gen / "signals"
+    where.mkdir(parents=True, exist_ok=True)
+    for name in SIGNALS:
+        if (where / f"{name}.root").is_file():
+            _say(options, f"1/6 generate: {name} exists, reused")
+            continue
+        _say(options, f"1/6 generate: {name}, {options.signal_events} events")
+        generate(GenerateConfig(process=name, events=options.signal_events, seed=options.seed, out=str(where),
                                 workers=options.workers))
 
 
-def _prepare_one(options: DemoOptions, inputs: list[Path], out: Path, label: str, channel: str):
+def _prepare_one(inputs: list[Path], out: Path, label: str, channel: str):
     from darkflow.data_prep.prepare import PrepareConfig, prepare
 
     out.unlink(missing_ok=True)
-    return prepare(PrepareConfig(inputs=[str(p) for p in inputs], out=str(out), label=label, channel=channel))
+    return prepare(PrepareConfig(inputs=[str(p) for p in inputs], out=str(out), label=label, channel=channel),
+                   progress=False)
 
 
 def _prepare(options: DemoOptions) -> None:
     import h5py
 
+    from darkflow.errors import InputError
+
     gen = options.out / "generated"
-    sm = options.out / "sm.h5"
     channel = options.channel
+    sm = options.out / "sm.h5"
     if options.fresh or not sm.is_file():
-        _say(options, f"2/5 prepare: SM mixture -> {sm} (channel {channel})")
-        result = _prepare_one(options, [gen / f"{p}.root" for p in SM_PROCESSES], sm, "sm", channel)
-        if channel != "none" and result.n_selected < MIN_SELECTED:
-            _say(options, f"2/5 prepare: only {result.n_selected} of {result.n_read} SM events pass {channel}; "
-                          "too few to train on, using no channel selection instead")
+        inputs = [gen / "train" / f"{p}.root" for p in SM_PROCESSES]
+        _say(options, f"2/6 prepare: sm -> {sm} (channel {channel})")
+        try:
+            result = _prepare_one(inputs, sm, "sm", channel)
+            selected = result.n_selected
+        except InputError:  # no event passes the channel
+            selected = 0
+        if channel != "none" and selected < MIN_SELECTED:
+            _say(options, f"2/6 prepare: only {selected} SM events pass {channel}; too few to train on, using no "
+                          "channel selection instead")
             channel = "none"
-            result = _prepare_one(options, [gen / f"{p}.root" for p in SM_PROCESSES], sm, "sm", channel)
-        _say(options, f"2/5 prepare: {result.n_selected} of {result.n_read} SM events selected")
+            result = _prepare_one(inputs, sm, "sm", channel)
+        _say(options, f"2/6 prepare: sm: {result.n_selected} of {result.n_read} events selected")
     else:
         with h5py.File(sm, "r") as handle:
             raw = handle.attrs.get("channel", "{}")
         channel = json.loads(raw).get("name", channel) if isinstance(raw, str) else channel
-        _say(options, f"2/5 prepare: {sm} exists, reused (channel {channel})")
+        _say(options, f"2/6 prepare: {sm} exists, reused (channel {channel})")
     options.channel = channel
-    for name in SIGNALS:
-        out = options.out / f"{name}.h5"
+    jobs = {label: [gen / folder / f"{p}.root" for p in SM_PROCESSES]
+            for label, (folder, _) in SM_SAMPLES.items() if label != "sm"}
+    jobs |= {name: [gen / "signals" / f"{name}.root"] for name in SIGNALS}
+    for label, inputs in jobs.items():
+        out = options.out / f"{label}.h5"
         if out.is_file() and not options.fresh:
-            _say(options, f"2/5 prepare: {out} exists, reused")
+            _say(options, f"2/6 prepare: {out} exists, reused")
             continue
-        result = _prepare_one(options, [gen / f"{name}.root"], out, name, channel)
-        _say(options, f"2/5 prepare: {name}: {result.n_selected} of {result.n_read} events selected -> {out}")
+        result = _prepare_one(inputs, out, label, channel)
+        _say(options, f"2/6 prepare: {label}: {result.n_selected} of {result.n_read} events selected -> {out}")
 
 
 def run_config(name: str, options: DemoOptions):
@@ -150,16 +175,29 @@ def _train(options: DemoOptions) -> None:
     for name in RUNS:
         run = options.out / "runs" / name
         if (run / "model.pt").is_file() and not options.fresh:
-            _say(options, f"3/5 train: {name}: {run}/model.pt exists, reused")
+            _say(options, f"3/6 train: {name}: {run}/model.pt exists, reused")
             continue
         if run.exists():
             shutil.rmtree(run)
         config = run_config(name, options)
-        _say(options, f"3/5 train: {name} (at most {config.training.epochs} epochs)")
+        _say(options, f"3/6 train: {name} (at most {config.training.epochs} epochs, early stopping)")
         start = time.perf_counter()
         summary = train(config, TrainOptions(data=str(options.out / "sm.h5"), out=str(run)))
-        _say(options, f"3/5 train: {name}: {summary['epochs']} epoch(s), best validation loss "
+        _say(options, f"3/6 train: {name}: {summary['epochs']} epoch(s), best weighted validation loss "
                       f"{summary['best_val_loss']:.5g}, {time.perf_counter() - start:.1f} s")
+
+
+def _inputs(options: DemoOptions) -> list[Path]:
+    return [options.out / f"{label}.h5" for label in SM_SAMPLES] + [options.out / f"{s}.h5" for s in SIGNALS]
+
+
+def _cut_scores(scores: Path) -> list[str]:
+    """The ``hlf:`` cut scores of a scores file (every group has them)."""
+    from darkflow.analysis.thresholds import read_scores
+
+    file = read_scores(scores)
+    common = set.intersection(*(set(s.scores) for s in file.samples.values()))
+    return sorted(n for n in common if n.startswith("hlf:"))
 
 
 def _analyse(options: DemoOptions) -> None:
@@ -167,62 +205,138 @@ def _analyse(options: DemoOptions) -> None:
     from darkflow.analysis.scan import ScanOptions, scan
     from darkflow.train.score import score
 
-    inputs = [options.out / "sm.h5"] + [options.out / f"{s}.h5" for s in SIGNALS]
     for name in RUNS:
         run = options.out / "runs" / name
         scores = run / "scores.h5"
-        _say(options, f"4/5 score, scan, report: {name}")
-        score(run, inputs, scores)
-        scan(ScanOptions(scores=scores, background="sm", out=run / "scan", score="total"))
+        _say(options, f"4/6 score, scan, report: {name}")
+        score(run, _inputs(options), scores)
+        scan(ScanOptions(scores=scores, background=TEST, calibration=CALIBRATION, out=run / "scan", score="total",
+                         signals=",".join(SIGNALS)))
         report(ReportOptions(run=run, scan=run / "scan", scores=scores, out=run / "report" / "REPORT.md"))
+    first = options.out / "runs" / next(iter(RUNS)) / "scores.h5"
+    cuts = _cut_scores(first)
+    if cuts:
+        _say(options, f"4/6 scan: one-variable cuts {', '.join(cuts)}")
+        scan(ScanOptions(scores=first, background=TEST, calibration=CALIBRATION, out=options.out / "cuts" / "scan",
+                         score=",".join(cuts), signals=",".join(SIGNALS)))
 
 
-def _cell(row: dict[str, str] | None) -> str:
-    if row is None:
-        return "–"
-    auc = row.get("auc", "")
-    eps = row.get(f"eps_s@{EPS_KEY}", "")
-    auc_text = f"{float(auc):.3f}" if auc not in ("", "None") else "n/a"
-    eps_text = f"{float(eps):.3f}" if eps not in ("", "None", NOT_RESOLVED) else NOT_RESOLVED
-    return f"{auc_text} / {eps_text}"
+def _flag(options: DemoOptions) -> list[str]:
+    """Candidates at eps_B = FLAG_EPS for the first model on each signal; the commands, as a user types them."""
+    from darkflow.analysis.flag import flag
+    from darkflow.errors import InputError
+
+    name = next(iter(RUNS))
+    scores = options.out / "runs" / name / "scores.h5"
+    lines = []
+    for signal in SIGNALS:
+        out = options.out / "candidates" / f"{name}_{signal}.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        command = (f"darkflow flag --scores {scores.relative_to(options.out)} --label {signal} --calibration "
+                   f"{CALIBRATION} --eps-b {FLAG_EPS:g} --out {out.relative_to(options.out)}")
+        try:
+            result = flag(scores, signal, out, eps_b=f"{FLAG_EPS:g}", calibration=CALIBRATION)
+        except InputError as err:
+            lines.append(f"- `{command}`: refused: {err}")
+            continue
+        lines.append(f"- `{command}`: {result.n_flagged} of {result.n_events} events flagged; {result.origin}")
+    _say(options, f"5/6 flag: candidates at eps_B = {FLAG_EPS:g} in {options.out / 'candidates'}")
+    return lines
 
 
 def comparison_plots(options: DemoOptions) -> list[Path]:
-    """``OUT/comparison/roc_models_SIGNAL_total.png`` (and PDF): every model's ROC for each signal."""
+    """``OUT/comparison/roc_models_SIGNAL_total.png`` (and PDF): every model's ROC for each signal, test sample."""
     from darkflow.analysis.plots import load_options, roc_models
-    from darkflow.analysis.thresholds import read_scores
+    from darkflow.analysis.thresholds import read_scores, select_roles
 
-    files = {name: read_scores(options.out / "runs" / name / "scores.h5") for name in RUNS}
-    plot_options = load_options(None, formats=["png", "pdf"])
+    roles = {name: select_roles(read_scores(options.out / "runs" / name / "scores.h5"), TEST, CALIBRATION,
+                                list(SIGNALS)) for name in RUNS}
+    simulation = all(r.test.simulation for r in roles.values())
+    plot_options = load_options(None, formats=["png", "pdf"], simulation=simulation)
     paths = []
     for signal in SIGNALS:
-        written = roc_models(files, "sm", signal, "total", options.out / "comparison", plot_options)
+        curves = {name: (r.test, r.signals[signal]) for name, r in roles.items()}
+        written = roc_models(curves, signal, "total", options.out / "comparison", plot_options)
         paths += [p for p in written if p.suffix == ".png"]
     return paths
 
 
-def comparison(options: DemoOptions) -> Path:
-    """Write ``OUT/COMPARISON.md``: AUC and eps_S at eps_B = 1e-2 of every model on every signal."""
-    lines = ["# DarkFlow demo: model comparison", "",
-             f"SM mixture ({options.sm_events} generated events, channel `{options.channel}`), "
-             f"{options.signal_events} generated events per signal, at most {options.epochs} epochs"
-             f"{'' if options.quick else ' (density baseline: 6, a smaller flow)'}"
-             f"{' (quick mode: small models)' if options.quick else ''}. Score `total`, background `sm`.",
-             "", f"Each cell: AUC / eps_S at eps_B = {EPS_KEY} ('{NOT_RESOLVED}': eps_B below 1/N_eff of the "
-             "calibration sample).", "",
-             "| model | " + " | ".join(SIGNALS) + " | report |",
-             "|---" * (len(SIGNALS) + 2) + "|"]
+def _diagnostics(options: DemoOptions) -> list[str]:
+    """One line per training problem recorded in a run (not converged, collapsed latent space)."""
+    from darkflow.checkpoint import load_weights
+
+    lines = []
     for name in RUNS:
-        path = options.out / "runs" / name / "scan" / "metrics.csv"
-        with open(path, newline="") as handle:
-            rows = {r["signal"]: r for r in csv.DictReader(handle) if r["score"] == "total"}
-        cells = [_cell(rows.get(s)) for s in SIGNALS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | [REPORT](runs/{name}/report/REPORT.md) |")
-    lines += ["", "ROC curves of every model, one plot per signal (background: the SM events not used for "
-              "training):", ""]
+        _, meta, _ = load_weights(options.out / "runs" / name, "model.pt", "trained model", "")
+        if meta.get("converged") is False:
+            lines.append(f"- {name}: **not converged**: stopped at the epoch limit ({meta.get('epochs_trained')}) "
+                         "while the validation loss was still improving")
+        units = meta.get("active_units")
+        if units is not None and units < 2:
+            lines.append(f"- {name}: **collapsed latent space**: {units} active unit(s) of {meta.get('latent_size')}")
+    return lines
+
+
+def comparison(options: DemoOptions, flag_lines: list[str] | None = None) -> Path:
+    """Write ``OUT/COMPARISON.md``: the samples with N_eff, every model and cut on every signal with intervals."""
+    from darkflow.analysis import compare
+    from darkflow.analysis.scan import eps_label
+
+    models = {name: json.loads((options.out / "runs" / name / "scan" / "metrics.json").read_text()) for name in RUNS}
+    first = next(iter(models.values()))
+    keys = [eps_label(e) for e in first["eps_b"]]
+    entries = [compare.entries_from_metrics(name, m, "total") for name, m in models.items()]
+    cut_path = options.out / "cuts" / "scan" / "metrics.json"
+    cuts = compare.cut_entries(json.loads(cut_path.read_text())) if cut_path.is_file() else []
+    deepest = compare.deepest_resolved(entries + cuts, keys)
+    fixed = compare.best_fixed_cut(cuts, list(SIGNALS), deepest)
+    calib = first["roles"]["calibration"]
+    resolved = [k for k in keys if any(r.get(f"resolved@{k}") for r in first["rows"])]
+    statement = (f"Resolved working points (eps_B * N_eff(calibration) >= {first['min_effective_events']:g}, N_eff = "
+                 f"{calib['n_eff']:,.0f}): {', '.join(resolved) or 'none'}; not resolved: "
+                 f"{', '.join(k for k in keys if k not in resolved) or 'none'}.")
+    if f"{FLAG_EPS:g}" not in [f"{float(k):g}" for k in resolved]:
+        statement += (f" **eps_B = {FLAG_EPS:g} is not resolved here**: the calibration sample would need N_eff >= "
+                      f"{first['min_effective_events'] / FLAG_EPS:,.0f}" + (" (quick mode)." if options.quick else "."))
+    lines = ["# DarkFlow demo: model comparison", "",
+             f"Pythia 8 SM mixture, channel `{options.channel}`; four disjoint SM samples, each generated with its own "
+             f"seed: training ({options.sm_events:,} generated events, split by the run into training and validation), "
+             f"calibration and test ({options.eval_events:,} generated events each); {options.signal_events:,} "
+             f"generated events per signal; at most {options.epochs} epochs with early stopping"
+             f"{' (quick mode: small models)' if options.quick else ''}. Score `total`; one training seed per model "
+             "(the seed spread is in the physics benchmark, benchmarks/RESULTS.md).", "",
+             "## Samples and their roles", "", *compare.roles_table(first["roles"]), "", statement, ""]
+    lines += ["## Models and one-variable cuts, per signal", "",
+              "AUC ± its Poisson-bootstrap standard deviation (signal against the test sample); eps_S at each "
+              "eps_B with its central 68% interval, thresholds set on the calibration sample. **Bold**: best in "
+              f"the column; {compare.APPROX}: consistent with the best within the uncertainties (no significant "
+              "difference). Cut rows (`hlf:`) need no training: the event's high-level feature is the score. "
+              f"*Best fixed cut*: one feature for every signal, best median eps_S at eps_B = {deepest}; *oracle*: "
+              "the best feature for this signal, chosen knowing the signal.", ""]
+    for signal in SIGNALS:
+        labels = {fixed: "best fixed cut"} if fixed else {}
+        oracle = compare.oracle_cut(cuts, signal, deepest)
+        if oracle:
+            labels[oracle] = (labels[oracle] + "; " if oracle in labels else "") + "oracle"
+        lines += [f"### {signal}", "", *compare.signal_table(entries + cuts, signal, keys, labels), ""]
+    inverted = [f"- {e.name} on {s}: AUC {r['auc']:.3f} < 0.5 (inverted: the SM test sample scores higher)"
+                for e in entries for s, r in e.rows.items() if r["auc"] < 0.5]
+    problems = inverted + _diagnostics(options)
+    lines += ["## Flags", "", *(problems or ["None: every model converged, no collapsed latent space, no inverted "
+                                              "score."]), ""]
+    lines += ["## Thresholds: statistics on the calibration sample and closure on the test sample", "",
+              "Effective calibration events above each threshold, and the background efficiency of the independent "
+              "test sample above it (68% interval): it should agree with the target.", "",
+              *compare.threshold_table(models, "total", keys), ""]
+    lines += ["## ROC curves", "", "Every model, one plot per signal (test sample; curves stop where eps_B < "
+              f"{first['min_effective_events']:g}/N_eff of the test sample).", ""]
     for path in comparison_plots(options):
         lines.append(f"![{path.stem}]({path.relative_to(options.out).as_posix()})")
-    lines += ["", "Log:", ""] + [f"- {m}" for m in options.log if "reused" not in m] + [""]
+    lines += ["", "Reports: " + ", ".join(f"[{n}](runs/{n}/report/REPORT.md)" for n in RUNS), ""]
+    if flag_lines:
+        lines += [f"## Candidates at eps_B = {FLAG_EPS:g}", "", *flag_lines, ""]
+    lines += ["## Log", "", *(f"- {m}" for m in options.log if "reused" not in m),
+              f"- total time {time.perf_counter() - options.start:.0f} s", ""]
     out = options.out / "COMPARISON.md"
     write_text_atomic(out, "\n".join(lines))
     return out
@@ -230,10 +344,11 @@ def comparison(options: DemoOptions) -> Path:
 
 def demo(options: DemoOptions) -> Path:
     """Run the whole demo into ``options.out``; returns the path of ``COMPARISON.md``."""
-    start = time.perf_counter()
+    options.start = time.perf_counter()
     options.out.mkdir(parents=True, exist_ok=True)
     if options.fresh:
-        for name in ["runs", "sm.h5", *(f"{s}.h5" for s in SIGNALS)]:
+        for name in ["runs", "cuts", "candidates", *(f"{label}.h5" for label in SM_SAMPLES),
+                     *(f"{s}.h5" for s in SIGNALS)]:
             path = options.out / name
             if path.is_dir():
                 shutil.rmtree(path)
@@ -245,6 +360,7 @@ def demo(options: DemoOptions) -> Path:
     _prepare(options)
     _train(options)
     _analyse(options)
-    out = comparison(options)
-    _say(options, f"5/5 comparison: {out} ({time.perf_counter() - start:.0f} s in all)")
+    flag_lines = _flag(options)
+    out = comparison(options, flag_lines)
+    _say(options, f"6/6 comparison: {out} ({time.perf_counter() - options.start:.0f} s in all)")
     return out
