@@ -1,10 +1,11 @@
-"""``darkflow report``: a Markdown report and the same as a self-contained HTML page (issue 6).
+"""``darkflow report``: a Markdown report and the same as a self-contained HTML page.
 
-The report holds the run's configuration (``config.yaml``), the metrics table of ``darkflow scan``
-(``metrics.csv``; "not resolved" working points kept as such) and the plots of
-:mod:`darkflow.analysis.plots`. Images go to ``REPORT_files/`` next to ``REPORT.md``; ``REPORT.html``
-embeds them as base64 data URIs and needs no other file. Every output is written through a temporary
-file and a rename.
+In order: the SM samples and their roles (N, N_eff), what needs attention (inverted scores, training that
+did not converge, a collapsed latent space, calibration warnings), the metrics of ``darkflow scan`` with
+their intervals ("not resolved" working points kept as such), the threshold statistics with the test
+sample's closure, the plots of :mod:`darkflow.analysis.plots` (drawn on the test sample), and the run's
+configuration. Images go to ``REPORT_files/`` next to ``REPORT.md``; ``REPORT.html`` embeds them as base64
+data URIs and needs no other file. Every output is written through a temporary file and a rename.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from darkflow.analysis import plots
 from darkflow.analysis.scan import NOT_RESOLVED
-from darkflow.analysis.thresholds import read_scores
+from darkflow.analysis.thresholds import read_scores, select_roles
 from darkflow.errors import InputError
 from darkflow.fileio import publish, write_text_atomic
 
@@ -112,31 +113,87 @@ def _fmt(value: str) -> str:
     return f"{number:.4g}"
 
 
-def metrics_table(path: Path) -> tuple[list[str], list[list[str]]]:
-    """A readable table of ``metrics.csv``: AUC, eps_S with its interval, threshold and SI per eps_B."""
+def _interval(row: dict[str, str], name: str, key: str) -> str:
+    """``value [lo, hi]`` of ``name@key`` (``name_lo@key``, ``name_hi@key``), or the cell as it is."""
+    value = row.get(f"{name}@{key}", "")
+    lo, hi = row.get(f"{name}_lo@{key}", ""), row.get(f"{name}_hi@{key}", "")
+    if value in ("", NOT_RESOLVED) or lo in ("", NOT_RESOLVED) or hi in ("", NOT_RESOLVED):
+        return _fmt(value)
+    return f"{_fmt(value)} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def _read_rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise InputError(f"metrics file not found: {path}; run 'darkflow scan' first")
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
         raise InputError(f"{path}: no rows")
-    keys = [k.split("@", 1)[1] for k in rows[0] if k.startswith("eps_s@")]
-    header = ["signal", "score", "AUC"]
-    for key in keys:
-        header += [f"eps_S @ eps_B={key}", f"threshold @ {key}", f"SI @ {key}"]
-    header += ["SI max", "eps_B @ SI max", "total improvement"]
+    return rows
+
+
+def _keys(rows: list[dict[str, str]]) -> list[str]:
+    return [k.split("@", 1)[1] for k in rows[0] if k.startswith("eps_s@")]
+
+
+def metrics_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A readable table of ``metrics.csv``: AUC with its error, eps_S with its interval per eps_B, SI."""
+    rows = _read_rows(path)
+    keys = _keys(rows)
+    header = ["signal", "score", "AUC", *(f"eps_S @ eps_B={k}" for k in keys), "SI max", "total improvement"]
     out = []
     for row in rows:
-        cells = [row["signal"], row["score"], _fmt(row.get("auc", ""))]
-        for key in keys:
-            eps = row.get(f"eps_s@{key}", "")
-            lo, hi = row.get(f"eps_s_lo@{key}", ""), row.get(f"eps_s_hi@{key}", "")
-            interval = f" [{_fmt(lo)}, {_fmt(hi)}]" if eps not in ("", NOT_RESOLVED) and lo and hi else ""
-            cells += [_fmt(eps) + interval, _fmt(row.get(f"thr@{key}", "")), _fmt(row.get(f"si@{key}", ""))]
-        cells += [_fmt(row.get("si_max", "")), _fmt(row.get("eps_b@si_max", "")),
-                  _fmt(row.get("total_improvement", ""))]
-        out.append(cells)
+        auc = _fmt(row.get("auc", ""))
+        if row.get("auc_err", "") not in ("", NOT_RESOLVED):
+            auc += f" ± {float(row['auc_err']):.2g}"
+        if row.get("note"):
+            auc += " (inverted)" if row["note"].startswith("inverted") else f" ({row['note']})"
+        out.append([row["signal"], row["score"], auc, *(_interval(row, "eps_s", k) for k in keys),
+                    _fmt(row.get("si_max", "")), _fmt(row.get("total_improvement", ""))])
     return header, out
+
+
+def thresholds_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Per score and eps_B: threshold, achieved eps_B on the calibration sample, effective events above it,
+    and eps_B of the test sample above it (closure), each with its interval."""
+    rows = _read_rows(path)
+    header = ["score", "eps_B", "threshold", "eps_B calibration", "N_eff above (calibration)", "eps_B test"]
+    out, seen = [], set()
+    for row in rows:
+        if row["score"] in seen:
+            continue
+        seen.add(row["score"])
+        for key in _keys(rows):
+            out.append([row["score"], key, _fmt(row.get(f"thr@{key}", "")), _interval(row, "eps_b", key),
+                        _fmt(row.get(f"n_eff_b_above@{key}", "")), _interval(row, "eps_b_test", key)])
+    return header, out
+
+
+def _roles_block(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    record = metrics.get("roles", {})
+    rows = [(k, v) for k, v in record.items() if k not in ("signals", "warnings")]
+    rows += [("signal", v) for v in record.get("signals", {}).values()]
+    header = ["role", "sample", "selection", "events", "N_eff", "sum of weights (pb)"]
+    return header, [[role, d["label"], d["selection"], f"{d['n']:,}", f"{d['n_eff']:,.1f}",
+                     f"{d['sum_weight_pb']:.4g}"] for role, d in rows]
+
+
+def training_flags(run: Path) -> list[str]:
+    """One line per training problem recorded in the run (not converged, collapsed latent space)."""
+    from darkflow.checkpoint import load_weights
+
+    if not (run / "model.pt").is_file():
+        return []
+    _, meta, _ = load_weights(run, "model.pt", "trained model", "")
+    lines = []
+    if meta.get("converged") is False:
+        lines.append(f"Training did not converge: it stopped at the epoch limit ({meta.get('epochs_trained')} "
+                     "epochs) while the validation loss was still improving; train longer.")
+    units = meta.get("active_units")
+    if units is not None and units < 2:
+        lines.append(f"Collapsed latent space: {units} active latent unit(s) (Burda et al. 2016: variance of the "
+                     "posterior mean over events > 0.01); the scores carry little information from the latent space.")
+    return lines
 
 
 def _check_inputs(options: ReportOptions) -> None:
@@ -146,7 +203,7 @@ def _check_inputs(options: ReportOptions) -> None:
         raise InputError(f"{options.run}: no config.yaml; is it a run directory of 'darkflow train'?")
     if not Path(options.scan).is_dir():
         raise InputError(f"scan folder not found: {options.scan}; pass the --out folder of 'darkflow scan'")
-    for name in ("metrics.csv", "scan.csv"):
+    for name in ("metrics.csv", "metrics.json", "scan.csv"):
         if not (Path(options.scan) / name).is_file():
             raise InputError(f"{options.scan}: no {name}; run 'darkflow scan' into it first")
     if not Path(options.scores).is_file():
@@ -179,14 +236,16 @@ def report(options: ReportOptions) -> dict[str, Any]:
     import yaml
 
     _check_inputs(options)
-    plot_options = plots.load_options(options.config, style=options.style)
     run, scan_dir, out = Path(options.run), Path(options.scan), Path(options.out)
     scores = read_scores(options.scores)
-    meta_path = scan_dir / "metrics.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    background = meta.get("background") or ("sm" if "sm" in scores.samples else next(iter(scores.samples)))
-    scores.sample(background, "background label")
+    metrics = json.loads((scan_dir / "metrics.json").read_text())
+    if "background" not in metrics:
+        raise InputError(f"{scan_dir / 'metrics.json'}: no 'background'; rerun 'darkflow scan' with this version")
+    roles = select_roles(scores, metrics["background"], metrics.get("calibration_option"),
+                         list(metrics.get("roles", {}).get("signals", {})) or None)
     score = scores.score_name(options.score)
+    simulation = all(s.simulation for s in [roles.test, *roles.signals.values()])
+    plot_options = plots.load_options(options.config, style=options.style, simulation=simulation or None)
     config_text = (run / "config.yaml").read_text()
     yaml.safe_load(config_text)
 
@@ -196,32 +255,45 @@ def report(options: ReportOptions) -> dict[str, Any]:
     try:
         rows = plots.read_scan(scan_dir / "scan.csv")
         figures: list[tuple[str, list[Path]]] = [
-            ("Weighted score distributions: the Standard Model stacked by process, signals overlaid "
-             "(each normalised to unit area).",
-             plots.score_distributions(scores, background, score, staging, plot_options)),
-            ("ROC: background rejection versus signal efficiency (background without training events).",
-             plots.roc(scores, background, score, staging, plot_options)),
+            (f"Weighted score distributions of the test sample ({roles.test.label}, stacked by process) and the "
+             "signals (each normalised to unit area).",
+             plots.score_distributions(roles.test, roles.signals, score, staging, plot_options)),
+            (f"ROC: background rejection on the test sample ({roles.test.label}, N_eff = {roles.test.n_eff:,.0f}) "
+             "versus signal efficiency; curves stop where fewer than 10 effective test events remain.",
+             plots.roc(roles.test, roles.signals, score, staging, plot_options)),
             ("Threshold scan: signal and calibration background efficiencies above the threshold "
-             "(band: Clopper-Pearson 68% interval on eps_B).",
+             "(band: 68% interval on eps_B; shaded: eps_B not resolved).",
              plots.scan_curves(rows, score, staging, plot_options)),
-            ("Significance improvement versus background efficiency.",
+            ("Significance improvement versus background efficiency (resolved working points only).",
              plots.si_curves(rows, score, staging, plot_options)),
-            ("Training curves from the run's metrics.csv.", plots.training_curves(run, staging, plot_options)),
+            ("Training curves from the run's metrics.csv (validation: event-weighted mean).",
+             plots.training_curves(run, staging, plot_options)),
         ]
-        latent_paths, latent_note = _latent(options, scores, background, staging, plot_options)
+        latent_paths, latent_note = _latent(options, scores, roles.test.label, staging, plot_options)
         figures.append(("2D PCA projection of the latent space, coloured by label.", latent_paths))
 
-        header, table = metrics_table(scan_dir / "metrics.csv")
+        flags = list(roles.warnings) + training_flags(run)
+        flags += [f"{r['signal']} / {r['score']}: {r['note']}" for r in metrics.get("rows", []) if r.get("note")]
         doc = _Doc()
         doc.blocks += [
             ("h", 1, f"DarkFlow report: {run.name}"),
-            ("p", f"Run `{run}`, scores `{options.scores}`, scan `{scan_dir}`; background `{background}`, "
-                  f"score `{score}`."),
-            ("h", 2, "Run configuration"), ("pre", config_text, "yaml"),
+            ("p", f"Run `{run}`, scores `{options.scores}`, scan `{scan_dir}`; test sample `{roles.test.label}`, "
+                  f"calibration sample `{roles.calibration.label}`, score `{score}`."),
+            ("h", 2, "Samples and their roles"),
+            ("table", *_roles_block(metrics)),
+            ("h", 2, "Needs attention"),
+            *([("p", f"- {line}") for line in flags] or [("p", "Nothing: independent calibration, converged "
+                                                               "training, no inverted score.")]),
             ("h", 2, "Metrics"),
-            ("p", "eps_S at each background efficiency with its Clopper-Pearson 68% interval; thresholds set on "
-                  "the calibration sample. 'not resolved': eps_B below 1/N_eff of the calibration sample."),
-            ("table", header, table),
+            ("p", "AUC ± its Poisson-bootstrap standard deviation, against the test sample; eps_S at each background "
+                  "efficiency with its central 68% interval, thresholds set on the calibration sample. "
+                  f"'{NOT_RESOLVED}': eps_B * N_eff(calibration) < {metrics.get('min_effective_events', 10):g}."),
+            ("table", *metrics_table(scan_dir / "metrics.csv")),
+            ("h", 2, "Thresholds"),
+            ("p", "Each threshold with the efficiency it achieves on the calibration sample, the effective number of "
+                  "calibration events above it, and the efficiency of the independent test sample above it "
+                  "(closure: it should agree with the calibration value)."),
+            ("table", *thresholds_table(scan_dir / "metrics.csv")),
             ("h", 2, "Plots"),
         ]
         final: list[Path] = []
@@ -230,10 +302,9 @@ def report(options: ReportOptions) -> dict[str, Any]:
             if png:
                 doc.blocks.append(("img", files / png[0].name, caption))
                 final += [files / p.name for p in paths]
-        if not latent_paths:
+        if latent_note:
             doc.blocks.append(("p", latent_note))
-        elif latent_note:
-            doc.blocks.append(("p", latent_note))
+        doc.blocks += [("h", 2, "Run configuration"), ("pre", config_text, "yaml")]
         # the HTML reads the images from the staging folder before it is renamed into place
         staged = _Doc([(b[0], staging / b[1].name, b[2]) if b[0] == "img" else b for b in doc.blocks])
         html_text = staged.html(f"DarkFlow report: {run.name}")
@@ -245,4 +316,5 @@ def report(options: ReportOptions) -> dict[str, Any]:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return {"markdown": out, "html": out.with_suffix(".html"), "files": final, "notes": [latent_note]}
+    return {"markdown": out, "html": out.with_suffix(".html"), "files": final,
+            "notes": [latent_note, *flags]}

@@ -209,7 +209,8 @@ def scan(options: ScanOptions) -> dict[str, Any]:
 
     record = thresholds_record(calib, by_score, file.path, file.default_score)
     record["roles"] = roles.record()
-    metrics = {"background": options.background, "calibration": calib.label, "roles": roles.record(),
+    metrics = {"background": options.background, "calibration": calib.label,
+               "calibration_option": options.calibration, "roles": roles.record(),
                "min_effective_events": MIN_EFFECTIVE_EVENTS, "lumi_fb": options.lumi, "eps_b": eps_list,
                "rows": rows, "total_improvement_summary": summary,
                "note": f"null entries: eps_B * N_eff(calibration) < {MIN_EFFECTIVE_EVENTS:g} (not resolved); "
