@@ -4,11 +4,14 @@ One command runs the whole chain, resumably, under ``--work`` (default ``benchma
 
     generated/PROC.root      ``darkflow generate`` per process (SM and signals), fixed seed
     sm_all.h5                the SM mixture after the benchmark channel (``data_prep/channels/meff200.yaml``)
-    sm_train.h5, sm_test.h5  a fixed split of it: the training file (the model's own train/validation split
-                             of it changes with the seed) and the held-out test file (thresholds and AUC)
+    sm_train.h5, sm_calibration.h5, sm_test.h5
+                             a fixed split of it into three disjoint files: the training file (the model's own
+                             train/validation split of it changes with the seed), the calibration file
+                             (thresholds) and the test file (AUC, eps_S, eps_B)
     SIGNAL.h5                each signal after the same channel
     runs/MODEL/sNN/          one training run per model and seed: model.pt, train.json, scores.h5, scan/,
                              result.json (the unit is done when result.json exists)
+    cuts/                    the one-variable cuts (``hlf:`` scores, no training) scanned the same way
     summary.json             the table rows (mean and spread over seeds), also recorded in
                              ``benchmarks/results/bench_physics.json`` for ``make_results.py``
 
@@ -51,6 +54,9 @@ FLOWS = ("none", "planar", "sylvester-orthogonal", "sylvester-householder", "syl
 EPS = ("1e-2", "1e-3")
 METRICS = ("auc",) + tuple(f"eps_s@{e}" for e in EPS)
 BACKGROUND = "sm_test"
+CALIBRATION = "sm_calibration"
+ROW_KEYS = ("auc", "auc_err", *(f"{p}@{e}" for e in EPS for p in ("eps_s", "eps_s_lo", "eps_s_hi", "eps_b", "thr",
+                                                                   "n_eff_b_above", "eps_b_test")))
 SPLIT_SEED = 12345  # the fixed train/test split of the SM mixture: the data do not change with the seed
 
 
@@ -217,8 +223,8 @@ def prepare_all(work: Path, sizes: Sizes, timings: Timings) -> dict[str, Any]:
     sm_all = work / "sm_all.h5"
     if not sm_all.is_file():
         _prepare([gen / f"{p}.root" for p in sizes.sm_events], sm_all, "sm", timings)
-    train, test = work / "sm_train.h5", work / "sm_test.h5"
-    if not (train.is_file() and test.is_file()):
+    train, calib, test = work / "sm_train.h5", work / f"{CALIBRATION}.h5", work / f"{BACKGROUND}.h5"
+    if not (train.is_file() and calib.is_file() and test.is_file()):
         with h5py.File(sm_all, "r") as h:
             n = h["weight"].shape[0]
         if n < sizes.train_events + 100:
@@ -226,8 +232,10 @@ def prepare_all(work: Path, sizes: Sizes, timings: Timings) -> dict[str, Any]:
 
             raise DataError(f"only {n} SM events pass the channel; the training file alone needs {sizes.train_events}")
         order = np.random.default_rng(SPLIT_SEED).permutation(n)
+        half = sizes.train_events + (n - sizes.train_events) // 2
         _subset(sm_all, train, order[: sizes.train_events], "sm_train")
-        _subset(sm_all, test, order[sizes.train_events :], BACKGROUND)
+        _subset(sm_all, calib, order[sizes.train_events : half], CALIBRATION)
+        _subset(sm_all, test, order[half:], BACKGROUND)
     for name in sizes.signal_events:
         if not (work / f"{name}.h5").is_file():
             _prepare([gen / f"{name}.root"], work / f"{name}.h5", name, timings)
@@ -251,7 +259,7 @@ def data_facts(work: Path, sizes: Sizes) -> dict[str, Any]:
             sel = proc == i
             facts["processes"][name] = {"generated": sizes.sm_events.get(name), "selected": int(sel.sum()),
                                         "sigma_after_channel_pb": float(w[sel].sum()), "n_eff": neff(w[sel])}
-    for name in ["sm_all", "sm_train", BACKGROUND, *sizes.signal_events]:
+    for name in ["sm_all", "sm_train", CALIBRATION, BACKGROUND, *sizes.signal_events]:
         with h5py.File(work / f"{name}.h5", "r") as h:
             w = h["weight"][:]
             facts["files"][name] = {"events": int(len(w)), "n_eff": neff(w), "sigma_pb": float(np.sum(w))}
@@ -304,19 +312,17 @@ def run_unit(work: str, model: str, seed: int, sizes_dict: dict[str, Any]) -> di
     info = json.loads(info_path.read_text())
     scores = run / "scores.h5"
     t_score = time.perf_counter()
-    inputs = [root / f"{BACKGROUND}.h5"] + [root / f"{s}.h5" for s in sizes.signal_events]
+    inputs = [root / f"{CALIBRATION}.h5", root / f"{BACKGROUND}.h5"] + [root / f"{s}.h5" for s in sizes.signal_events]
     if not scores.is_file():
         score(run, inputs, scores)
     score_seconds = time.perf_counter() - t_score
-    result = scan(ScanOptions(scores=scores, background=BACKGROUND, calibration=BACKGROUND, out=run / "scan",
-                              score="total"))
-    rows = {}
-    for row in result["rows"]:
-        rows[row["signal"]] = {k: row.get(k) for k in ("auc", *(f"{p}@{e}" for e in EPS for p in
-                                                             ("eps_s", "eps_s_lo", "eps_s_hi", "eps_b", "thr")))}
+    result = scan(ScanOptions(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=run / "scan",
+                              score="total", signals=",".join(sizes.signal_events)))
+    rows = {row["signal"]: {k: row.get(k) for k in ROW_KEYS} for row in result["rows"]}
     payload = {"model": model, "seed": seed, "train_seconds": info["seconds"], "epochs": info["epochs"],
                "best_val_loss": info["best_val_loss"], "score_seconds": score_seconds,
                "n_eff_calibration": result["thresholds"]["calibration"]["n_eff"],
+               "n_eff_test": result["roles"].test.n_eff,
                "unit_seconds": time.perf_counter() - start, "signals": rows}
     _write_json(run / "result.json", payload)
     return payload
@@ -413,8 +419,18 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return mean, std
 
 
+def _stat(signal_row: dict[str, Any], metric: str) -> float | None:
+    """The statistical uncertainty of one seed's value: the AUC's bootstrap deviation, or half the interval."""
+    if metric == "auc":
+        return signal_row.get("auc_err")
+    key = metric.split("@", 1)[1]
+    lo, hi = signal_row.get(f"eps_s_lo@{key}"), signal_row.get(f"eps_s_hi@{key}")
+    return None if lo is None or hi is None else (hi - lo) / 2
+
+
 def aggregate(results: list[dict[str, Any]], models: list[str], signals: list[str]) -> list[dict[str, Any]]:
-    """One row per (model, signal, metric): mean and sample standard deviation over the seeds."""
+    """One row per (model, signal, metric): mean and sample standard deviation over the seeds, and the mean
+    statistical uncertainty of one seed's value (``stat``: from the finite test and calibration samples)."""
     rows = []
     for model in models:
         runs = [r for r in results if r["model"] == model]
@@ -422,11 +438,34 @@ def aggregate(results: list[dict[str, Any]], models: list[str], signals: list[st
             for metric in METRICS:
                 values = [r["signals"][signal][metric] for r in runs if signal in r["signals"]]
                 mean, std = _mean_std(values)
+                stat, _ = _mean_std([_stat(r["signals"][signal], metric) for r in runs if signal in r["signals"]])
                 rows.append({"name": f"{model} / {signal} / {metric}", "model": model, "signal": signal,
-                             "metric": metric, "value": mean, "std": std, "unit": "", "n_seeds": len(values),
-                             "n_resolved": sum(v is not None for v in values), "per_seed": values,
-                             "reference": None, "target": None, "ok": None})
+                             "metric": metric, "value": mean, "std": std, "stat": stat, "unit": "",
+                             "n_seeds": len(values), "n_resolved": sum(v is not None for v in values),
+                             "per_seed": values, "reference": None, "target": None, "ok": None})
     return rows
+
+
+def run_cuts(work: Path, sizes: Sizes, scores: Path) -> list[dict[str, Any]]:
+    """The one-variable cut baselines: every ``hlf:`` score of a scores file, scanned like the models.
+
+    They need no training, so they have no seeds: one result per cut, named after the feature.
+    """
+    from darkflow.analysis.scan import ScanOptions, scan
+    from darkflow.analysis.thresholds import read_scores
+
+    file = read_scores(scores)
+    cuts = sorted(set.intersection(*(set(s.scores) for s in file.samples.values())))
+    cuts = [c for c in cuts if c.startswith("hlf:")]
+    if not cuts:
+        return []
+    result = scan(ScanOptions(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=work / "cuts" / "scan",
+                              score=",".join(cuts), signals=",".join(sizes.signal_events)))
+    out = []
+    for cut in cuts:
+        rows = {r["signal"]: {k: r.get(k) for k in ROW_KEYS} for r in result["rows"] if r["score"] == cut}
+        out.append({"model": cut, "seed": 0, "signals": rows})
+    return out
 
 
 def model_costs(results: list[dict[str, Any]], models: list[str]) -> dict[str, dict[str, float]]:
@@ -538,7 +577,7 @@ def extrapolate(per_model: dict[str, dict[str, float]], full: Sizes, seeds: int,
     facts = json.loads((work / "facts.json").read_text()) if (work / "facts.json").is_file() else {}
     efficiency = (facts["files"]["sm_all"]["events"] / facts["sm_read"]) if facts else 0.8
     n_sm = sum(full.sm_events.values()) * efficiency
-    n_scored = n_sm - full.train_events + sum(full.signal_events.values())
+    n_scored = n_sm - full.train_events + sum(full.signal_events.values())  # calibration + test + signals
     out: dict[str, Any] = {"events_generated": n_gen, "sm_after_channel": n_sm, "scored_per_unit": n_scored,
                            "seeds": seeds, "cores": cores, "per_model": {}}
     for kind, suffix in (("wall", "seconds"), ("cpu", "cpu")):
@@ -623,21 +662,24 @@ def main(argv: list[str] | None = None) -> int:
     _write_json(work / "facts.json", facts)
     sm = facts["files"]
     _say(f"SM mixture: {sm['sm_all']['events']} events after the channel ({sm['sm_all']['n_eff']:.0f} effective), "
-         f"training file {sm['sm_train']['events']}, test file {sm[BACKGROUND]['events']} "
+         f"training file {sm['sm_train']['events']}, calibration file {sm[CALIBRATION]['events']} "
+         f"({sm[CALIBRATION]['n_eff']:.0f} effective), test file {sm[BACKGROUND]['events']} "
          f"({sm[BACKGROUND]['n_eff']:.0f} effective)")
     if args.estimate:
         estimate(work, sizes, FULL if not args.quick else sizes, list(MODELS) if not args.quick else models,
                  3, timings, gen_events=60 if args.quick else 600)
     results = run_units(work, sizes, models, seeds, args.jobs, timings)
     signals = list(sizes.signal_events)
-    rows = aggregate(results, models, signals)
+    cut_results = run_cuts(work, sizes, work / "runs" / models[0] / f"s{seeds[0]:02d}" / "scores.h5")
+    cut_names = [r["model"] for r in cut_results]
+    rows = aggregate(results + cut_results, models + cut_names, signals)
     wall = time.perf_counter() - start
     spent = {"generate": sum(v["seconds"] for k, v in timings.data.items() if k.startswith("generate/")),
              "prepare": sum(v["seconds"] for k, v in timings.data.items() if k.startswith("prepare/")),
              "models": sum(v["seconds"] for k, v in timings.data.items() if k.startswith("unit/"))}
     extra = {"mode": "quick" if args.quick else ("full" if args.sm_scale == 1.0 else f"scaled x{args.sm_scale}"),
              "complete": (models == list(MODELS) and len(seeds) >= 3 and args.sm_scale == 1.0 and not args.quick),
-             "models": models, "seeds": seeds, "signals": signals, "sizes": asdict(sizes), "jobs": args.jobs,
+             "models": models, "cuts": cut_names, "seeds": seeds, "signals": signals, "sizes": asdict(sizes), "jobs": args.jobs,
              "facts": facts, "costs": model_costs(results, models), "wall_seconds_this_run": wall,
              "seconds_spent": spent, "channel_yaml": _channel_yaml(),
              "threads_per_job": max(1, _cores() // args.jobs),
@@ -648,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     _write_json(work / "summary.json", {"rows": rows, **extra})
     results_dir = args.results or (work / "results" if args.quick else None)
     path = record(SCRIPT, rows, extra, results=results_dir)
-    print_table(rows, models, signals)
+    print_table(rows, models + cut_names, signals)
     _say(f"done in {_clock(wall)} (this run); work spent in all: generation {_clock(spent['generate'])}, "
          f"preparation {_clock(spent['prepare'])}, models {_clock(spent['models'])}; recorded in {path}")
     return 0

@@ -83,7 +83,7 @@ def _index(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, A
 
 
 def cell(row: dict[str, Any] | None) -> str:
-    """``mean ± std`` (3 decimals); 'n/r' when no seed resolved the working point."""
+    """``mean ± std (stat)`` (3 decimals); 'n/r' when no seed resolved the working point."""
     if row is None:
         return "–"
     if row["value"] is None:
@@ -91,6 +91,8 @@ def cell(row: dict[str, Any] | None) -> str:
     text = f"{row['value']:.3f}"
     if row.get("std") is not None:
         text += f" ± {row['std']:.3f}"
+    if row.get("stat") is not None:
+        text += f" ({row['stat']:.3f})"
     if row.get("n_resolved", row.get("n_seeds")) != row.get("n_seeds"):
         text += f" ({row['n_resolved']}/{row['n_seeds']} seeds)"
     return text
@@ -103,6 +105,8 @@ def table(payload: dict[str, Any], metric: str) -> list[str]:
     lines = ["| model | " + " | ".join(signals) + " |", "|---" * (len(signals) + 1) + "|"]
     for model in payload["models"]:
         lines.append(f"| {model} | " + " | ".join(cell(by.get((model, s, metric))) for s in signals) + " |")
+    for cut in payload.get("cuts", []):
+        lines.append(f"| cut `{cut}` | " + " | ".join(cell(by.get((cut, s, metric))) for s in signals) + " |")
     return lines
 
 
@@ -216,10 +220,19 @@ def physics_section(payload: dict[str, Any] | None) -> list[str]:
         lines.append(f"| {name} | {number(p['generated'])} | {p['selected']:,} | {number(p['sigma_after_channel_pb'])} "
                      f"| {number(p['n_eff'])} |")
     test = files["sm_test"]
+    calib = files.get("sm_calibration")
+    if calib is None:  # a run of the earlier protocol: thresholds on the test file itself
+        split = (f"and `sm_test` {test['events']:,} events (N_eff = {test['n_eff']:,.0f}) on which the thresholds "
+                 "are set **and** the AUC is computed (an earlier protocol: calibration and test were one sample)")
+    else:
+        resolved = ", ".join(e for e in ("1e-2", "1e-3", "1e-4") if float(e) * calib["n_eff"] >= 10)
+        split = (f"`sm_calibration` {calib['events']:,} events (N_eff = {calib['n_eff']:,.0f}) on which the "
+                 f"thresholds are set, and `sm_test` {test['events']:,} events (N_eff = {test['n_eff']:,.0f}) on "
+                 "which the AUC, eps_S and eps_B are measured: four disjoint SM samples. Resolved working points "
+                 f"(eps_B * N_eff(calibration) >= 10): {resolved or 'none'}")
     lines += ["", f"A fixed split (seed independent): `sm_train` {files['sm_train']['events']:,} events for training "
-              f"(each run splits {sizes['train_events']:,} into 80% training and 20% validation with its own seed) "
-              f"and `sm_test` {test['events']:,} events (N_eff = {test['n_eff']:,.0f}) on which the thresholds "
-              "are set and the AUC is computed. Signals (after the same channel):", "",
+              f"(each run splits {sizes['train_events']:,} into 80% training and 20% validation with its own seed), "
+              f"{split}. Signals (after the same channel):", "",
               "| signal | generated | after channel |", "|---|---|---|"]
     for name in payload["signals"]:
         f = files[name]
@@ -236,8 +249,11 @@ def physics_section(payload: dict[str, Any] | None) -> list[str]:
               "configs; the VAEs take each flow in turn, with these `flow_options`):", ""]
     for name, config in configs.items():
         lines.append(f"- `{name}`: `{json.dumps(config.get('model', {}))}`")
-    lines += ["", "Every number below is the mean ± the standard deviation over the seeds; 'n/r': the working "
-              "point is not resolved (eps_B below 1/N_eff of the test file) in any seed.", ""]
+    lines += ["", "Every number below is the mean ± the standard deviation over the seeds, followed in parentheses "
+              "by the statistical uncertainty of one seed's value (the AUC's Poisson-bootstrap deviation; half the "
+              "68% interval of eps_S) where the run recorded it; 'n/r': the working point is not resolved "
+              "(eps_B * N_eff of the calibration sample below 10) in any seed. Rows `cut hlf:NAME` score every "
+              "event by one high-level feature, with no training (the baseline a physicist tries first).", ""]
     for metric in ("auc", "eps_s@1e-2", "eps_s@1e-3"):
         lines += [f"### {METRIC_TITLES[metric]}", ""] + table(payload, metric) + [""]
     lines += ["### What the numbers say", "", "Generated from the tables above (a difference is 'beyond the seed "

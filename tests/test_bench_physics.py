@@ -29,6 +29,7 @@ def test_quick_physics_benchmark_resumes_and_builds_results(tmp_path, capsys):
     assert set(facts["processes"]) >= {"qcd", "ttbar", "wjets", "zjets_nunu"}
     assert facts["files"]["sm_train"]["events"] == bench_physics.QUICK.train_events
     assert facts["files"]["sm_all"]["events"] == (facts["files"]["sm_train"]["events"]
+                                                 + facts["files"]["sm_calibration"]["events"]
                                                  + facts["files"]["sm_test"]["events"])
     assert facts["files"]["sm_all"]["events"] < facts["sm_read"]  # the channel removed events
     rows = {(r["model"], r["signal"], r["metric"]): r for r in summary["rows"]}
