@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ def source_name(source: Any) -> str | None:
 
 
 def describe(path: str | Path, attrs: dict[str, Any], events: int) -> dict[str, Any]:
-    """The JSON description of an event file stored with a run: resolved path, label, number of events,
+    """The JSON description of an event file stored with a run: ``path`` (resolved: symbolic links
+    followed) and ``given_path`` (absolute, as given), label, number of events,
     ``channel``, ``layout``, ``objects_definition``, ``source`` (its name) and ``simulation`` (``None``
     where the file has no such attribute; files prepared before these existed lack some)."""
     simulation = attrs.get("simulation")
@@ -34,16 +36,15 @@ def describe(path: str | Path, attrs: dict[str, Any], events: int) -> dict[str, 
             simulation = json.loads(simulation)
         except ValueError:
             pass
-    return {"path": str(Path(path).resolve()), "label": attrs.get("label"), "events": int(events),
+    return {"path": str(Path(path).resolve()), "given_path": os.path.abspath(path), "label": attrs.get("label"), "events": int(events),
             "channel": attrs.get("channel"), "layout": attrs.get("layout"),
             "objects_definition": attrs.get("objects_definition"), "source": source_name(attrs.get("source")),
             "simulation": simulation}
 
 
-def _name(value: Any) -> str:
-    if isinstance(value, dict):
-        return str(value.get("name", "custom"))
-    return "none" if value is None else str(value)
+def _named(value: Any) -> str:
+    """`` NAME`` of a selection that has a name, else nothing."""
+    return f" {value['name']}" if isinstance(value, dict) and value.get("name") else ""
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -52,7 +53,7 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
         for key, item in value.items():
             out |= _flat(item, f"{prefix}{key}.")
         return out
-    return {prefix.rstrip("."): value}
+    return {prefix.rstrip("."): None if value == [] else value}
 
 
 IGNORED = ("name", "description")
@@ -66,7 +67,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _changed(mine: Any, theirs: Any) -> list[str]:
-    """``key this vs training`` for every differing leaf of two nested dicts (a missing key reads None)."""
+    """``key this vs training`` for every differing leaf of two nested dicts (missing or empty reads None)."""
     a, b = _flat(mine), _flat(theirs)
     keys = [k for k in sorted(a.keys() | b.keys())
             if k.rsplit(".", 1)[-1] not in IGNORED and not _same(a.get(k), b.get(k))]
@@ -88,10 +89,10 @@ def differences(attrs: dict[str, Any], training: dict[str, Any]) -> list[str]:
     found = []
     channel, ref = attrs.get("channel"), training.get("channel")
     if channel is not None and ref is not None and (changes := _changed(channel, ref)):
-        found.append(f"channel {_name(channel)} differs from the training file's {_name(ref)} ({_summary(changes)})")
+        found.append(f"channel{_named(channel)} differs from the training file's{_named(ref)} ({_summary(changes)})")
     objects, ref = attrs.get("objects_definition"), training.get("objects_definition")
     if objects is not None and ref is not None and (changes := _changed(objects, ref)):
-        found.append(f"object definitions {_name(objects)} differ from the training file's {_name(ref)} "
+        found.append(f"object definitions{_named(objects)} differ from the training file's{_named(ref)} "
                      f"({_summary(changes)})")
     source, ref = source_name(attrs.get("source")), training.get("source")
     if source is not None and ref is not None and source != ref:

@@ -104,6 +104,9 @@ class _Training:
 
         self.description = meta.get("training_file")
         self.path = Path(self.description["path"] if self.description else meta.get("data", ""))
+        self.known_paths = {str(self.path), os.path.abspath(self.path)}
+        if self.description and self.description.get("given_path"):
+            self.known_paths.add(self.description["given_path"])
         self.exists = self.path.is_file()
         self.split = split
         self._keys: dict[bool, tuple[np.ndarray, list[str]]] = {}
@@ -237,7 +240,7 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
                     if training.exists:
                         part, how = _overlap(training, path, handle, attrs)
                         role = _role(how, part)
-                        _report_overlap(notify, path, training.path, how, part)
+                        _report_overlap(notify, path, training.path, training.known_paths, how, part)
                 scores = score_file(model, path)
                 group = dest.create_group(label)
                 for key, value in {**scores, **baselines, **extra}.items():
@@ -261,10 +264,12 @@ def _role(how: str, part: np.ndarray) -> str:
     return ROLES[1] if (part >= 0).any() else ROLES[2]
 
 
-def _report_overlap(notify: Callable[[str, str], None], path: Path, training: Path, how: str,
+def _report_overlap(notify: Callable[[str, str], None], path: Path, training: Path, known: set[str], how: str,
                     part: np.ndarray) -> None:
+    """A warning for an input that holds training-file events, unless it is the training file by one of the
+    ``known`` absolute paths (the one given to ``train``, or its resolved form)."""
     n_train, n_val = int((part == 0).sum()), int((part == 1).sum())
-    if how == "same" and path.resolve() == training.resolve():
+    if how == "same" and os.path.abspath(path) in known:
         return
     if how == "same":
         what = "it is the training file under another path"

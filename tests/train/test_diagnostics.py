@@ -63,12 +63,12 @@ def test_describe_and_differences():
     assert differences(base, ref) == []
     renamed = base | {"channel": base["channel"] | {"name": "mine", "description": "same cuts"}}
     assert differences(renamed, ref) == []  # compared by cuts, not names
-    other = base | {"channel": {"name": "chan3", "met_min": 50.0}, "source": {"name": "delphes"},
+    other = base | {"channel": {"name": "chan3", "met_min": 50.0, "multiplicities": []}, "source": {"name": "delphes"},
                     "objects_definition": {"jet": {"pt_min": 30.0, "abs_eta_max": 2.8},
                                            "photon": {"pt_min": 20.0, "abs_eta_max": math.inf}}}
     found = differences(other, ref)
     assert found == ["channel chan3 differs from the training file's meff200 (meff_min None vs 200.0, met_min 50.0 vs None)",
-                     "object definitions custom differ from the training file's custom (jet.pt_min 30.0 vs 20.0)",
+                     "object definitions differ from the training file's (jet.pt_min 30.0 vs 20.0)",
                      "source delphes differs from the training file's nanoaod"]
     old = {k: v for k, v in other.items() if k not in ("objects_definition", "source")}
     assert len(differences(old, ref)) == 1  # attributes a file lacks are not compared
