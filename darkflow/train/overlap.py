@@ -31,25 +31,58 @@ def event_keys(process: np.ndarray, event_id: np.ndarray, met: np.ndarray | None
     return keys
 
 
-def matched_roles(reference: np.ndarray, roles: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """For every key, the role of the reference event with the same key, else -1.
+def _hash(keys: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of the three fields of every key (SplitMix64 finalizer), for sorting and search."""
+    with np.errstate(over="ignore"):
+        x = keys["process"].astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        x ^= keys["event_id"].astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+        x ^= keys["met"].astype(np.uint64) * np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+class KeyIndex:
+    """The keys of a reference (training) file, sorted for search, with their events' roles.
 
     Arguments:
-        reference: keys ``(M,)`` of the reference (training) file; roles: ``(M,)`` int, its events' roles
-            (0 training, 1 validation). A key found several times in the reference gets the smallest role
-            (trained on, if any copy was).
-        keys: keys ``(N,)`` of the file compared.
+        reference: keys ``(M,)`` (:func:`event_keys`); roles: ``(M,)`` int, the events' roles (0 training,
+            1 validation). A key found several times gets the smallest role (trained on, if any copy was).
 
-    Returns:
-        int8 ``(N,)``: the matched role, -1 for events not in the reference file.
+    Keys are searched by a 64-bit hash and every hit is confirmed field by field, so a match is exact;
+    two different reference keys with the same hash (odds ~M^2 / 2^65) would hide the second.
     """
-    unique, inverse = np.unique(reference, return_inverse=True)
-    best = np.full(len(unique), np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(best, inverse.ravel(), np.asarray(roles, dtype=np.int64))
-    out = np.full(len(keys), -1, dtype=np.int8)
-    if not len(unique):
+
+    def __init__(self, reference: np.ndarray, roles: np.ndarray) -> None:
+        self.reference = reference
+        ref_hash = _hash(reference)
+        order = np.argsort(ref_hash, kind="stable")
+        self.unique, start = np.unique(ref_hash[order], return_index=True)
+        roles = np.asarray(roles, dtype=np.int64)[order]
+        self.best = np.minimum.reduceat(roles, start) if len(start) else roles
+        self.first = order[start]
+
+    def roles_of(self, keys: np.ndarray) -> np.ndarray:
+        """int8 ``(N,)``: the role of the reference event with each key, -1 for keys not in the reference."""
+        out = np.full(len(keys), -1, dtype=np.int8)
+        if not len(self.unique) or not len(keys):
+            return out
+        query = _hash(keys)
+        pos = np.searchsorted(self.unique, query).clip(max=len(self.unique) - 1)
+        hit = np.flatnonzero(self.unique[pos] == query)
+        candidate, wanted = self.reference[self.first[pos[hit]]], keys[hit]
+        exact = np.ones(len(hit), dtype=bool)
+        for field in KEY.names:
+            exact &= candidate[field] == wanted[field]
+        where = hit[exact]
+        out[where] = self.best[pos[where]]
         return out
-    pos = np.searchsorted(unique, keys).clip(max=len(unique) - 1)
-    hit = unique[pos] == keys
-    out[hit] = best[pos[hit]]
-    return out
+
+
+def matched_roles(reference: np.ndarray, roles: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """For every key ``(N,)``, the role of the ``reference`` event ``(M,)`` with the same key, else -1
+    (:class:`KeyIndex`)."""
+    return KeyIndex(reference, roles).roles_of(keys)

@@ -29,6 +29,7 @@ import torch
 
 from darkflow.errors import InputError
 from darkflow.fileio import publish
+from darkflow.train.overlap import KeyIndex, event_keys
 
 BATCH = 4096
 
@@ -109,7 +110,7 @@ class _Training:
             self.known_paths.add(self.description["given_path"])
         self.exists = self.path.is_file()
         self.split = split
-        self._keys: dict[bool, tuple[np.ndarray, list[str]]] = {}
+        self._keys: dict[bool, tuple] = {}
         if not self.exists:
             what = "inputs are not checked for overlaps with it"
             if self.description is None:
@@ -132,18 +133,18 @@ class _Training:
             roles[self.split["val"]] = 1
         return roles
 
-    def keys(self, with_met: bool) -> tuple[np.ndarray, list[str]]:
-        """The training file's event keys (:func:`darkflow.train.overlap.event_keys`) and process names."""
+    def keys(self, with_met: bool) -> tuple[np.ndarray, list[str], KeyIndex]:
+        """The training file's event keys (:func:`darkflow.train.overlap.event_keys`), its process names
+        and the keys' search index with the events' roles (read once per ``with_met``)."""
         from darkflow.data_prep.store import open_event_file, read_attrs
-        from darkflow.train.overlap import event_keys
 
         if with_met not in self._keys:
             with open_event_file(self.path) as handle:
                 attrs = read_attrs(handle)
                 names = list(attrs.get("process_names", []))
                 met = _met(handle, attrs) if with_met else None
-                self._keys[with_met] = (event_keys(handle["process"][:], handle["event_id"][:], met, names, names),
-                                        names)
+                keys = event_keys(handle["process"][:], handle["event_id"][:], met, names, names)
+            self._keys[with_met] = (keys, names, KeyIndex(keys, self.roles()))
         return self._keys[with_met]
 
 
@@ -154,19 +155,16 @@ def _met(handle, attrs: dict[str, Any]) -> np.ndarray | None:
 
 def _overlap(training: _Training, path: Path, handle, attrs: dict[str, Any]) -> tuple[np.ndarray, str]:
     """``split`` of an input (the roles of its training-file events, else -1) and its role's description."""
-    n = handle["objects"].shape[0]
     if _same_file(path, training.path):
         return training.roles(), "same"
-    from darkflow.train.overlap import event_keys, matched_roles
-
     met = _met(handle, attrs)
     with_met = met is not None and training.has_met
-    reference, names = training.keys(with_met)
+    reference, names, index = training.keys(with_met)
     keys = event_keys(handle["process"][:], handle["event_id"][:], met if with_met else None,
                       list(attrs.get("process_names", [])), names)
     if len(keys) == len(reference) and np.array_equal(keys, reference):
         return training.roles(), "copy"
-    return (matched_roles(reference, training.roles(), keys) if n else np.zeros(0, dtype=np.int8)), "partial"
+    return index.roles_of(keys), "partial"
 
 
 def _warn(kind: str, message: str) -> None:

@@ -116,6 +116,11 @@ def test_diagnostics_and_training_file_in_the_metadata(files, trained):
     assert tf["path"] == str(files["sm"].resolve()) and tf["events"] == 1500 and tf["label"] == "sm"
 
 
+def _collector():
+    said: list[tuple[str, str]] = []
+    return said, lambda kind, line: said.append((kind, line))
+
+
 def _digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -201,8 +206,8 @@ def test_the_training_file_under_another_path_or_copied(files, trained, tmp_path
     for name, what in (("copy.h5", "it holds the same 1500 events (a copy)"),
                        ("alias.h5", "it is the training file under another path"),
                        ("linked.h5", "it is the training file under another path")):
-        said = []
-        score(run, [tmp_path / name], tmp_path / f"{name}.scores.h5", notify=lambda kind, line: said.append((kind, line)))
+        said, notify = _collector()
+        score(run, [tmp_path / name], tmp_path / f"{name}.scores.h5", notify=notify)
         assert said == [("warning", f"{tmp_path / name}: overlaps the training file {files['sm'].resolve()}: {what}; "
                                     "'split' marks its training (0) and validation (1) events")]
         with h5py.File(tmp_path / f"{name}.scores.h5") as s:
@@ -225,13 +230,13 @@ def test_runs_without_a_training_file_description(files, trained, tmp_path):
             return state
 
     save_weights(old / "model.pt", Holder(), meta)
-    said = []
-    score(old, [files["met50"]], tmp_path / "s.h5", notify=lambda kind, line: said.append((kind, line)))
+    said, notify = _collector()
+    score(old, [files["met50"]], tmp_path / "s.h5", notify=notify)
     assert [k for k, _ in said] == ["warning", "warning"] and "channel met50 differs" in said[0][1]
     meta["data"] = str(tmp_path / "gone.h5")
     save_weights(old / "model.pt", Holder(), meta)
-    said = []
-    score(old, [files["met50"]], tmp_path / "s2.h5", notify=lambda kind, line: said.append((kind, line)))
+    said, notify = _collector()
+    score(old, [files["met50"]], tmp_path / "s2.h5", notify=notify)
     assert said == [("note", f"the training file {tmp_path / 'gone.h5'} is not found: inputs are checked neither "
                              "against its channel, objects and source nor for overlaps")]
     with h5py.File(tmp_path / "s2.h5") as s:
