@@ -113,24 +113,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if summary:
         print(f"trained {summary['epochs']} epoch(s), best validation loss {summary['best_val_loss']:.5g}: "
               f"{summary['out']}/model.pt")
+        for line in summary.get("warnings", []):
+            print(f"darkflow train: warning: {line}", file=sys.stderr)
     return 0
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    import h5py
-    import numpy as np
+    from darkflow.train.score import score, summary
 
-    from darkflow.train.score import score
+    def notify(kind: str, line: str) -> None:
+        print(f"darkflow score: {kind}: {line}", file=sys.stderr)
 
-    labels = score(args.run, args.data, args.out)
+    labels = score(args.run, args.data, args.out, strict=args.strict, notify=notify)
     print(f"wrote {args.out}")
-    with h5py.File(args.out, "r") as handle:
-        name = handle.attrs["default_score"]
-        print(f"{'label':<20s} {'events':>8s} {'mean ' + name:>14s} {'median':>10s} {'90% quantile':>13s}")
-        for label in labels:
-            values = handle[label][name][:]
-            print(f"{label:<20s} {len(values):>8d} {values.mean():>14.4g} {np.median(values):>10.4g} "
-                  f"{np.quantile(values, 0.9):>13.4g}")
+    rows = {row["label"]: row for row in summary(args.out)}
+    name = next(iter(rows.values()))["score"] if rows else "total"
+    print(f"{'label':<20s} {'events':>9s} {'N_eff':>11s} {'sum of weights':>14s} {'mean ' + name:>12s}  role")
+    for label in labels:
+        r = rows[label]
+        print(f"{label:<20s} {r['events']:>9d} {r['n_eff']:>11.1f} {r['sum_w']:>14.5g} {r['mean']:>12.4g}  {r['role']}")
     return 0
 
 
@@ -348,10 +349,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("score", help="score event files with a trained model")
+    p = sub.add_parser("score", help="score event files with a trained model",
+                       description="Write one group per input: the model's scores, the cut baselines hlf:NAME (each "
+                       "high-level feature but MET_phi), weight, event_id, process and split (0/1: training/"
+                       "validation events of the training file). Inputs prepared with another channel, object "
+                       "definitions or source than the training file are reported (--strict: refused); inputs "
+                       "holding training-file events are reported and marked.")
     p.add_argument("--run", required=True, help="run directory (or its model.pt)")
     p.add_argument("--data", required=True, nargs="+", help="event files (.h5); each becomes a group by its label")
-    p.add_argument("--out", required=True, help="scores file (.h5)")
+    p.add_argument("--out", required=True, help="scores file (.h5); never one of the inputs")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse inputs whose channel, object definitions or source differ from the training file's "
+                   "(default: a warning per input and difference)")
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("scan", help="metrics at fixed background efficiency and threshold scans of a scores file",

@@ -20,6 +20,12 @@ class DarkFlowModule(L.LightningModule):
         model: a :class:`~darkflow.models.vae.FlowVAE` or :class:`~darkflow.models.density.FlowDensity`.
         learning_rate, weight_decay: Adam settings.
         event_weights: ``use`` the file's weights, their ``abs`` value, or ``ignore`` them.
+
+    Both losses are ``sum_i w_i l_i / sum_i |w_i|`` with the weights ``w`` of ``event_weights`` (the weighted
+    mean when no weight is negative): the training loss over each global batch, the validation losses
+    (``val_loss`` for ``total``, ``val_reco``, ``val_kl``, ...) over all validation events of all processes,
+    accumulated in float64 by :class:`~darkflow.train.weighted_mean.WeightedMean`, with the deterministic
+    scores (posterior mean, ``sample=False``) that ``darkflow score`` writes.
     """
 
     def __init__(self, model: nn.Module, learning_rate: float = 1e-3, weight_decay: float = 0.0,
@@ -29,10 +35,10 @@ class DarkFlowModule(L.LightningModule):
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.event_weights = event_weights
-        self._val: dict = {}  # score name -> torchmetrics.MeanMetric, made on first use (not in the state dict)
+        self._val: dict = {}  # score name -> WeightedMean, made on first use (not in the state dict)
 
-    def _weights(self, batch: dict[str, Tensor]) -> Tensor:
-        w = batch["weight"].to(torch.float32)
+    def _weights(self, batch: dict[str, Tensor], dtype: torch.dtype = torch.float32) -> Tensor:
+        w = batch["weight"].to(dtype)
         if self.event_weights == "abs":
             return w.abs()
         if self.event_weights == "ignore":
@@ -67,14 +73,14 @@ class DarkFlowModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        from torchmetrics import MeanMetric
+        from darkflow.train.weighted_mean import WeightedMean
 
         out = self.model(batch["objects"], batch["mask"], sample=False)
-        w = self._weights(batch).to(torch.float64)
+        w = self._weights(batch, torch.float64)
         for key, value in out.items():
             if key not in self._val:
-                self._val[key] = MeanMetric(nan_strategy="disable").to(value.device).set_dtype(torch.float64)
-            self._val[key].update(value.to(torch.float64) * w.sign(), w.abs())
+                self._val[key] = WeightedMean().to(value.device)
+            self._val[key].update(value, w)
 
     def on_validation_epoch_end(self) -> None:
         """The weighted mean over all validation events of all processes (torchmetrics syncs the sums)."""

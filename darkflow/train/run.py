@@ -8,6 +8,11 @@ Run directory::
     metrics.csv      one row per epoch
     checkpoints/     Lightning checkpoints (best.ckpt, last.ckpt) for --resume
     model.pt         the best model: {"state_dict": tensors, "metadata": JSON}, loads with weights_only=True
+
+The metadata holds, beside what rebuilds the model, ``training_file`` (what the training file was prepared
+with: :func:`darkflow.train.provenance.describe`) and ``diagnostics`` (:mod:`darkflow.train.diagnostics`:
+how training stopped, whether it converged, the active latent units of a VAE); ``train`` returns one
+warning line per problem found there.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from darkflow.config import StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import publish, write_text_atomic
 from darkflow.train.config import TrainConfig
+from darkflow.train.diagnostics import warnings_for
 
 MODEL_FILE = "model.pt"
 
@@ -201,11 +207,11 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     val_loader = batch_loader(EventBatches(options.data, val_idx, t.in_memory), t.batch_size, False, t.num_workers)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
                            save_last=True, enable_version_counter=False)
+    early = EarlyStopping(monitor="val_loss", mode="min", patience=t.patience)
     trainer = L.Trainer(
         max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         num_nodes=t.num_nodes, gradient_clip_val=t.gradient_clip, logger=False, default_root_dir=out,
-        callbacks=[best, EarlyStopping(monitor="val_loss", mode="min", patience=t.patience),
-                   _MetricsCSV(out / "metrics.csv")],
+        callbacks=[best, early, _MetricsCSV(out / "metrics.csv")],
         enable_progress_bar=options.progress, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # EventBatchSampler shares every global batch out among the processes
         deterministic="warn",  # on GPUs some scatter kernels have no deterministic version
@@ -220,9 +226,12 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
     best_score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
-    metadata = _metadata(config, scaler, codes, layout, options, full.label, model, trainer.current_epoch, best_score)
+    diagnostics = _diagnostics(model, options.data, val_idx, out / "metrics.csv", t.patience, early.stopped_epoch > 0)
+    metadata = _metadata(config, scaler, codes, layout, options, full.label, model, trainer.current_epoch, best_score,
+                         diagnostics)
     save_weights(out / MODEL_FILE, model, metadata)
-    return {"out": out, "epochs": trainer.current_epoch, "best_val_loss": best_score}
+    return {"out": out, "epochs": trainer.current_epoch, "best_val_loss": best_score, "diagnostics": diagnostics,
+            "warnings": warnings_for(diagnostics)}
 
 
 def _launch_rank() -> int:
@@ -246,14 +255,40 @@ def _check_processes(t, n_train: int, n_val: int) -> None:
                          f"least {world} events (batch {t.batch_size}, {n_train} training, {n_val} validation)")
 
 
+def _diagnostics(model: torch.nn.Module, data: str, val_idx: np.ndarray, metrics_csv: Path, patience: int,
+                 early_stopped: bool) -> dict[str, Any]:
+    """Convergence from the validation losses of ``metrics.csv`` (all epochs, resumed ones included) and,
+    for a VAE, the active units of its best model on the validation events."""
+    from darkflow.models.vae import FlowVAE
+    from darkflow.train.diagnostics import active_units, convergence, posterior_means
+
+    with open(metrics_csv, newline="") as handle:
+        losses = [float(row["val_loss"] or "nan") for row in csv.DictReader(handle)]
+    found = convergence(losses, patience, early_stopped)
+    if isinstance(model, FlowVAE):
+        model.eval()
+        found |= active_units(posterior_means(model, data, val_idx))
+    return found
+
+
+def _training_file(path: str) -> dict[str, Any]:
+    from darkflow.data_prep.store import open_event_file, read_attrs
+    from darkflow.train.provenance import describe
+
+    with open_event_file(path) as handle:
+        return describe(path, read_attrs(handle), handle["objects"].shape[0])
+
+
 def _metadata(config: TrainConfig, scaler, codes: list[int], layout: dict, options: TrainOptions, label: str,
-              model: torch.nn.Module, epochs: int, best_val_loss: float) -> dict[str, Any]:
-    """The JSON metadata stored in ``model.pt``: everything needed to rebuild and use the model."""
+              model: torch.nn.Module, epochs: int, best_val_loss: float,
+              diagnostics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON metadata stored in ``model.pt``: everything needed to rebuild and use the model, what its
+    training file was prepared with and the training diagnostics."""
     return {
         "darkflow_version": __version__, "config": config.model_dump(mode="json"), "scaler": scaler.to_dict(),
         "type_codes": codes, "layout": layout, "data": str(options.data), "label": label,
         "epochs_trained": epochs, "best_val_loss": best_val_loss, "scores": list(model_scores(model)),
-        "default_score": "total",
+        "default_score": "total", "training_file": _training_file(options.data), "diagnostics": diagnostics or {},
     }
 
 
@@ -267,7 +302,7 @@ def _fit_forest(model, config: TrainConfig, options: TrainOptions, full, train_i
     metadata = _metadata(config, scaler, codes, layout, options, full.label, model, 0, float("nan"))
     out = Path(options.out)
     save_weights(out / MODEL_FILE, model, metadata)
-    return {"out": out, "epochs": 0, "best_val_loss": float("nan")}
+    return {"out": out, "epochs": 0, "best_val_loss": float("nan"), "diagnostics": {}, "warnings": []}
 
 
 def model_scores(model: torch.nn.Module) -> tuple[str, ...]:

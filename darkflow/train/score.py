@@ -1,8 +1,17 @@
 """``darkflow score``: every event of every input file through a trained model, batched, streamed.
 
-The scores file (DESIGN section 5) has one group per input label with one dataset per score plus
-``weight``, ``event_id``, ``process`` and ``split`` (0 training, 1 validation for events of the training
-file, -1 otherwise), and attributes ``default_score``, ``process_names`` and ``source``.
+The scores file (DESIGN section 5) has one group per input label with one dataset per score of the model,
+one cut baseline ``hlf:NAME`` per high-level feature of the event file (its ``hlf`` column as float64; not
+``MET_phi``, an angle is no cut variable), ``weight``, ``event_id``, ``process`` and ``split`` (0 training,
+1 validation for events of the training file, -1 otherwise), and attributes ``process_names``, ``source``
+(the event file), ``simulation`` (copied from the event file when it has one) and ``role`` (one of
+:data:`ROLES`). The file's attributes: ``default_score`` (the model's ``total``), ``model`` and
+``training_file``.
+
+Every input is checked against the training file: a different layout is refused; a different channel,
+object definitions or source is reported (refused with ``strict``); an input holding events of the
+training file (the same file under another path, a copy, or some of its events) gets their roles in
+``split`` and is reported.
 """
 
 from __future__ import annotations
@@ -10,13 +19,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from darkflow.errors import InputError
 from darkflow.fileio import publish
+from darkflow.train.overlap import KeyIndex, event_keys
 
 BATCH = 4096
 
@@ -46,47 +59,249 @@ def check_layout(meta: dict, path: Path, layout: dict) -> None:
                          f"on ({meta['layout'].get('name')}); prepare it with the same --layout")
 
 
-def score(run: str | Path, inputs: list[str | Path], out: str | Path) -> dict[str, int]:
-    """Score ``inputs`` with the model of ``run`` into the HDF5 scores file ``out``; returns events per label."""
+HLF_SKIPPED = ("MET_phi",)
+"""High-level features that get no ``hlf:`` cut baseline."""
+ROLES = ("training file", "overlaps the training file", "independent of training", "not checked")
+"""The ``role`` of a scored input with respect to the model's training file."""
+
+
+class ScoreWarning(UserWarning):
+    """An input differs from, or overlaps, the model's training file (``darkflow score`` prints these)."""
+
+
+def hlf_scores(names: list[str], hlf: np.ndarray) -> dict[str, np.ndarray]:
+    """The one-variable cut baselines: ``{"hlf:NAME": hlf[:, k] as float64}`` except :data:`HLF_SKIPPED`.
+
+    Shapes:
+        hlf: ``(N, K)`` with ``K == len(names)``; every value ``(N,)``.
+    """
+    if hlf.ndim != 2 or hlf.shape[1] != len(names):
+        raise InputError(f"the hlf dataset has shape {hlf.shape} but the file names {len(names)} high-level features")
+    return {f"hlf:{name}": hlf[:, k].astype(np.float64) for k, name in enumerate(names) if name not in HLF_SKIPPED}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_overwrite(out: Path, protected: list[Path]) -> None:
+    """Refuse an output path that is one of ``protected`` (the same resolved path, or the same inode)."""
+    for path in protected:
+        if _same_file(out, path):
+            raise InputError(f"--out {out} is the input {path}; write the scores to another file")
+
+
+class _Training:
+    """The training file as ``score`` sees it: its description, and its events' keys and roles."""
+
+    def __init__(self, meta: dict[str, Any], split, notify: Callable[[str, str], None]) -> None:
+        from darkflow.data_prep.store import open_event_file, read_attrs
+        from darkflow.train.provenance import describe
+
+        self.description = meta.get("training_file")
+        self.path = Path(self.description["path"] if self.description else meta.get("data", ""))
+        self.known_paths = {str(self.path), os.path.abspath(self.path)}
+        if self.description and self.description.get("given_path"):
+            self.known_paths.add(self.description["given_path"])
+        self.exists = self.path.is_file()
+        self.split = split
+        self._keys: dict[bool, tuple] = {}
+        if not self.exists:
+            what = "inputs are not checked for overlaps with it"
+            if self.description is None:
+                what = "inputs are checked neither against its channel, objects and source nor for overlaps"
+            notify("note", f"the training file {self.path} is not found: {what}")
+            return
+        with open_event_file(self.path) as handle:
+            attrs = read_attrs(handle)
+            self.n = handle["objects"].shape[0]
+            self.has_met = _met(handle, attrs) is not None
+            if self.description is None:
+                self.description = describe(self.path, attrs, self.n)
+        if split is None:
+            notify("note", "the run has no split.npz: events of the training file are all marked as training (0)")
+
+    def roles(self) -> np.ndarray:
+        """Role of every training-file event: 0 training, 1 validation (0 for all when the split is unknown)."""
+        roles = np.zeros(self.n, dtype=np.int8)
+        if self.split is not None:
+            roles[self.split["val"]] = 1
+        return roles
+
+    def keys(self, with_met: bool) -> tuple[np.ndarray, list[str], KeyIndex]:
+        """The training file's event keys (:func:`darkflow.train.overlap.event_keys`), its process names
+        and the keys' search index with the events' roles (read once per ``with_met``)."""
+        from darkflow.data_prep.store import open_event_file, read_attrs
+
+        if with_met not in self._keys:
+            with open_event_file(self.path) as handle:
+                attrs = read_attrs(handle)
+                names = list(attrs.get("process_names", []))
+                met = _met(handle, attrs) if with_met else None
+                keys = event_keys(handle["process"][:], handle["event_id"][:], met, names, names)
+            self._keys[with_met] = (keys, names, KeyIndex(keys, self.roles()))
+        return self._keys[with_met]
+
+
+def _met(handle, attrs: dict[str, Any]) -> np.ndarray | None:
+    names = list(attrs.get("hlf_names", []))
+    return handle["hlf"][:, names.index("MET")] if "MET" in names else None
+
+
+def _overlap(training: _Training, path: Path, handle, attrs: dict[str, Any]) -> tuple[np.ndarray, str]:
+    """``split`` of an input (the roles of its training-file events, else -1) and its role's description."""
+    if _same_file(path, training.path):
+        return training.roles(), "same"
+    met = _met(handle, attrs)
+    with_met = met is not None and training.has_met
+    reference, names, index = training.keys(with_met)
+    keys = event_keys(handle["process"][:], handle["event_id"][:], met if with_met else None,
+                      list(attrs.get("process_names", [])), names)
+    if len(keys) == len(reference) and np.array_equal(keys, reference):
+        return training.roles(), "copy"
+    return index.roles_of(keys), "partial"
+
+
+def _warn(kind: str, message: str) -> None:
+    if kind == "warning":
+        warnings.warn(message, ScoreWarning, stacklevel=3)
+
+
+def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bool = False,
+          notify: Callable[[str, str], None] | None = None) -> dict[str, int]:
+    """Score ``inputs`` with the model of ``run`` into the HDF5 scores file ``out``; returns events per label.
+
+    Arguments:
+        strict: refuse (``InputError``) an input whose channel, object definitions or source differ from
+            the training file's, instead of reporting it.
+        notify: called as ``notify(kind, line)`` with kind ``"warning"`` (an input differs from or overlaps
+            the training file) or ``"note"`` (a check that could not be made); by default warnings are
+            issued as :class:`ScoreWarning` and notes dropped.
+    """
     import h5py
 
     from darkflow.data_prep.store import open_event_file, read_attrs
+    from darkflow.train.provenance import differences
     from darkflow.train.run import load_model
 
+    notify = notify or _warn
+    out, inputs = Path(out), [Path(p) for p in inputs]
+    model_file = Path(run) / "model.pt" if Path(run).is_dir() else Path(run)
+    refuse_overwrite(out, [*inputs, model_file])
+    if not out.parent.is_dir():
+        raise InputError(f"output folder does not exist: {out.parent}")
     model, meta = load_model(run)
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     split = np.load(run_dir / "split.npz") if (run_dir / "split.npz").is_file() else None
-    labels: dict[str, int] = {}
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"output folder does not exist: {out.parent}")
+    training = _Training(meta, split, notify)
+    refuse_overwrite(out, [training.path])
+
+    labels: dict[str, Path] = {}
+    found: list[str] = []
+    for path in inputs:
+        with open_event_file(path) as handle:
+            attrs = read_attrs(handle)
+        check_layout(meta, path, attrs.get("layout", {}))
+        label = attrs.get("label") or path.stem
+        if label in labels:
+            raise InputError(f"two inputs have the label {label!r}; relabel one with 'darkflow prepare --label'")
+        labels[label] = path
+        if training.description is not None and not (training.exists and _same_file(path, training.path)):
+            found += [f"{path}: {phrase}" for phrase in differences(attrs, training.description)]
+    if strict and found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise InputError(f"{found[0]}{more}; --strict refuses inputs prepared otherwise than the training file")
+    for line in found:
+        notify("warning", f"{line}; its scores are not comparable with the training sample's "
+                          "(--strict refuses such inputs)")
+
+    counts: dict[str, int] = {}
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as dest:
             dest.attrs["default_score"] = meta.get("default_score", "total")
             dest.attrs["model"] = str(run)
-            for path in map(Path, inputs):
+            dest.attrs["training_file"] = str(training.path)
+            for label, path in labels.items():
                 with open_event_file(path) as handle:
                     attrs = read_attrs(handle)
-                    check_layout(meta, path, attrs.get("layout", {}))
                     extra = {k: handle[k][:] for k in ("weight", "event_id", "process")}
-                label = attrs.get("label") or path.stem
-                if label in labels:
-                    raise InputError(f"two inputs have the label {label!r}; relabel one with 'darkflow prepare --label'")
+                    baselines = hlf_scores(list(attrs.get("hlf_names", [])), handle["hlf"][:])
+                    simulation = handle.attrs.get("simulation")
+                    part, role = np.full(len(extra["weight"]), -1, dtype=np.int8), "not checked"
+                    if training.exists:
+                        part, how = _overlap(training, path, handle, attrs)
+                        role = _role(how, part)
+                        _report_overlap(notify, path, training.path, training.known_paths, how, part)
                 scores = score_file(model, path)
                 group = dest.create_group(label)
-                for key, value in {**scores, **extra}.items():
+                for key, value in {**scores, **baselines, **extra}.items():
                     group.create_dataset(key, data=value)
-                part = np.full(len(extra["weight"]), -1, dtype=np.int8)
-                if split is not None and path.resolve() == Path(meta["data"]).resolve():
-                    part[split["train"]] = 0
-                    part[split["val"]] = 1
                 group.create_dataset("split", data=part)
                 group.attrs["process_names"] = json.dumps(attrs.get("process_names", []))
                 group.attrs["source"] = str(path)
-                labels[label] = len(part)
+                group.attrs["role"] = role
+                if simulation is not None:
+                    group.attrs["simulation"] = simulation
+                counts[label] = len(part)
         publish(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return labels
+    return counts
+
+
+def _role(how: str, part: np.ndarray) -> str:
+    if how in ("same", "copy"):
+        return ROLES[0]
+    return ROLES[1] if (part >= 0).any() else ROLES[2]
+
+
+def _report_overlap(notify: Callable[[str, str], None], path: Path, training: Path, known: set[str], how: str,
+                    part: np.ndarray) -> None:
+    """A warning for an input that holds training-file events, unless it is the training file by one of the
+    ``known`` absolute paths (the one given to ``train``, or its resolved form)."""
+    n_train, n_val = int((part == 0).sum()), int((part == 1).sum())
+    if how == "same" and os.path.abspath(path) in known:
+        return
+    if how == "same":
+        what = "it is the training file under another path"
+    elif how == "copy":
+        what = f"it holds the same {len(part)} events (a copy)"
+    elif n_train + n_val:
+        what = (f"{n_train + n_val} of its {len(part)} events are events of the training file "
+                f"({n_train} training, {n_val} validation)")
+    else:
+        return
+    notify("warning", f"{path}: overlaps the training file {training}: {what}; 'split' marks its training (0) "
+                      "and validation (1) events")
+
+
+def summary(path: str | Path) -> list[dict[str, Any]]:
+    """One row per group of a scores file: ``label``, ``events``, ``n_eff`` = (sum w)^2 / sum w^2,
+    ``sum_w``, ``mean`` (of the default score) and ``role`` (with its training/validation event counts)."""
+    import h5py
+
+    rows = []
+    with h5py.File(path, "r") as handle:
+        name = handle.attrs["default_score"]
+        for label, group in handle.items():
+            w, split = group["weight"][:], group["split"][:]
+            sum_w, sum_w2 = float(w.sum()), float((w * w).sum())
+            role = str(group.attrs.get("role", ROLES[3]))
+            n_train, n_val = int((split == 0).sum()), int((split == 1).sum())
+            if role == ROLES[0]:
+                role = f"training file ({n_train} training, {n_val} validation)"
+            elif role == ROLES[1]:
+                role = f"overlaps the training file ({n_train} training, {n_val} validation events)"
+            elif role == ROLES[3]:
+                role = "not checked (training file not found)"
+            rows.append({"label": label, "events": len(w), "n_eff": sum_w**2 / sum_w2 if sum_w2 > 0 else 0.0,
+                         "sum_w": sum_w, "mean": float(group[name][:].mean()) if len(w) else float("nan"),
+                         "role": role, "score": name})
+    return rows

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import h5py
 import numpy as np
 import pytest
 from conftest import random_nanoaod, write_tree
@@ -44,7 +45,9 @@ def test_processes_share_out_each_global_batch(n, batch, world):
 @pytest.fixture(scope="module")
 def sm_file(tmp_path_factory):
     d = tmp_path_factory.mktemp("ddp")
-    src = write_tree(d / "sm.root", random_nanoaod(np.random.default_rng(0), 1200))
+    events = random_nanoaod(np.random.default_rng(0), 1200)
+    events["genWeight"] = np.random.default_rng(5).lognormal(0.0, 1.5, 1200).astype(np.float32)  # 1e-2 .. 1e2
+    src = write_tree(d / "sm.root", events)
     out = d / "sm.h5"
     prepare(PrepareConfig(inputs=[str(src)], out=str(out), label="sm"), progress=False)
     return out
@@ -83,7 +86,16 @@ def test_two_cpu_processes_give_the_one_process_validation_loss(sm_file, tmp_pat
         assert float(rb["train_loss"]) == pytest.approx(float(ra["train_loss"]), rel=1e-5)
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     from darkflow.train.run import load_model
+    from darkflow.train.score import score_file
 
-    _, meta = load_model(two)
+    model, meta = load_model(two)
     assert meta["best_val_loss"] == pytest.approx(min(float(r["val_loss"]) for r in b), rel=1e-6)
     assert not list(two.glob(".*tmp*"))
+    # the two processes' validation sums together: the weighted mean over all validation events
+    val = np.load(two / "split.npz")["val"]
+    total = score_file(model, sm_file, indices=val)["total"]
+    with h5py.File(sm_file) as h:
+        w = h["weight"][:][val]
+    weighted = np.sum(w * total) / np.sum(w)
+    assert meta["best_val_loss"] == pytest.approx(weighted, rel=2e-6)
+    assert abs(total.mean() - weighted) > 50 * 2e-6 * abs(weighted)  # far outside the tolerance
