@@ -185,6 +185,8 @@ def _train(options: DemoOptions) -> None:
         summary = train(config, TrainOptions(data=str(options.out / "sm.h5"), out=str(run)))
         _say(options, f"3/6 train: {name}: {summary['epochs']} epoch(s), best weighted validation loss "
                       f"{summary['best_val_loss']:.5g}, {time.perf_counter() - start:.1f} s")
+        for line in summary.get("warnings", []):
+            _say(options, f"3/6 train: {name}: warning: {line}")
 
 
 def _inputs(options: DemoOptions) -> list[Path]:
@@ -209,7 +211,7 @@ def _analyse(options: DemoOptions) -> None:
         run = options.out / "runs" / name
         scores = run / "scores.h5"
         _say(options, f"4/6 score, scan, report: {name}")
-        score(run, _inputs(options), scores)
+        score(run, _inputs(options), scores, notify=lambda kind, line: _say(options, f"4/6 score: {kind}: {line}"))
         scan(ScanOptions(scores=scores, background=TEST, calibration=CALIBRATION, out=run / "scan", score="total",
                          signals=",".join(SIGNALS)))
         report(ReportOptions(run=run, scan=run / "scan", scores=scores, out=run / "report" / "REPORT.md"))
@@ -263,18 +265,9 @@ def comparison_plots(options: DemoOptions) -> list[Path]:
 
 def _diagnostics(options: DemoOptions) -> list[str]:
     """One line per training problem recorded in a run (not converged, collapsed latent space)."""
-    from darkflow.checkpoint import load_weights
+    from darkflow.analysis.report import training_flags
 
-    lines = []
-    for name in RUNS:
-        _, meta, _ = load_weights(options.out / "runs" / name, "model.pt", "trained model", "")
-        if meta.get("converged") is False:
-            lines.append(f"- {name}: **not converged**: stopped at the epoch limit ({meta.get('epochs_trained')}) "
-                         "while the validation loss was still improving")
-        units = meta.get("active_units")
-        if units is not None and units < 2:
-            lines.append(f"- {name}: **collapsed latent space**: {units} active unit(s) of {meta.get('latent_size')}")
-    return lines
+    return [f"- {name}: {line}" for name in RUNS for line in training_flags(options.out / "runs" / name)]
 
 
 def comparison(options: DemoOptions, flag_lines: list[str] | None = None) -> Path:

@@ -33,7 +33,12 @@ def test_quick_physics_benchmark_resumes_and_builds_results(tmp_path, capsys):
                                                  + facts["files"]["sm_test"]["events"])
     assert facts["files"]["sm_all"]["events"] < facts["sm_read"]  # the channel removed events
     rows = {(r["model"], r["signal"], r["metric"]): r for r in summary["rows"]}
-    assert len(rows) == len(models) * len(signals) * len(bench_physics.METRICS)
+    cuts = summary["cuts"]
+    assert "hlf:MET" in cuts and "hlf:m_eff" in cuts and "hlf:MET_phi" not in cuts
+    assert len(rows) == (len(models) + len(cuts)) * len(signals) * len(bench_physics.METRICS)
+    # the cut baselines need no training: one value each, with its statistical uncertainty
+    met = rows[("hlf:MET", signals[0], "auc")]
+    assert met["n_seeds"] == 1 and met["stat"] > 0
     for model in models:
         for signal in signals:
             auc = rows[(model, signal, "auc")]

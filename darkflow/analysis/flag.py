@@ -152,7 +152,8 @@ def flag_events(run: str | Path, data: str | Path, out: str | Path, *, eps_b: st
             if not (run_dir / "split.npz").is_file():
                 raise InputError(f"{run_dir} has no split.npz: pass --calibration SM.h5 or --threshold")
             val = np.sort(np.load(run_dir / "split.npz")["val"])
-            calib = _event_sample(model, meta, Path(meta["data"]), Path(meta["data"]).stem,
+            data_path = Path((meta.get("training_file") or {}).get("path") or meta["data"])
+            calib = _event_sample(model, meta, data_path, data_path.stem,
                                   "the run's validation events (they also chose the best epoch)", indices=val)
             calib.weight = np.abs(calib.weight)
             warnings.append("thresholds are set on the run's validation events, which also chose the best epoch; "

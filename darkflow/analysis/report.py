@@ -181,19 +181,12 @@ def _roles_block(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def training_flags(run: Path) -> list[str]:
     """One line per training problem recorded in the run (not converged, collapsed latent space)."""
     from darkflow.checkpoint import load_weights
+    from darkflow.train.diagnostics import warnings_for
 
     if not (run / "model.pt").is_file():
         return []
     _, meta, _ = load_weights(run, "model.pt", "trained model", "")
-    lines = []
-    if meta.get("converged") is False:
-        lines.append(f"Training did not converge: it stopped at the epoch limit ({meta.get('epochs_trained')} "
-                     "epochs) while the validation loss was still improving; train longer.")
-    units = meta.get("active_units")
-    if units is not None and units < 2:
-        lines.append(f"Collapsed latent space: {units} active latent unit(s) (Burda et al. 2016: variance of the "
-                     "posterior mean over events > 0.01); the scores carry little information from the latent space.")
-    return lines
+    return [line[0].upper() + line[1:] for line in warnings_for(meta.get("diagnostics") or {})]
 
 
 def _check_inputs(options: ReportOptions) -> None:
