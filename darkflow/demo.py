@@ -193,10 +193,13 @@ def comparison_plots(options: DemoOptions) -> list[Path]:
     from darkflow.analysis.thresholds import read_scores
 
     files = {name: read_scores(options.out / "runs" / name / "scores.h5") for name in RUNS}
-    plot_options = load_options(None, formats=["png", "pdf"])
+    tests = {name: scores.sample("sm", "background label") for name, scores in files.items()}
+    tests = {name: sm.select(sm.split != 0, "split != 0") for name, sm in tests.items()}
+    plot_options = load_options(None, formats=["png", "pdf"], simulation=True)  # Pythia 8 events
     paths = []
     for signal in SIGNALS:
-        written = roc_models(files, "sm", signal, "total", options.out / "comparison", plot_options)
+        curves = {name: (tests[name], files[name].sample(signal, "signal label")) for name in RUNS}
+        written = roc_models(curves, signal, "total", options.out / "comparison", plot_options)
         paths += [p for p in written if p.suffix == ".png"]
     return paths
 
@@ -219,7 +222,7 @@ def comparison(options: DemoOptions) -> Path:
         cells = [_cell(rows.get(s)) for s in SIGNALS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | [REPORT](runs/{name}/report/REPORT.md) |")
     lines += ["", "ROC curves of every model, one plot per signal (background: the SM events not used for "
-              "training):", ""]
+              "training; each curve stops where fewer than 10 effective background events remain):", ""]
     for path in comparison_plots(options):
         lines.append(f"![{path.stem}]({path.relative_to(options.out).as_posix()})")
     lines += ["", "Log:", ""] + [f"- {m}" for m in options.log if "reused" not in m] + [""]

@@ -20,6 +20,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 ONE_SIGMA = 0.6826894921370859
+# A background efficiency eps_B measured on a sample is resolved when eps_B * N_eff >= MIN_EFFECTIVE_EVENTS
+# (relative statistical uncertainty about 30%); tables and plots show no number beyond it.
+MIN_EFFECTIVE_EVENTS = 10
 
 
 def _as_pair(scores: ArrayLike, weights: ArrayLike | None) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

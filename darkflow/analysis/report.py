@@ -195,16 +195,24 @@ def report(options: ReportOptions) -> dict[str, Any]:
     staging = Path(tempfile.mkdtemp(prefix=f".{files.name}.", dir=out.parent))
     try:
         rows = plots.read_scan(scan_dir / "scan.csv")
+        bkg = scores.sample(background, "background label")
+        test = bkg.select(bkg.split != 0, "split != 0")
+        signals = {label: sample for label, sample in scores.samples.items() if label != background}
+        limit = plots.MIN_EFFECTIVE_EVENTS
         figures: list[tuple[str, list[Path]]] = [
-            ("Weighted score distributions: the Standard Model stacked by process, signals overlaid "
-             "(each normalised to unit area).",
-             plots.score_distributions(scores, background, score, staging, plot_options)),
-            ("ROC: background rejection versus signal efficiency (background without training events).",
-             plots.roc(scores, background, score, staging, plot_options)),
+            ("Weighted score distributions: the Standard Model test events (not used for training) stacked by "
+             "process with their statistical uncertainty, signals overlaid; each normalised to unit area.",
+             plots.score_distributions(test, signals, score, staging, plot_options)),
+            (f"ROC: background rejection versus signal efficiency on the Standard Model test events. Each curve "
+             f"stops where fewer than {limit} effective background events remain (eps_B * N_eff < {limit}); "
+             "the shaded region above is not resolved.",
+             plots.roc(test, signals, score, staging, plot_options)),
             ("Threshold scan: signal and calibration background efficiencies above the threshold "
-             "(band: Clopper-Pearson 68% interval on eps_B).",
+             f"(band: Clopper-Pearson 68% interval on eps_B; shaded: fewer than {limit} effective calibration "
+             "events above the threshold, eps_B not resolved).",
              plots.scan_curves(rows, score, staging, plot_options)),
-            ("Significance improvement versus background efficiency.",
+            (f"Significance improvement versus background efficiency, resolved points only (at least {limit} "
+             "effective calibration events above the threshold); the star is the table's SI max.",
              plots.si_curves(rows, score, staging, plot_options)),
             ("Training curves from the run's metrics.csv.", plots.training_curves(run, staging, plot_options)),
         ]
