@@ -15,8 +15,8 @@ Conventions:
       show only resolved points (so their maximum is the table's ``si_max``) and the threshold scan
       shades the unresolved region.
     - Score distributions are weighted, each sample normalised to unit area (fraction of events per
-      bin); positive scores spanning more than two decades get a log x axis, others a range from the
-      0.1% and 99.9% quantiles with under- and overflow in the edge bins.
+      bin), over the 0.1% to 99.9% quantiles with under- and overflow in the edge bins; heavy-tailed
+      scores get a log axis (:mod:`darkflow.analysis.binning`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
 
+from darkflow.analysis.binning import readable_log_ticks, score_binning, score_scale
 from darkflow.analysis.metrics import MIN_EFFECTIVE_EVENTS, effective_count, weighted_auc, weighted_roc
 from darkflow.analysis.thresholds import Sample, ScoresFile
 from darkflow.errors import ConfigError, InputError
@@ -38,8 +38,6 @@ from darkflow.fileio import publish
 STYLES = ("CMS", "ATLAS", "LHCb", "ALICE")
 NEUTRAL_STYLE = "ROOT"  # mplhep's experiment-free style
 LATENT_EVENTS = 2000
-LOG_DECADES = 2.0  # positive values spanning more decades than this are shown on a log axis
-QUANTILES = (1e-3, 1.0 - 1e-3)
 COLLAPSED = 0.01  # a principal component with less variance than this fraction is called collapsed
 LINESTYLES = ("-", "--", "-.", ":")
 UNRESOLVED = {"facecolor": "0.85", "edgecolor": "0.55", "hatch": "//", "lw": 0, "alpha": 0.6}
@@ -121,10 +119,11 @@ def _label(ax, options: PlotOptions) -> None:
     kwargs: dict[str, Any] = {"ax": ax, "com": com, "data": not options.simulation, "text": options.label}
     if options.lumi is not None:
         kwargs["lumi"] = options.lumi
+    sizes = (20, 17, 16, 14)
     if options.style is None:
-        mplhep.label.exp_label(exp="DarkFlow", loc=0, fontsize=(20, 17, 16, 14), **kwargs)
+        mplhep.label.exp_label(exp="DarkFlow", loc=0, fontsize=sizes, **kwargs)
     else:
-        getattr(mplhep, options.style.lower()).label(fontsize=15, **kwargs)
+        getattr(mplhep, options.style.lower()).label(fontsize=sizes, **kwargs)
 
 
 class _Figure:
@@ -175,14 +174,8 @@ def _legend(ax, **kwargs: Any) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False, **kwargs)
 
 
-def _log_ticks(axis, lo: float, hi: float) -> None:
-    """On a log axis spanning at most three decades, label the 1, 2, 5 ticks with plain numbers."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    if np.log10(hi / lo) <= 3:
-        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        axis.set_minor_formatter(NullFormatter())
+def _score_label(score: str, note: str, what: str = "Anomaly score") -> str:
+    return f"{what} '{score}' (a.u.{', ' + note if note else ''})"
 
 
 def _n_eff_text(n_eff: float) -> str:
@@ -198,70 +191,6 @@ def _check_samples(samples: dict[str, Sample], score: str) -> None:
         if len(sample) == 0 or not float(sample.weight.sum()) > 0:
             raise InputError(f"{role} sample {sample.label!r} ({sample.selection}) has no events of positive "
                              "weight; nothing to plot")
-
-
-def _log_axis(values: ArrayLike) -> bool:
-    """True when ``values`` are all positive and span more than ``LOG_DECADES`` decades."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    return bool(v.size and v.min() > 0 and np.log10(v.max() / v.min()) > LOG_DECADES)
-
-
-def weighted_quantiles(values: ArrayLike, weights: ArrayLike, q: ArrayLike) -> NDArray[np.float64]:
-    """Weighted quantiles (Q,) of ``values`` (N,) with non-negative ``weights`` (N,) at fractions ``q`` (Q,).
-
-    The quantile at q is the smallest value whose cumulative weight fraction reaches q.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    order = np.argsort(v, kind="stable")
-    cumulative = np.cumsum(w[order])
-    cumulative /= cumulative[-1]
-    index = np.minimum(np.searchsorted(cumulative, np.asarray(q, dtype=np.float64), side="left"), v.size - 1)
-    return v[order][index]
-
-
-@dataclass(frozen=True)
-class Binning:
-    """Bin edges of a score histogram.
-
-    Attributes:
-        edges: (B + 1,) increasing edges.
-        log: True when the edges are log-spaced (the x axis is then logarithmic).
-        underflow, overflow: True when events below the first / above the last edge are counted in the
-            first / last bin.
-    """
-
-    edges: NDArray[np.float64]
-    log: bool
-    underflow: bool
-    overflow: bool
-
-    def fill(self, values: ArrayLike, weights: ArrayLike) -> NDArray[np.float64]:
-        """Weighted counts (B,) of ``values`` (N,), under- and overflow in the edge bins."""
-        clipped = np.clip(np.asarray(values, dtype=np.float64), self.edges[0], self.edges[-1])
-        return np.histogram(clipped, self.edges, weights=weights)[0]
-
-    def note(self) -> str:
-        """What the edge bins hold, for the legend ("" when nothing is folded in)."""
-        parts = ["First bin includes underflow"] * self.underflow + ["Last bin includes overflow"] * self.overflow
-        return "\n".join(parts)
-
-
-def score_binning(samples: list[tuple[ArrayLike, ArrayLike]], bins: int = 40) -> Binning:
-    """Bins suited to the pooled ``(scores (N,), weights (N,))`` samples, each given unit total weight.
-
-    The range runs from the 0.1% to the 99.9% weighted quantile of the pool; positive scores spanning
-    more than ``LOG_DECADES`` decades there get log-spaced bins, others linear ones.
-    """
-    values = np.concatenate([np.asarray(s, dtype=np.float64) for s, _ in samples])
-    weights = np.concatenate([np.asarray(w, dtype=np.float64) / float(np.sum(w)) for _, w in samples])
-    lo, hi = (float(x) for x in weighted_quantiles(values, weights, QUANTILES))
-    log = lo > 0 and _log_axis([lo, hi])
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.geomspace(lo, hi, bins + 1) if log else np.linspace(lo, hi, bins + 1)
-    return Binning(edges, log, bool(np.any(values < lo)), bool(np.any(values > hi)))
 
 
 def score_distributions(test: Sample, signals: dict[str, Sample], score: str, out: Path,
@@ -306,11 +235,8 @@ def score_distributions(test: Sample, signals: dict[str, Sample], score: str, ou
                   facecolor="none", edgecolor="0.25", hatch="////", lw=0, label="SM stat. uncertainty")
         ax.set_yscale("log")
         ax.set_ylim(floor, top * 3)
-        ax.set_xlim(edges[0], edges[-1])
-        if binning.log:
-            ax.set_xscale("log")
-            _log_ticks(ax.xaxis, edges[0], edges[-1])
-        ax.set_xlabel(f"Anomaly score '{score}' (a.u.)")
+        binning.scale.apply(ax, edges[0], edges[-1])
+        ax.set_xlabel(_score_label(score, binning.scale.note()))
         ax.set_ylabel("Fraction of weighted events / bin")
         handles, names = ax.get_legend_handles_labels()
         n = len(hists)
@@ -361,7 +287,7 @@ def _roc_frame(ax, n_eff: dict[str, float], xlabel: str) -> None:
     ax.set_yscale("log")
     ax.set_xlim(0, 1)
     ax.set_ylim(1, limit * 6)
-    _log_ticks(ax.yaxis, 1, limit * 6)
+    readable_log_ticks(ax.yaxis, 1, limit * 6)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"Background rejection $1/\varepsilon_B$")
     _legend(ax)
@@ -478,8 +404,8 @@ def scan_curves(rows: list[dict[str, Any]], score: str, out: Path, options: Plot
     """eps_S of every signal and eps_B of the calibration sample versus the threshold (log y).
 
     The thresholds above which eps_B is not resolved (fewer than ``MIN_EFFECTIVE_EVENTS`` effective
-    calibration events above) are shaded; eps_B is dotted there. The x axis is logarithmic when the
-    thresholds are positive and span more than two decades.
+    calibration events above) are shaded; eps_B is dotted there. The x axis follows the calibration
+    scores' distribution (:func:`darkflow.analysis.binning.score_scale`: log for heavy tails).
     """
     curves = _curves(rows, score)
     if not curves:
@@ -498,10 +424,10 @@ def scan_curves(rows: list[dict[str, Any]], score: str, out: Path, options: Plot
         if options.eps_b:
             ax.plot([], [], color="0.5", ls=":", lw=1,
                     label=r"$\varepsilon_B$ = " + ", ".join(f"{e:g}" for e in options.eps_b))
-        ax.set_xlim(thr.min(), thr.max())
-        if _log_axis(thr):
-            ax.set_xscale("log")
-            _log_ticks(ax.xaxis, thr.min(), thr.max())
+        # the calibration weight between neighbouring thresholds, so that the scale follows its distribution
+        mass = np.clip(eps_b - np.append(eps_b[1:], 0.0), 0.0, None)
+        scale = score_scale([(thr, mass if mass.sum() > 0 else np.ones_like(thr))], thr.min(), thr.max())
+        scale.apply(ax, thr.min(), thr.max())
         if not resolved.all():
             last = int(np.flatnonzero(resolved).max()) if resolved.any() else 0
             ax.plot(thr[last:], eps_b[last:], "k:", lw=2)
@@ -510,7 +436,7 @@ def scan_curves(rows: list[dict[str, Any]], score: str, out: Path, options: Plot
         ax.set_yscale("log")
         floor = min([*options.eps_b, float(np.nanmin(np.where(eps_b > 0, eps_b, np.nan)))]) / 3
         ax.set_ylim(max(floor, 1e-7), 2.0)
-        ax.set_xlabel(f"Threshold on anomaly score '{score}' (a.u.)")
+        ax.set_xlabel(_score_label(score, scale.note(), "Threshold on score"))
         ax.set_ylabel(r"Efficiency above threshold $\varepsilon$")
         _legend(ax)
     return fig.paths
@@ -546,6 +472,9 @@ def si_curves(rows: list[dict[str, Any]], score: str, out: Path, options: PlotOp
         ax.axhline(1.0, color="k", ls=":", lw=1.2, label="No improvement")
         for eps in options.eps_b:
             ax.axvline(eps, color="0.5", ls=":", lw=1)
+        if options.eps_b:
+            ax.plot([], [], color="0.5", ls=":", lw=1,
+                    label=r"$\varepsilon_B$ = " + ", ".join(f"{e:g}" for e in options.eps_b))
         ax.set_xscale("log")
         left = min([*options.eps_b, limit if np.isfinite(limit) else 1.0]) / 3
         ax.set_xlim(left, 1.5)
@@ -580,6 +509,9 @@ def training_curves(run: Path, out: Path, options: PlotOptions) -> list[Path]:
     with fig as (_, ax):
         ax.plot(epochs, train, "o-", lw=2, ms=5, label="Training")
         ax.plot(epochs, val, "s--", lw=2, ms=5, label="Validation")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("Epoch")
         ax.set_ylabel("Loss per event (a.u.)")
         _legend(ax)
