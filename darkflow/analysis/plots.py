@@ -39,7 +39,7 @@ STYLES = ("CMS", "ATLAS", "LHCb", "ALICE")
 NEUTRAL_STYLE = "ROOT"  # mplhep's experiment-free style
 LATENT_EVENTS = 2000
 COLLAPSED = 0.01  # a principal component with less variance than this fraction is called collapsed
-LINESTYLES = ("-", "--", "-.", ":")
+LINESTYLES = ("-", "--", "-.", (0, (4, 1, 1, 1, 1, 1)))  # ":" is kept for reference lines
 UNRESOLVED = {"facecolor": "0.85", "edgecolor": "0.55", "hatch": "//", "lw": 0, "alpha": 0.6}
 
 
@@ -123,7 +123,7 @@ def _label(ax, options: PlotOptions) -> None:
     if options.style is None:
         mplhep.label.exp_label(exp="DarkFlow", loc=0, fontsize=sizes, **kwargs)
     else:
-        getattr(mplhep, options.style.lower()).label(fontsize=sizes, **kwargs)
+        getattr(mplhep, options.style.lower()).label(loc=0, fontsize=sizes, **kwargs)  # above the axes
 
 
 class _Figure:
@@ -230,7 +230,7 @@ def score_distributions(test: Sample, signals: dict[str, Sample], score: str, ou
         positive = np.concatenate(drawn)
         positive = positive[positive > 0]
         top = float(positive.max()) if positive.size else 1.0
-        floor = max(float(positive.min()) / 3 if positive.size else 1e-6, top * 1e-6)
+        floor = max(float(positive.min()) / 3 if positive.size else 1e-5, top * 1e-5)
         ax.stairs(stack + error, edges, baseline=np.maximum(stack - error, floor / 10), fill=True,
                   facecolor="none", edgecolor="0.25", hatch="////", lw=0, label="SM stat. uncertainty")
         ax.set_yscale("log")
@@ -512,6 +512,7 @@ def training_curves(run: Path, out: Path, options: PlotOptions) -> list[Path]:
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.margins(x=0.04, y=0.08)
         ax.set_xlabel("Epoch")
         ax.set_ylabel("Loss per event (a.u.)")
         _legend(ax)
