@@ -310,3 +310,14 @@ def test_legend_covers_no_data(figures, tmp_path, name):
     assert len(points) >= 6
     inside = (points[:, 0] >= box.x0) & (points[:, 0] <= box.x1) & (points[:, 1] >= box.y0) & (points[:, 1] <= box.y1)
     assert not inside.any(), f"{int(inside.sum())} data points under the legend of {name}"
+
+
+def test_a_background_below_ten_effective_events_draws_no_roc_point(figures, tmp_path):
+    rng = np.random.default_rng(10)
+    test = _sample("sm", rng.normal(0, 1, 6), np.ones(6))
+    paths = plots.roc(test, _signals(rng), "total", tmp_path, _png())
+    assert paths
+    (fig,) = figures
+    assert all(v.size == 0 for k, v in fig["lines"].items() if "AUC" in k)
+    with pytest.raises(InputError, match="no score 'reco'"):
+        plots.roc(test, _signals(rng), "reco", tmp_path, _png())
