@@ -407,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scan", required=True, help="output folder of darkflow scan")
     p.add_argument("--scores", required=True, help="scores file (.h5 from darkflow score)")
     p.add_argument("--out", required=True, help="report .md file (the .html and <stem>_files/ go next to it)")
-    p.add_argument("--style", choices=["CMS", "ATLAS", "LHCb", "ALICE"], help="experiment style (default CMS)")
+    p.add_argument("--style", choices=["CMS", "ATLAS", "LHCb", "ALICE"],
+                   help="experiment style and label (default: a neutral 'DarkFlow' label)")
     p.add_argument("--config", help="plot options YAML (see analysis/default.yaml)")
     p.add_argument("--score", help="score to plot (default: the scores file's default score)")
     p.set_defaults(func=_cmd_report)

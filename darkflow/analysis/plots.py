@@ -1,38 +1,63 @@
-"""HEP-style plots of a scores file, a scan folder and a run (issue 6, DESIGN section 5).
+"""HEP-style plots of scores, a scan folder and a run (issue 6, DESIGN section 5).
 
 Every plot is written as PNG and PDF (or the formats of :class:`PlotOptions`) with matplotlib's Agg
-backend and an mplhep experiment style. Each function returns the paths written (empty when skipped).
+backend. The default look is neutral: mplhep's ROOT style and the label "DarkFlow", followed by
+"Simulation" only when the options say the inputs are simulated; an experiment style (CMS, ATLAS, LHCb,
+ALICE) is opt-in. Legends sit outside the axes, so they never cover data. Each function returns the paths
+written (empty when skipped).
 
 Conventions:
     - Scores are "higher is more anomalous"; weights are cross-section weights in pb.
-    - Score distributions are weighted and normalised to unit area (the y axis says so), so that the
-      Standard Model stack and each signal shape can be compared on one log axis.
-    - The ROC and the scan curves take eps_B on the calibration sample as ``darkflow scan`` wrote it.
+    - The caller chooses the samples: ``test`` is the Standard Model test sample (disjoint from the
+      training, validation and calibration events); score distributions and ROC curves use only it.
+    - A background efficiency eps_B measured on a sample of effective size N_eff = (sum w)^2 / sum w^2
+      is resolved when eps_B * N_eff >= ``MIN_EFFECTIVE_EVENTS`` (10): ROC curves stop there, SI curves
+      show only resolved points (so their maximum is the table's ``si_max``) and the threshold scan
+      shades the unresolved region.
+    - Score distributions are weighted, each sample normalised to unit area (fraction of events per
+      bin), over the 0.1% to 99.9% quantiles with under- and overflow in the edge bins; heavy-tailed
+      scores get a log axis (:mod:`darkflow.analysis.binning`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from darkflow.analysis.metrics import weighted_auc, weighted_roc
-from darkflow.analysis.thresholds import ScoresFile
+from darkflow.analysis.binning import readable_log_ticks, score_binning, score_scale
+from darkflow.analysis.metrics import MIN_EFFECTIVE_EVENTS, effective_count, weighted_auc, weighted_roc
+from darkflow.analysis.thresholds import Sample, ScoresFile
 from darkflow.errors import ConfigError, InputError
 from darkflow.fileio import publish
 
 STYLES = ("CMS", "ATLAS", "LHCb", "ALICE")
+NEUTRAL_STYLE = "ROOT"  # mplhep's experiment-free style
 LATENT_EVENTS = 2000
+COLLAPSED = 0.01  # a principal component with less variance than this fraction is called collapsed
+LINESTYLES = ("-", "--", "-.", (0, (4, 1, 1, 1, 1, 1)))  # ":" is kept for reference lines
+UNRESOLVED = {"facecolor": "0.85", "edgecolor": "0.55", "hatch": "//", "lw": 0, "alpha": 0.6}
 
 
 @dataclass
 class PlotOptions:
-    """Plot options (``analysis/default.yaml``): experiment style, label text, luminosity, formats."""
+    """Plot options (``analysis/default.yaml``).
 
-    style: str = "CMS"
-    label: str = "Simulation"
+    Attributes:
+        style: ``None`` for the neutral DarkFlow look, else an experiment style (CMS, ATLAS, LHCb, ALICE).
+        label: the user's text after the experiment name ("Preliminary", "Private Work", ...).
+        simulation: True when the inputs are simulated (the label then says "Simulation"); None: unknown.
+        lumi: integrated luminosity in fb^-1 shown in the label (None: none); com: energy in TeV.
+        formats: file formats written; eps_b: working points marked on the scan and SI curves.
+    """
+
+    style: str | None = None
+    label: str = ""
+    simulation: bool | None = None
     lumi: float | None = None
     com: float = 13.0
     formats: list[str] = field(default_factory=lambda: ["png", "pdf"])
@@ -40,8 +65,12 @@ class PlotOptions:
     dpi: int = 100
 
     def __post_init__(self) -> None:
-        if self.style not in STYLES:
-            raise ConfigError(f"unknown plot style {self.style!r}; valid: {', '.join(STYLES)}")
+        if self.style is not None and self.style not in STYLES:
+            raise ConfigError(f"unknown plot style {self.style!r}; valid: null (neutral DarkFlow label), "
+                              f"{', '.join(STYLES)}")
+        if self.simulation not in (True, False, None):
+            raise ConfigError(f"plot option simulation must be true, false or null, got {self.simulation!r}")
+        self.label = "" if self.label is None else str(self.label)
         bad = [f for f in self.formats if f not in ("png", "pdf", "svg")]
         if bad or not self.formats:
             raise ConfigError(f"plot formats {bad or '[]'} not supported; valid: png, pdf, svg")
@@ -81,8 +110,29 @@ def _pyplot():
     return plt
 
 
+def _label(ax, options: PlotOptions) -> None:
+    """The label above the axes: "DarkFlow" or the experiment, "Simulation" when simulated, the user's text."""
+    import mplhep
+
+    com = int(options.com) if float(options.com).is_integer() else options.com
+    # data=False makes mplhep put "Simulation" before the text
+    kwargs: dict[str, Any] = {"ax": ax, "com": com, "data": not options.simulation, "text": options.label}
+    if options.lumi is not None:
+        kwargs["lumi"] = options.lumi
+    sizes = (20, 17, 16, 14)
+    if options.style is None:
+        mplhep.label.exp_label(exp="DarkFlow", loc=0, fontsize=sizes, **kwargs)
+    else:
+        getattr(mplhep, options.style.lower()).label(loc=0, fontsize=sizes, **kwargs)  # above the axes
+
+
 class _Figure:
-    """Context: a styled figure with the experiment label, saved in every format on exit."""
+    """Context: a styled figure with its label, saved in every format on exit (atomically).
+
+    ``_Figure.hook``, when set (tests), is called with ``(fig, ax)`` once the figure is complete, before saving.
+    """
+
+    hook: ClassVar[Callable[[Any, Any], None] | None] = None
 
     def __init__(self, options: PlotOptions, out: Path, name: str) -> None:
         self.options, self.out, self.name = options, out, name
@@ -92,25 +142,20 @@ class _Figure:
         import mplhep
 
         plt = _pyplot()
-        style = {"LHCb": "LHCb2"}.get(self.options.style, self.options.style)
+        style = NEUTRAL_STYLE if self.options.style is None else {"LHCb": "LHCb2"}.get(self.options.style,
+                                                                                      self.options.style)
         self._style = plt.style.context(getattr(mplhep.style, style))
         self._style.__enter__()
-        self.fig, self.ax = plt.subplots(figsize=(8, 6.5))
+        self.fig, self.ax = plt.subplots(figsize=(10, 8))
         return self.fig, self.ax
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        import mplhep
-
         plt = _pyplot()
         try:
             if exc_type is None:
-                exp = getattr(mplhep, self.options.style.lower())
-                com = int(self.options.com) if float(self.options.com).is_integer() else self.options.com
-                kwargs: dict[str, Any] = {"ax": self.ax, "com": com, "fontsize": 15}
-                if self.options.lumi is not None:
-                    kwargs["lumi"] = self.options.lumi
-                # data=True: no automatic "Simulation" prefix, the label text is ours
-                exp.label(text=self.options.label, data=True, **kwargs)
+                _label(self.ax, self.options)
+                if _Figure.hook is not None:
+                    _Figure.hook(self.fig, self.ax)
                 self.out.mkdir(parents=True, exist_ok=True)
                 for fmt in self.options.formats:
                     path = self.out / f"{self.name}.{fmt}"
@@ -124,96 +169,179 @@ class _Figure:
 
 
 def _legend(ax, **kwargs: Any) -> None:
-    ax.legend(fontsize=13, frameon=False, **kwargs)
+    """The legend outside the axes, to the right: it never covers data."""
+    kwargs.setdefault("fontsize", 14)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False, **kwargs)
 
 
-def score_distributions(scores: ScoresFile, background: str, score: str, out: Path,
+def _score_label(score: str, note: str, what: str = "Anomaly score") -> str:
+    return f"{what} '{score}' (a.u.{', ' + note if note else ''})"
+
+
+def _n_eff_text(n_eff: float) -> str:
+    return rf"$N_\mathrm{{eff}}$ = {n_eff:.0f}" if n_eff >= 10 else rf"$N_\mathrm{{eff}}$ = {n_eff:.2g}"
+
+
+def _check_samples(samples: dict[str, Sample], score: str) -> None:
+    """Every sample has ``score`` and events of positive total weight (else an :class:`InputError`)."""
+    for role, sample in samples.items():
+        if score not in sample.scores:
+            raise InputError(f"{role} sample {sample.label!r} has no score {score!r}; "
+                             f"its scores: {', '.join(sorted(sample.scores)) or '(none)'}")
+        if len(sample) == 0 or not float(sample.weight.sum()) > 0:
+            raise InputError(f"{role} sample {sample.label!r} ({sample.selection}) has no events of positive "
+                             "weight; nothing to plot")
+
+
+def score_distributions(test: Sample, signals: dict[str, Sample], score: str, out: Path,
                         options: PlotOptions, bins: int = 40) -> list[Path]:
-    """The background group stacked by process and each other group overlaid, weighted, unit area, log y."""
-    bkg = scores.sample(background, "background label")
-    values = np.concatenate([s.scores[score] for s in scores.samples.values()])
-    lo, hi = float(values.min()), float(values.max())
-    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
-    total = float(bkg.weight.sum()) or 1.0
-    width = np.diff(edges)
+    """The Standard Model test sample stacked by process and each signal overlaid, weighted, unit area, log y.
+
+    Arguments:
+        test: the Standard Model test sample (its events only are stacked; the band is its statistical
+            uncertainty sqrt(sum w^2)); signals: name -> signal sample.
+    """
+    _check_samples({"test": test} | {f"signal {k}": v for k, v in signals.items()}, score)
+    binning = score_binning([(test.scores[score], test.weight)]
+                            + [(s.scores[score], s.weight) for s in signals.values()], bins)
+    edges = binning.edges
+    total = float(test.weight.sum())
     fig = _Figure(options, out, f"scores_{score}")
     with fig as (_, ax):
         import mplhep
 
-        codes = [c for c in np.unique(bkg.process)]
-        hists, labels = [], []
-        for code in sorted(codes, key=lambda c: bkg.weight[bkg.process == c].sum()):
-            sel = bkg.process == code
-            h, _ = np.histogram(bkg.scores[score][sel], edges, weights=bkg.weight[sel])
-            hists.append(h / total / width)
-            labels.append(bkg.process_name(int(code)))
         plt = _pyplot()
-        fill = plt.get_cmap("tab20")(np.linspace(0, 1, 20))[1::2] if len(hists) > 10 else \
+        codes = sorted(np.unique(test.process), key=lambda c: float(test.weight[test.process == c].sum()))
+        hists = [binning.fill(test.scores[score][test.process == c], test.weight[test.process == c]) / total
+                 for c in codes]
+        labels = [test.process_name(int(c)) for c in codes]
+        colours = plt.get_cmap("tab20")(np.arange(len(hists)) % 20) if len(hists) > 10 else \
             plt.get_cmap("tab10")(np.arange(len(hists)) % 10)
-        mplhep.histplot(hists, edges, stack=True, histtype="fill", label=labels, ax=ax, alpha=0.6,
-                        color=list(fill[: len(hists)]))
-        lines = ["-", "--", "-.", ":"]
-        signals = [k for k in scores.samples if k != background]
-        for i, label in enumerate(signals):
-            sample = scores.samples[label]
-            w_sum = float(sample.weight.sum()) or 1.0
-            h, _ = np.histogram(sample.scores[score], edges, weights=sample.weight)
-            mplhep.histplot(h / w_sum / width, edges, histtype="step", lw=2.5, ls=lines[i % 4],
-                            color=plt.get_cmap("Dark2")(i % 8), label=label, ax=ax)
+        mplhep.histplot(hists, edges, stack=True, histtype="fill", label=labels, ax=ax, color=list(colours),
+                        alpha=0.75)
+        stack = np.sum(hists, axis=0)
+        error = np.sqrt(binning.fill(test.scores[score], test.weight**2)) / total
+        drawn = [stack]
+        for i, (name, sample) in enumerate(signals.items()):
+            h = binning.fill(sample.scores[score], sample.weight) / float(sample.weight.sum())
+            drawn.append(h)
+            mplhep.histplot(h, edges, histtype="step", lw=2.5, ls=LINESTYLES[i % 4],
+                            color=plt.get_cmap("Dark2")(i % 8), label=name, ax=ax)
+        positive = np.concatenate(drawn)
+        positive = positive[positive > 0]
+        top = float(positive.max()) if positive.size else 1.0
+        floor = max(float(positive.min()) / 3 if positive.size else 1e-5, top * 1e-5)
+        ax.stairs(stack + error, edges, baseline=np.maximum(stack - error, floor / 10), fill=True,
+                  facecolor="none", edgecolor="0.25", hatch="////", lw=0, label="SM stat. uncertainty")
         ax.set_yscale("log")
-        stacked = np.sum(hists, axis=0)
-        positive = stacked[stacked > 0]
-        floor = positive.min() / 5 if positive.size else 1e-6
-        top = np.log10(ax.get_ylim()[1])
-        ax.set_ylim(floor, 10 ** (top + 0.6 * (top - np.log10(floor))))
-        ax.set_xlabel(f"Anomaly score '{score}' (a.u.)")
-        ax.set_ylabel("Weighted events, normalised (1 / a.u.)")
-        _legend(ax, ncols=3, loc="upper right", title=f"{background} (stacked) and signals", title_fontsize=14)
+        ax.set_ylim(floor, top * 3)
+        binning.scale.apply(ax, edges[0], edges[-1])
+        ax.set_xlabel(_score_label(score, binning.scale.note()))
+        ax.set_ylabel("Fraction of weighted events / bin")
+        handles, names = ax.get_legend_handles_labels()
+        n = len(hists)
+        order = list(range(n))[::-1] + list(range(n, len(handles)))  # the stack's top process first
+        title = f"{test.label} test events, stacked ({_n_eff_text(effective_count(test.weight))})"
+        if binning.note():
+            title += "\n" + binning.note()
+        ax.legend([handles[i] for i in order], [names[i] for i in order], loc="upper left",
+                  bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False, fontsize=14, title=title,
+                  title_fontsize=14, alignment="left")
     return fig.paths
 
 
-def roc(scores: ScoresFile, background: str, score: str, out: Path, options: PlotOptions) -> list[Path]:
-    """Background rejection 1/eps_B (log) versus eps_S, one curve per signal, AUC in the legend.
+def resolution_limit(n_eff: float) -> float:
+    """The largest resolved background rejection 1/eps_B of a sample of effective size ``n_eff`` (at least 1)."""
+    return max(n_eff / MIN_EFFECTIVE_EVENTS, 1.0)
 
-    The background is the background group without its training events (``split != 0``), as in
-    ``darkflow scan``'s AUC.
+
+def _roc_curve(ax, bkg: Sample, sample: Sample, score: str, name: str, **line: Any) -> float:
+    """Draw 1/eps_B versus eps_S of ``sample`` against ``bkg`` (weighted) where eps_B is resolved.
+
+    The curve stops at the last point with eps_B * N_eff(bkg) >= ``MIN_EFFECTIVE_EVENTS``; the label
+    carries the AUC (of the whole curve). Returns N_eff of ``bkg``.
     """
-    bkg = scores.sample(background, "background label")
-    bkg = bkg.select(bkg.split != 0, "split != 0")
-    fig = _Figure(options, out, f"roc_{score}")
-    with fig as (_, ax):
-        for label, sample in scores.samples.items():
-            if label == background:
-                continue
-            _roc_curve(ax, bkg, sample, score, label)
-        _roc_frame(ax, r"Signal efficiency $\varepsilon_S$")
-    return fig.paths
-
-
-def _roc_curve(ax, bkg, sample, score: str, name: str, **line: Any) -> None:
-    """Draw 1/eps_B versus eps_S of ``sample`` against ``bkg`` (weighted), with the AUC in the label."""
+    n_eff = effective_count(bkg.weight)
     eps_b, eps_s, _ = weighted_roc(bkg.scores[score], sample.scores[score], bkg.weight, sample.weight)
     auc = weighted_auc(bkg.scores[score], sample.scores[score], bkg.weight, sample.weight)
-    keep = eps_b > 0
-    ax.plot(eps_s[keep], 1.0 / eps_b[keep], lw=2, label=f"{name} (AUC = {auc:.3f})", **line)
+    keep = (eps_b * n_eff >= MIN_EFFECTIVE_EVENTS) & (eps_b > 0)
+    ax.plot(eps_s[keep], 1.0 / eps_b[keep], lw=2.5, label=f"{name} (AUC = {auc:.3f})", **line)
+    return n_eff
 
 
-def _roc_frame(ax, xlabel: str) -> None:
-    """The random-classifier line, log rejection axis, labels and legend of a ROC plot."""
-    grid = np.linspace(1e-3, 1.0, 200)
-    ax.plot(grid, 1.0 / grid, "k:", lw=1.2, label="Random")
+def _roc_frame(ax, n_eff: dict[str, float], xlabel: str) -> None:
+    """Random-classifier line, the unresolved region, log rejection axis, labels and legend of a ROC plot.
+
+    ``n_eff`` maps each curve to the effective size of its background sample; the shaded region lies
+    above the highest resolution limit N_eff / 10 (unresolved for every curve).
+    """
+    lo, hi = min(n_eff.values()), max(n_eff.values())
+    limit = resolution_limit(hi)
+    grid = np.geomspace(1.0 / limit, 1.0, 200)
+    ax.plot(grid, 1.0 / grid, color="0.4", ls=":", lw=1.5, label="Random classifier")
+    span = _n_eff_text(hi) if np.isclose(lo, hi, rtol=1e-6) else \
+        rf"$N_\mathrm{{eff}}$ = {lo:.0f} to {hi:.0f}; each curve stops at its own"
+    ax.axhspan(limit, limit * 6, **UNRESOLVED,
+               label=f"Not resolved: $\\varepsilon_B N_\\mathrm{{eff}}$ < {MIN_EFFECTIVE_EVENTS}\n({span})")
+    ax.axhline(limit, color="0.4", lw=1.2, ls="--")
     ax.set_yscale("log")
     ax.set_xlim(0, 1)
-    ax.set_ylim(0.8, ax.get_ylim()[1] * 20)
+    ax.set_ylim(1, limit * 6)
+    readable_log_ticks(ax.yaxis, 1, limit * 6)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(r"Background rejection $1/\varepsilon_B$")
-    _legend(ax, loc="upper right")
+    _legend(ax)
+
+
+def roc(test: Sample, signals: dict[str, Sample], score: str, out: Path, options: PlotOptions) -> list[Path]:
+    """Background rejection 1/eps_B (log) versus eps_S, one curve per signal, AUC in the legend.
+
+    Each curve stops where eps_B * N_eff(test) < ``MIN_EFFECTIVE_EVENTS``; the region above N_eff / 10 is
+    shaded as not resolved.
+
+    Arguments:
+        test: the Standard Model test sample; signals: name -> signal sample.
+    """
+    _check_samples({"test": test} | {f"signal {k}": v for k, v in signals.items()}, score)
+    fig = _Figure(options, out, f"roc_{score}")
+    with fig as (_, ax):
+        n_eff = {name: _roc_curve(ax, test, sample, score, name, ls=LINESTYLES[i % 4])
+                 for i, (name, sample) in enumerate(signals.items())}
+        _roc_frame(ax, n_eff or {"test": effective_count(test.weight)}, r"Signal efficiency $\varepsilon_S$")
+    return fig.paths
+
+
+def roc_models(curves: dict[str, tuple[Sample, Sample]], signal: str, score: str, out: Path,
+               options: PlotOptions) -> list[Path]:
+    """One signal, several models: background rejection 1/eps_B (log) versus eps_S, AUC in the legend.
+
+    Arguments:
+        curves: model name -> (its Standard Model test sample, its signal sample); each curve stops at
+            the resolution limit of its own test sample, as in :func:`roc`.
+        signal: the signal's name (axis label and file name).
+    """
+    if not curves:
+        raise InputError("roc_models: no model to plot")
+    for name, (bkg, sig) in curves.items():
+        _check_samples({f"{name} test": bkg, f"{name} signal": sig}, score)
+    fig = _Figure(options, out, f"roc_models_{signal}_{score}")
+    with fig as (_, ax):
+        n_eff = {name: _roc_curve(ax, bkg, sig, score, name, ls=LINESTYLES[i % 4])
+                 for i, (name, (bkg, sig)) in enumerate(curves.items())}
+        _roc_frame(ax, n_eff, rf"Signal efficiency $\varepsilon_S$ ({signal})")
+    return fig.paths
 
 
 def read_scan(path: Path) -> list[dict[str, Any]]:
-    """Rows of ``scan.csv`` with the numeric columns as floats (``not resolved`` or empty -> NaN)."""
+    """Rows of ``scan.csv``: numbers as floats (``not resolved`` or empty -> NaN), ``resolved`` as a bool.
+
+    Each row has ``n_eff_b_above`` (effective calibration events above the threshold) and ``resolved``
+    (``n_eff_b_above >= MIN_EFFECTIVE_EVENTS``). Files without these columns get them from the
+    calibration N_eff in ``thresholds.json`` beside ``scan.csv``.
+    """
     import csv
 
+    path = Path(path)
     if not path.is_file():
         raise InputError(f"scan file not found: {path}; run 'darkflow scan' first")
     rows = []
@@ -223,16 +351,33 @@ def read_scan(path: Path) -> list[dict[str, Any]]:
             for key, value in row.items():
                 if key in ("signal", "score"):
                     out[key] = value
+                elif key == "resolved":
+                    out[key] = value.strip().lower() in ("yes", "true", "1")
                 else:
                     try:
                         out[key] = float(value)
-                    except ValueError:
+                    except (TypeError, ValueError):
                         out[key] = float("nan")
             rows.append(out)
+    if rows and not {"n_eff_b_above", "resolved"} <= set(rows[0]):
+        n_eff = _calibration_n_eff(path.with_name("thresholds.json"))
+        for row in rows:
+            row.setdefault("n_eff_b_above", row["eps_b"] * n_eff)
+            row.setdefault("resolved", bool(row["n_eff_b_above"] >= MIN_EFFECTIVE_EVENTS))
     return rows
 
 
+def _calibration_n_eff(path: Path) -> float:
+    """N_eff of the calibration sample recorded in a scan's ``thresholds.json``."""
+    try:
+        return float(json.loads(path.read_text())["calibration"]["n_eff"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"{path.parent / 'scan.csv'} has no 'resolved' column and {path} gives no calibration "
+                         "n_eff; rerun 'darkflow scan'") from None
+
+
 def _curves(rows: list[dict[str, Any]], score: str) -> dict[str, dict[str, np.ndarray]]:
+    """Signal -> column -> (K,) values of the rows of ``score``, ordered by threshold."""
     out: dict[str, dict[str, list[float]]] = {}
     for row in rows:
         if row["score"] != score:
@@ -241,53 +386,104 @@ def _curves(rows: list[dict[str, Any]], score: str) -> dict[str, dict[str, np.nd
         for key, value in row.items():
             if key not in ("signal", "score"):
                 curve.setdefault(key, []).append(value)
-    return {s: {k: np.asarray(v, dtype=np.float64) for k, v in c.items()} for s, c in out.items()}
+    curves = {}
+    for name, c in out.items():
+        if "resolved" not in c:
+            raise ValueError("scan rows need a 'resolved' entry; read them with read_scan")
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in c.items()}
+        order = np.argsort(arrays["threshold"], kind="stable")
+        curves[name] = {k: v[order] for k, v in arrays.items()} | {"resolved": arrays["resolved"][order] > 0}
+    return curves
+
+
+def _unresolved_span(ax, limits: tuple[float, float], label: str) -> None:
+    ax.axvspan(*limits, **UNRESOLVED, label=label)
 
 
 def scan_curves(rows: list[dict[str, Any]], score: str, out: Path, options: PlotOptions) -> list[Path]:
-    """eps_S of every signal and eps_B of the calibration sample versus the threshold (log y)."""
+    """eps_S of every signal and eps_B of the calibration sample versus the threshold (log y).
+
+    The thresholds above which eps_B is not resolved (fewer than ``MIN_EFFECTIVE_EVENTS`` effective
+    calibration events above) are shaded; eps_B is dotted there. The x axis follows the calibration
+    scores' distribution (:func:`darkflow.analysis.binning.score_scale`: log for heavy tails).
+    """
     curves = _curves(rows, score)
     if not curves:
         return []
     fig = _Figure(options, out, f"scan_{score}")
     with fig as (_, ax):
         first = next(iter(curves.values()))
-        order = np.argsort(first["threshold"])
-        ax.plot(first["threshold"][order], first["eps_b"][order], "k-", lw=2.5, label=r"$\varepsilon_B$ (calibration)")
-        ax.fill_between(first["threshold"][order], first["eps_b_lo"][order], first["eps_b_hi"][order],
-                        color="k", alpha=0.15, lw=0)
-        for name, c in curves.items():
-            order = np.argsort(c["threshold"])
-            ax.plot(c["threshold"][order], c["eps_s"][order], lw=2, label=rf"$\varepsilon_S$ {name}")
+        thr, eps_b, resolved = first["threshold"], first["eps_b"], first["resolved"]
+        ax.fill_between(thr, first["eps_b_lo"], first["eps_b_hi"], color="k", alpha=0.15, lw=0,
+                        label=r"$\varepsilon_B$ 68% CL (Clopper-Pearson)")
+        ax.plot(thr[resolved], eps_b[resolved], "k-", lw=2.5, label=r"$\varepsilon_B$ (calibration)")
+        for i, (name, c) in enumerate(curves.items()):
+            ax.plot(c["threshold"], c["eps_s"], lw=2, ls=LINESTYLES[i % 4], label=rf"$\varepsilon_S$ {name}")
         for eps in options.eps_b:
-            ax.axhline(eps, color="grey", ls=":", lw=1)
+            ax.axhline(eps, color="0.5", ls=":", lw=1)
+        if options.eps_b:
+            ax.plot([], [], color="0.5", ls=":", lw=1,
+                    label=r"$\varepsilon_B$ = " + ", ".join(f"{e:g}" for e in options.eps_b))
+        # the calibration weight between neighbouring thresholds, so that the scale follows its distribution
+        mass = np.clip(eps_b - np.append(eps_b[1:], 0.0), 0.0, None)
+        scale = score_scale([(thr, mass if mass.sum() > 0 else np.ones_like(thr))], thr.min(), thr.max())
+        scale.apply(ax, thr.min(), thr.max())
+        if not resolved.all():
+            last = int(np.flatnonzero(resolved).max()) if resolved.any() else 0
+            ax.plot(thr[last:], eps_b[last:], "k:", lw=2)
+            _unresolved_span(ax, (thr[last], thr.max()),
+                             f"$\\varepsilon_B$ not resolved\n(< {MIN_EFFECTIVE_EVENTS} eff. calibration events)")
         ax.set_yscale("log")
-        ax.set_ylim(max(min(options.eps_b) / 3, 1e-6), 3.0)
-        ax.set_xlabel(f"Threshold on anomaly score '{score}' (a.u.)")
+        floor = min([*options.eps_b, float(np.nanmin(np.where(eps_b > 0, eps_b, np.nan)))]) / 3
+        ax.set_ylim(max(floor, 1e-7), 2.0)
+        ax.set_xlabel(_score_label(score, scale.note(), "Threshold on score"))
         ax.set_ylabel(r"Efficiency above threshold $\varepsilon$")
-        _legend(ax, loc="lower left")
+        _legend(ax)
     return fig.paths
 
 
 def si_curves(rows: list[dict[str, Any]], score: str, out: Path, options: PlotOptions) -> list[Path]:
-    """Significance improvement eps_S / sqrt(eps_B) versus eps_B (log x), one curve per signal."""
+    """Significance improvement eps_S / sqrt(eps_B) versus eps_B (log x), one curve per signal.
+
+    Only resolved rows are drawn (eps_B * N_eff(calibration) >= ``MIN_EFFECTIVE_EVENTS``), so each
+    curve's maximum, marked with a star, is the ``si_max`` of ``metrics.csv``; eps_B below the limit is
+    shaded.
+    """
     curves = _curves(rows, score)
     if not curves:
         return []
+    plt = _pyplot()
     fig = _Figure(options, out, f"si_{score}")
     with fig as (_, ax):
-        for name, c in curves.items():
-            order = np.argsort(c["eps_b"])
-            keep = np.isfinite(c["si"][order]) & (c["eps_b"][order] > 0)
-            ax.plot(c["eps_b"][order][keep], c["si"][order][keep], lw=2, marker="o", ms=3, label=name)
+        limit = np.nan
+        for i, (name, c) in enumerate(curves.items()):
+            keep = c["resolved"] & np.isfinite(c["si"]) & (c["eps_b"] > 0)
+            colour = plt.get_cmap("Dark2")(i % 8)
+            ax.plot(c["eps_b"][keep], c["si"][keep], lw=2, ls=LINESTYLES[i % 4], marker="o", ms=3,
+                    color=colour, label=name)
+            if keep.any():
+                best = int(np.argmax(np.where(keep, c["si"], -np.inf)))
+                ax.plot([c["eps_b"][best]], [c["si"][best]], marker="*", ms=16, color=colour, mec="k", ls="none")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                n_eff = c["n_eff_b_above"] / c["eps_b"]
+            if np.any(np.isfinite(n_eff) & (c["eps_b"] > 0)):
+                limit = MIN_EFFECTIVE_EVENTS / float(np.nanmax(np.where(c["eps_b"] > 0, n_eff, np.nan)))
+        ax.plot([], [], marker="*", ms=14, color="0.5", mec="k", ls="none", label="Maximum (SI max)")
         ax.axhline(1.0, color="k", ls=":", lw=1.2, label="No improvement")
         for eps in options.eps_b:
-            ax.axvline(eps, color="grey", ls=":", lw=1)
+            ax.axvline(eps, color="0.5", ls=":", lw=1)
+        if options.eps_b:
+            ax.plot([], [], color="0.5", ls=":", lw=1,
+                    label=r"$\varepsilon_B$ = " + ", ".join(f"{e:g}" for e in options.eps_b))
         ax.set_xscale("log")
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
+        left = min([*options.eps_b, limit if np.isfinite(limit) else 1.0]) / 3
+        ax.set_xlim(left, 1.5)
+        if np.isfinite(limit) and limit > left:
+            _unresolved_span(ax, (left, limit), f"Not resolved\n(< {MIN_EFFECTIVE_EVENTS} eff. calibration events)")
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
         ax.set_xlabel(r"Background efficiency $\varepsilon_B$ (calibration)")
         ax.set_ylabel(r"Significance improvement $\varepsilon_S\,/\,\varepsilon_B^{1/2}$")
-        _legend(ax, loc="upper right")
+        _legend(ax)
     return fig.paths
 
 
@@ -311,11 +507,15 @@ def training_curves(run: Path, out: Path, options: PlotOptions) -> list[Path]:
         return []
     fig = _Figure(options, out, "training")
     with fig as (_, ax):
-        ax.plot(epochs, train, "o-", lw=2, ms=4, label="Training")
-        ax.plot(epochs, val, "s--", lw=2, ms=4, label="Validation")
+        ax.plot(epochs, train, "o-", lw=2, ms=5, label="Training")
+        ax.plot(epochs, val, "s--", lw=2, ms=5, label="Validation")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.margins(x=0.04, y=0.08)
         ax.set_xlabel("Epoch")
         ax.set_ylabel("Loss per event (a.u.)")
-        _legend(ax, loc="upper right")
+        _legend(ax)
     return fig.paths
 
 
@@ -370,9 +570,18 @@ def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return centred @ comps.T, var[:2]
 
 
+def _pc_label(index: int, fraction: float) -> str:
+    if fraction < COLLAPSED:
+        return rf"Latent PC {index} of $\mu$ (collapsed: {100 * fraction:.2g}% var.)"
+    return rf"Latent PC {index} of $\mu$ ({100 * fraction:.0f}% var., a.u.)"
+
+
 def latent_projection(embeddings: dict[str, np.ndarray], background: str, out: Path,
                       options: PlotOptions) -> list[Path]:
-    """2D PCA of the latent posterior means, coloured by label (background first, underneath)."""
+    """2D PCA of the latent posterior means, coloured by label (background first, underneath).
+
+    An axis whose component carries less than 1% of the variance says "collapsed".
+    """
     if not embeddings:
         return []
     labels = [background] * (background in embeddings) + [k for k in embeddings if k != background]
@@ -382,30 +591,10 @@ def latent_projection(embeddings: dict[str, np.ndarray], background: str, out: P
         start = 0
         for label in labels:
             n = len(embeddings[label])
-            ax.scatter(proj[start:start + n, 0], proj[start:start + n, 1], s=6, alpha=0.5, label=label,
-                       rasterized=True)
+            ax.scatter(proj[start:start + n, 0], proj[start:start + n, 1], s=6, alpha=0.5,
+                       label=f"{label} ({n} events)", rasterized=True)
             start += n
-        ax.set_xlabel(rf"Latent PC 1 of $\mu$ ({100 * var[0]:.0f}% var., a.u.)")
-        ax.set_ylabel(rf"Latent PC 2 of $\mu$ ({100 * var[1]:.0f}% var., a.u.)")
-        ylo, yhi = ax.get_ylim()
-        ax.set_ylim(ylo, yhi + 0.35 * (yhi - ylo))
-        _legend(ax, loc="upper right", markerscale=3, ncols=2)
-    return fig.paths
-
-
-def roc_models(files: dict[str, ScoresFile], background: str, signal: str, score: str, out: Path,
-               options: PlotOptions) -> list[Path]:
-    """One signal, several models: background rejection 1/eps_B (log) versus eps_S, AUC in the legend.
-
-    ``files`` maps a model name to its scores file; as in :func:`roc`, the background excludes its
-    training events (``split != 0``).
-    """
-    fig = _Figure(options, out, f"roc_models_{signal}_{score}")
-    with fig as (_, ax):
-        for i, (name, scores) in enumerate(files.items()):
-            bkg = scores.sample(background, "background label")
-            bkg = bkg.select(bkg.split != 0, "split != 0")
-            sample = scores.sample(signal, "signal label")
-            _roc_curve(ax, bkg, sample, score, name, ls=["-", "--", "-.", ":"][i % 4])
-        _roc_frame(ax, rf"Signal efficiency $\varepsilon_S$ ({signal})")
+        ax.set_xlabel(_pc_label(1, float(var[0])))
+        ax.set_ylabel(_pc_label(2, float(var[1])))
+        _legend(ax, markerscale=3)
     return fig.paths

@@ -254,10 +254,12 @@ def report(options: ReportOptions) -> dict[str, Any]:
             (f"ROC: background rejection on the test sample ({roles.test.label}, N_eff = {roles.test.n_eff:,.0f}) "
              "versus signal efficiency; curves stop where fewer than 10 effective test events remain.",
              plots.roc(roles.test, roles.signals, score, staging, plot_options)),
-            ("Threshold scan: signal and calibration background efficiencies above the threshold "
-             "(band: 68% interval on eps_B; shaded: eps_B not resolved).",
+            ("Threshold scan: signal and calibration background efficiencies above the threshold (band: 68% "
+             "interval on eps_B; shaded: fewer than 10 effective calibration events above the threshold, eps_B "
+             "not resolved).",
              plots.scan_curves(rows, score, staging, plot_options)),
-            ("Significance improvement versus background efficiency (resolved working points only).",
+            ("Significance improvement versus background efficiency, resolved points only (at least 10 effective "
+             "calibration events above the threshold); the star is the table's SI max.",
              plots.si_curves(rows, score, staging, plot_options)),
             ("Training curves from the run's metrics.csv (validation: event-weighted mean).",
              plots.training_curves(run, staging, plot_options)),

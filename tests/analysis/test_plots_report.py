@@ -87,8 +87,11 @@ def test_each_plot_is_written_in_png_and_pdf(inputs, tmp_path):
     scores = read_scores(inputs["scores"])
     rows = plots.read_scan(inputs["scan"] / "scan.csv")
     out = tmp_path / "plots"
-    written = (plots.score_distributions(scores, "sm", "total", out, options)
-               + plots.roc(scores, "sm", "total", out, options)
+    sm = scores.sample("sm")
+    test = sm.select(sm.split != 0, "split != 0")
+    signals = {k: v for k, v in scores.samples.items() if k != "sm"}
+    written = (plots.score_distributions(test, signals, "total", out, options)
+               + plots.roc(test, signals, "total", out, options)
                + plots.scan_curves(rows, "total", out, options)
                + plots.si_curves(rows, "total", out, options)
                + plots.training_curves(inputs["run"], out, options)
@@ -121,13 +124,14 @@ def test_pca_recovers_the_leading_direction():
 
 
 def test_plot_options_are_validated(tmp_path):
-    with pytest.raises(ConfigError, match="valid: CMS, ATLAS, LHCb, ALICE"):
+    with pytest.raises(ConfigError, match="valid: null .*CMS, ATLAS, LHCb, ALICE"):
         plots.PlotOptions(style="D0")
     (tmp_path / "bad.yaml").write_text("colour: red\n")
     with pytest.raises(ConfigError, match="unknown plot option"):
         plots.load_options(tmp_path / "bad.yaml")
     options = plots.load_options(ROOT / "analysis" / "default.yaml", style="ATLAS")
-    assert options.style == "ATLAS" and options.formats == ["png", "pdf"] and options.label == "Simulation"
+    assert options.style == "ATLAS" and options.formats == ["png", "pdf"] and options.label == ""
+    assert plots.load_options(ROOT / "analysis" / "default.yaml").style is None
 
 
 def test_report_markdown_and_html(inputs):
