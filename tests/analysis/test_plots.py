@@ -130,26 +130,34 @@ def test_roc_models_each_curve_has_its_own_limit(figures, tmp_path):
 
 
 def _scores_file(path: Path) -> Path:
-    """SM (training split 0, validation split 1) with uneven weights, and two signals."""
+    """SM training file (training split 0, validation split 1), SM calibration and test samples with uneven
+    weights, and two signals."""
     rng = np.random.default_rng(5)
     with h5py.File(path, "w") as handle:
         handle.attrs["default_score"] = "total"
-        for label, n, shift in (("sm", 4000, 0.0), ("zprime", 600, 2.5), ("monojet", 600, 1.2)):
+        for label, n, shift in (("sm", 4000, 0.0), ("sm_cal", 2000, 0.0), ("sm_test", 2000, 0.0),
+                                ("zprime", 600, 3.5), ("monojet", 600, 2.5)):
+            sm = label.startswith("sm")
             g = handle.create_group(label)
             g["total"] = rng.normal(shift, 1.0, n)
-            g["weight"] = rng.lognormal(0.0, 1.3, n) if label == "sm" else np.full(n, 1e-3)
+            g["weight"] = rng.lognormal(0.0, 1.3, n) if sm else np.full(n, 1e-3)
             g["event_id"] = np.arange(n)
-            g["process"] = rng.integers(0, 3, n) if label == "sm" else np.zeros(n, np.int64)
+            g["process"] = rng.integers(0, 3, n) if sm else np.zeros(n, np.int64)
             g["split"] = np.arange(n) % 2 if label == "sm" else np.full(n, -1)
-            g.attrs["process_names"] = json.dumps(NAMES if label == "sm" else [label])
+            g.attrs["process_names"] = json.dumps(NAMES if sm else [label])
+            g.attrs["source"] = f"{label}.h5"
     return path
+
+
+def _scan(scores: Path, out: Path) -> None:
+    scan(ScanOptions(scores=scores, background="sm_test", calibration="sm_cal", out=out, signals="zprime,monojet"))
 
 
 def test_si_curve_maximum_is_the_table_si_max(figures, tmp_path):
     scores = _scores_file(tmp_path / "scores.h5")
-    scan(ScanOptions(scores=scores, background="sm", out=tmp_path / "scan"))
+    _scan(scores, tmp_path / "scan")
     with h5py.File(scores) as handle:
-        calib_w = handle["sm/weight"][:][handle["sm/split"][:] == 1]
+        calib_w = handle["sm_cal/weight"][:]
     n_eff = _n_eff(calib_w)
     rows = plots.read_scan(tmp_path / "scan" / "scan.csv")
     assert any(not r["resolved"] for r in rows) and any(r["resolved"] for r in rows)
@@ -284,7 +292,7 @@ def _every_plot(tmp_path: Path) -> dict[str, callable]:
     rng = np.random.default_rng(8)
     test, signals = _sm(rng, 1500), _signals(rng)
     scores = _scores_file(tmp_path / "scores.h5")
-    scan(ScanOptions(scores=scores, background="sm", out=tmp_path / "scan"))
+    _scan(scores, tmp_path / "scan")
     rows = plots.read_scan(tmp_path / "scan" / "scan.csv")
     out, options = tmp_path / "plots", _png(simulation=True)
     latent = {"sm": rng.normal(size=(500, 4)), "zprime": rng.normal(1.0, 1.0, size=(200, 4))}

@@ -23,8 +23,9 @@ def _write_scores(path: Path) -> Path:
     rng = np.random.default_rng(3)
     with h5py.File(path, "w") as handle:
         handle.attrs["default_score"] = "total"
-        groups = {"sm": (4000, 0.0, ["qcd", "ttbar", "wjets"]), "zprime": (500, 2.0, ["zprime"]),
-                  "monojet": (500, 1.0, ["monojet"])}
+        sm_names = ["qcd", "ttbar", "wjets"]
+        groups = {"sm": (4000, 0.0, sm_names), "sm_cal": (2500, 0.0, sm_names), "sm_test": (2500, 0.0, sm_names),
+                  "zprime": (500, 2.0, ["zprime"]), "monojet": (500, 1.0, ["monojet"])}
         for label, (n, shift, names) in groups.items():
             g = handle.create_group(label)
             total = rng.normal(shift, 1.0, n)
@@ -42,7 +43,7 @@ def _write_scores(path: Path) -> Path:
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict[str, Path]:
     scores = _write_scores(tmp_path / "scores.h5")
-    scan(ScanOptions(scores=scores, background="sm", out=tmp_path / "scan"))
+    scan(ScanOptions(scores=scores, background="sm_test", calibration="sm_cal", out=tmp_path / "scan"))
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("data: sm.h5\nmodel:\n  kind: vae\n  latent: 4\ntraining:\n  epochs: 3\n")
@@ -87,9 +88,8 @@ def test_each_plot_is_written_in_png_and_pdf(inputs, tmp_path):
     scores = read_scores(inputs["scores"])
     rows = plots.read_scan(inputs["scan"] / "scan.csv")
     out = tmp_path / "plots"
-    sm = scores.sample("sm")
-    test = sm.select(sm.split != 0, "split != 0")
-    signals = {k: v for k, v in scores.samples.items() if k != "sm"}
+    test = scores.sample("sm_test")
+    signals = {k: v for k, v in scores.samples.items() if not k.startswith("sm")}
     written = (plots.score_distributions(test, signals, "total", out, options)
                + plots.roc(test, signals, "total", out, options)
                + plots.scan_curves(rows, "total", out, options)
@@ -140,6 +140,9 @@ def test_report_markdown_and_html(inputs):
     text = out.read_text()
     assert "```yaml" in text and "latent: 4" in text
     assert "| signal | score | AUC |" in text and "not resolved" in text
+    assert "## Samples and their roles" in text and "| calibration | sm_cal | all | 2,500 |" in text
+    assert text.index("## Metrics") < text.index("## Run configuration")
+    assert "Nothing: independent calibration" in text
     assert "No latent projection" in text and "model.pt" in text
     links = [line.split("](", 1)[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
     assert len(links) == 5
@@ -161,8 +164,9 @@ def test_metrics_table_keeps_not_resolved(inputs):
     header, rows = metrics_table(inputs["scan"] / "metrics.csv")
     assert header[:3] == ["signal", "score", "AUC"]
     assert len(rows) == 4 and all(len(r) == len(header) for r in rows)
-    assert any("not resolved" in r for r in rows)  # 1e-4 with 2000 calibration events
+    assert any("not resolved" in r for r in rows)  # 1e-3 and 1e-4 with 2,500 calibration events
     assert all("[" in r[3] for r in rows)  # eps_S at 1e-2 with its interval
+    assert all(" ± " in r[2] for r in rows)  # the AUC with its bootstrap error
 
 
 @pytest.mark.parametrize("missing", ["run", "scan", "scores"])
