@@ -8,7 +8,7 @@ import math
 import h5py
 import numpy as np
 import pytest
-from reference import CUTS, SLOTS, TYPES, channel_pass
+from reference import CUTS, SLOTS, TYPES, channel_pass, remove_overlaps
 
 from darkflow.cli import main
 from darkflow.data_prep.prepare import PrepareConfig, prepare
@@ -48,6 +48,7 @@ def parse_reference(path):
             kind = CODES[code]
             if pt > CUTS[kind][0] and abs(eta) < CUTS[kind][1]:
                 objs[kind].append((e, pt, eta, phi))
+        remove_overlaps(objs)  # no ID or isolation in the format: only the jet overlap removal applies
         for kind in TYPES:
             objs[kind].sort(key=lambda o: -o[1])
         events.append(dict(id=int(eid), process=proc, weight=float(w), met=float(met) / 1000,

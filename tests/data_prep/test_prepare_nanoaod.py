@@ -17,6 +17,7 @@ from reference import branches, channel_pass, default_array, event_objects, hlf
 
 from darkflow.data_prep.prepare import PrepareConfig, prepare
 
+
 def _events(path, source="nanoaod"):
     names = [*branches(source), "MET_pt", "MET_phi", "genWeight", "event"]
     arrays = uproot.open(path)["Events"].arrays(names, library="np")
