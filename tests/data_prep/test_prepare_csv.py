@@ -69,6 +69,11 @@ def test_csv_matches_reference(tmp_path, channel):
         obj, mask, names = h["objects"][:], h["mask"][:], json.loads(h.attrs["process_names"])
         proc, w, ids = h["process"][:], h["weight"][:], h["event_id"][:]
         assert json.loads(h.attrs["source"]) == {"name": "darkmachines"}
+        assert bool(h.attrs["simulation"]) is True
+        reqs = json.loads(h.attrs["objects_definition"])["requirements"]
+    # the format has no ID or isolation (Delphes isolated upstream); the jet overlap removal applies
+    assert reqs["photon"] == {"applied": ["pt_min", "abs_eta_max"], "not_provided": ["id", "rel_iso_max"]}
+    assert reqs["jet"] == {"applied": ["pt_min", "abs_eta_max", "overlap_removal"], "not_provided": ["id"]}
     assert sorted(names) == ["ttbar", "wjets", "z_jets"]
     for i, ev in enumerate(ref):
         assert ids[i] == ev["id"] and names[proc[i]] == ev["process"] and w[i] == pytest.approx(ev["weight"])
