@@ -482,12 +482,15 @@ def _warn_unfilled(readers, schema: SourceSchema | None) -> None:
 
 def _nothing_selected(n_read: int, n_skipped: int, channel: Channel | None, config: PrepareConfig) -> None:
     """No event passes: an error (no file is written), except for a shard, which is part of a merge."""
-    skipped = f" ({n_skipped} more skipped as malformed or NaN/inf)" if n_skipped else ""
-    what = f"channel {channel.name} ({channel.describe()})" if channel is not None else "the input checks"
-    message = f"no event of {n_read} read passes {what}{skipped}"
+    skipped = f" ({n_skipped} skipped as malformed or NaN/inf)" if n_skipped else ""
+    if channel is not None:
+        message = f"no event of {n_read} read passes channel {channel.name} ({channel.describe()}){skipped}"
+        advice = f"choose another --channel or check the object definitions (--objects {config.objects})"
+    else:
+        message = f"no event is left{skipped}"
+        advice = "fix the input (--on-error skip dropped every event)"
     if config.shard:
         print(f"darkflow: note: shard {config.shard}: {message}; its file holds no event and is kept for "
               "'darkflow merge'", file=sys.stderr)
         return
-    raise DataError(f"{message}; choose another --channel or check the object definitions "
-                    f"(--objects {config.objects})")
+    raise DataError(f"{message}; {advice}")

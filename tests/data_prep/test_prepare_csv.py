@@ -144,3 +144,12 @@ def test_nan_in_csv(tmp_path, capsys):
     src.write_text("\n".join(lines) + "\n")
     code, err = _run(capsys, "prepare", str(src), "--out", str(tmp_path / "x.h5"), "-q")
     assert code == 2 and "NaN or inf" in err and "1007" in err, err
+
+
+def test_every_line_skipped_is_an_error(tmp_path, capsys):
+    src = tmp_path / "broken.csv"
+    src.write_text("1;broken line\n2;also;broken\n")
+    out = tmp_path / "b.h5"
+    assert main(["prepare", str(src), "--out", str(out), "--on-error", "skip", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "no event is left (2 skipped as malformed or NaN/inf)" in err and not out.exists()
