@@ -283,9 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output .h5 file (written atomically)")
     p.add_argument("--config", help="YAML file with any of these options; flags given here override it")
     p.add_argument("--source", help="auto (default), nanoaod, nanoaod_opendata2015, delphes, darkmachines or FILE.yaml")
-    p.add_argument("--channel", help="none (default), chan1, chan2a, chan2b, chan3 or FILE.yaml")
+    p.add_argument("--channel", help="none (default), chan1, chan2a, chan2b, chan3 or FILE.yaml; selecting no "
+                   "event is an error (a --shard is written empty, with a note)")
     p.add_argument("--layout", help="default (32x4), single_list or FILE.yaml")
-    p.add_argument("--objects", help="object definitions: darkmachines (default) or FILE.yaml")
+    p.add_argument("--objects", help="object definitions: darkmachines (default: pT/|eta| cuts, ID and isolation "
+                   "where the source has them, jets removed within Delta R 0.4 of leptons and photons), "
+                   "kinematic (pT/|eta| cuts only) or FILE.yaml")
     p.add_argument("--label", help="sample label stored in the file (default: output file name)")
     p.add_argument("--process", help="process name for every event of ROOT inputs (default: each file's name)")
     p.add_argument("--max-events", type=int, help="read at most N events in all")

@@ -42,7 +42,13 @@ def write_tree(path: Path, data: dict, tree: str = "Events", sep: str = "_") -> 
 
 
 def random_nanoaod(rng: np.random.Generator, n: int, nan_event: int | None = None) -> dict:
-    """Random NanoAOD-like events (GeV), with objects on both sides of every Dark Machines cut."""
+    """Random NanoAOD-like events (GeV), with objects on both sides of every Dark Machines cut, and NanoAOD's
+    ID and isolation branches (``Jet_jetId``, ``Electron_cutBased``, ``Muon_mediumId``, ``Photon_cutBased``,
+    ``*_pfRelIso*``) with values on both sides of every working point and of relative isolation 0.15.
+
+    The ID and isolation values are drawn after everything else, so the kinematics are those of the same
+    seed without them.
+    """
     import awkward as ak
 
     def coll(mean: float, fields: dict) -> ak.Array:
@@ -68,6 +74,24 @@ def random_nanoaod(rng: np.random.Generator, n: int, nan_event: int | None = Non
         "genWeight": rng.normal(1.0, 0.1, n).astype(np.float32),
         "event": np.arange(1000, 1000 + n, dtype=np.int64),
     }
+    def add(name: str, field: str, values) -> None:
+        counts = ak.num(data[name])
+        data[name] = ak.with_field(data[name], ak.unflatten(values(int(ak.sum(counts))), counts), field)
+
+    def iso(m: int) -> np.ndarray:
+        # mostly isolated (below 0.15), a third anywhere up to 0.6, some exactly at the cut value
+        values = np.where(rng.random(m) < 0.67, rng.exponential(0.04, m), rng.uniform(0.0, 0.6, m))
+        return np.where(rng.random(m) < 0.03, 0.15, values).astype(np.float32)
+
+    # Jet_jetId: bit 2 is tight (2016: 1 loose, 3 tight, 7 tight lepton veto; 2017+: 2, 6); 4 alone fails
+    add("Jet", "jetId", lambda m: rng.choice(np.array([0, 1, 2, 3, 4, 6, 7], dtype=np.int32), m,
+                                             p=[0.08, 0.04, 0.15, 0.1, 0.03, 0.5, 0.1]))
+    add("Electron", "cutBased", lambda m: rng.choice(np.arange(5, dtype=np.int32), m, p=[0.1, 0.1, 0.15, 0.25, 0.4]))
+    add("Electron", "pfRelIso03_all", iso)
+    add("Muon", "mediumId", lambda m: rng.random(m) < 0.8)
+    add("Muon", "pfRelIso04_all", iso)
+    add("Photon", "cutBased", lambda m: rng.choice(np.arange(4, dtype=np.int32), m, p=[0.15, 0.15, 0.3, 0.4]))
+    add("Photon", "pfRelIso03_all", iso)
     if nan_event is not None:
         data["MET_pt"][nan_event] = np.nan
     return data

@@ -37,3 +37,6 @@ def test_inspect_summarizes(tmp_path, capsys):
     assert "read: 120" in text and "channel: chan2b" in text and "ttbar" in text
     assert "32 rows x 4 features (E, pt, eta, phi)" in text
     assert "selected: 0" not in text
+    assert "simulation: yes" in text  # NanoAOD with genWeight
+    assert "objects: ID on jet, bjet, eplus, eminus, muplus, muminus, photon; isolation on eplus" in text
+    assert "overlap removal: jet/bjet within Delta R < 0.4 of eplus/eminus/muplus/muminus/photon" in text

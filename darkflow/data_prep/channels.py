@@ -42,6 +42,16 @@ class Channel(StrictModel):
     meff_min: float | None = None
     multiplicities: list[Multiplicity] = []
 
+    def describe(self) -> str:
+        """The cuts in words, e.g. ``HT >= 600, MET >= 200, >= 4 jet/bjet with pT > 50``."""
+        parts = [f"{label} >= {value:g}" for label, value in (
+            ("HT", self.ht_min), ("MET", self.met_min), ("MET/HT", self.met_over_ht_min), ("m_eff", self.meff_min))
+            if value is not None]
+        for req in self.multiplicities:
+            count = f">= {req.min_count}" if req.max_count is None else f"{req.min_count} to {req.max_count}"
+            parts.append(f"{count} {'/'.join(req.types)} with pT > {req.pt_min:g}")
+        return ", ".join(parts) or "no cut"
+
     def passes(self, objects: dict[str, Jagged], met: np.ndarray, hts: np.ndarray | None = None) -> np.ndarray:
         """Boolean ``(N,)``: which events pass.
 

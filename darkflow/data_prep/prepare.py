@@ -27,7 +27,10 @@ from darkflow.errors import ConfigError, DataError, InputError
 
 ROOT_SOURCES = ("nanoaod", "nanoaod_opendata2015", "darkflow", "delphes")
 """Built-in schemas tried, in order, by ``--source auto``: the first whose tree and branches exist and
-whose b-tag branch is filled (not one constant value, as DeepCSV is in 2015 CMS Open Data) is taken."""
+whose b-tag and ID branches are filled (see :func:`unfilled`; DeepCSV and the muon IDs are not in 2015 CMS
+Open Data) is taken, else the first whose branches exist."""
+SIMULATION_SOURCES = ("darkmachines", "darkflow", "delphes")
+"""Sources that are simulation whatever their branches; any schema with a ``weight`` branch is too."""
 
 
 class PrepareConfig(StrictModel):
@@ -120,7 +123,7 @@ def _detect_source(path: Path) -> str:
         if schema.tree in handle:
             tree = handle[schema.tree]
             if set(schema.branches()) <= branch_names(tree):
-                if _btag_filled(tree, schema):
+                if not unfilled(tree, schema):
                     return name
                 matching.append(name)
     if matching:
@@ -131,14 +134,38 @@ def _detect_source(path: Path) -> str:
     )
 
 
-def _btag_filled(tree, schema: SourceSchema, entries: int = 10_000) -> bool:
-    """Whether the schema's b-tag branch holds more than one value in the first ``entries`` events."""
-    jet = schema.collections.get("jet")
-    if jet is None or jet.btag is None:
-        return True
-    values = tree[jet.btag.branch].array(entry_stop=min(tree.num_entries, entries), library="np")
-    flat = np.concatenate(values) if len(values) else np.zeros(0)
-    return len(flat) == 0 or np.unique(flat).size > 1
+def unfilled(tree, schema: SourceSchema, entries: int = 10_000) -> list[str]:
+    """What the schema relies on that the tree does not fill, judged on the first ``entries`` events.
+
+    A b-tag branch holding one constant value (no jet would be a b-jet), and an ID branch holding one
+    constant value that fails the ID (every object of the collection would be dropped), as DeepCSV and
+    ``Muon_mediumId`` are in 2015 CMS Open Data. Returns one phrase per problem.
+    """
+    import awkward as ak
+
+    stop = min(tree.num_entries, entries)
+
+    def values(branch: str) -> np.ndarray:
+        return ak.to_numpy(ak.flatten(tree[branch].array(entry_stop=stop, library="ak"), axis=None))
+
+    found = []
+    for name, coll in schema.collections.items():
+        if coll.btag is not None:
+            flat = values(coll.btag.branch)
+            if len(flat) and np.unique(flat).size == 1:
+                found.append(f"{coll.btag.branch} holds one constant value (no jet is a b-jet)")
+        if coll.id is not None:
+            flat = values(coll.id.branch)
+            if len(flat) and np.unique(flat).size == 1 and not coll.id.passes(flat[:1]).any():
+                found.append(f"{coll.id.branch} holds one constant value that fails the ID "
+                             f"({coll.id.describe()}: every {name} is dropped)")
+    return found
+
+
+def is_simulation(source: str, schema: SourceSchema | None) -> bool:
+    """Whether a source holds simulated events: Dark Machines CSV, generator output, Delphes, or any schema
+    with a (generator) ``weight`` branch."""
+    return source in SIMULATION_SOURCES or schema is None or schema.weight is not None
 
 
 def resolve_source(name: str, inputs: list[Path]) -> tuple[str, SourceSchema | None]:
@@ -185,7 +212,9 @@ def _check_finite(chunk: EventChunk, on_error: str) -> tuple[EventChunk, int]:
     bad = ~(np.isfinite(chunk.met) & np.isfinite(chunk.met_phi) & np.isfinite(chunk.weight))
     what = ["MET/MET_phi/weight"] if bad.any() else []
     for name, coll in chunk.objects.items():
-        for key in ("E", "pt", "eta", "phi"):
+        for key in ("E", "pt", "eta", "phi", "iso"):
+            if key not in coll.fields:
+                continue
             finite = np.isfinite(coll[key])
             if not finite.all():
                 bad[coll.event[~finite]] = True
@@ -321,7 +350,9 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
         n_skipped += n_bad
         if n_read + n_skipped == 0:
             raise InputError(f"no events to read in {', '.join(map(str, inputs))} (empty tree or file, or empty shard)")
-        _warn_btag(readers, schema)
+        _warn_unfilled(readers, schema)
+        if n_selected == 0:
+            _nothing_selected(n_read, n_skipped, channel, config)
         writer.close({
             "label": config.label or out.stem,
             "layout": layout.describe(),
@@ -329,7 +360,9 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
             "process_names": processes.names,
             "source": {"name": source} if schema is None else schema.model_dump(mode="json"),
             "channel": channel.model_dump(mode="json") if channel else {"name": "none"},
-            "objects_definition": objects_def.model_dump(mode="json"),
+            "objects_definition": objects_def.model_dump(mode="json")
+            | {"requirements": objects_def.requirements(schema.provides() if schema else {})},
+            "simulation": is_simulation(source, schema),
             "inputs": [str(p) for p in inputs],
             "n_read": n_read,
             "n_selected": n_selected,
@@ -434,14 +467,30 @@ def convert_chunk(
     }
 
 
-def _warn_btag(readers, schema: SourceSchema | None) -> None:
-    """Warn when the b-tag branch is one constant value (e.g. DeepCSV in 2015 NanoAOD): no jet is a b-jet."""
-    if schema is None or not readers or _btag_filled(readers[0].tree, schema):
+def _warn_unfilled(readers, schema: SourceSchema | None) -> None:
+    """Warn when a b-tag or ID branch is not filled (e.g. DeepCSV and Muon_mediumId in 2015 NanoAOD)."""
+    if schema is None or not readers:
         return
-    btag = schema.collections["jet"].btag
-    print(
-        f"darkflow: warning: {btag.branch} holds one constant value in {readers[0].path}: the b-tagger was "
-        "not filled for this sample, so no jet is a b-jet; for 2015 CMS Open Data use "
-        "--source nanoaod_opendata2015 (CSVv2)",
-        file=sys.stderr,
-    )
+    found = unfilled(readers[0].tree, schema)
+    if found:
+        print(
+            f"darkflow: warning: in {readers[0].path}, {'; '.join(found)}: not filled for this sample; "
+            "for 2015 CMS Open Data use --source nanoaod_opendata2015 (CSVv2, particle-flow muons)",
+            file=sys.stderr,
+        )
+
+
+def _nothing_selected(n_read: int, n_skipped: int, channel: Channel | None, config: PrepareConfig) -> None:
+    """No event passes: an error (no file is written), except for a shard, which is part of a merge."""
+    skipped = f" ({n_skipped} skipped as malformed or NaN/inf)" if n_skipped else ""
+    if channel is not None:
+        message = f"no event of {n_read} read passes channel {channel.name} ({channel.describe()}){skipped}"
+        advice = f"choose another --channel or check the object definitions (--objects {config.objects})"
+    else:
+        message = f"no event is left{skipped}"
+        advice = "fix the input (--on-error skip dropped every event)"
+    if config.shard:
+        print(f"darkflow: note: shard {config.shard}: {message}; its file holds no event and is kept for "
+              "'darkflow merge'", file=sys.stderr)
+        return
+    raise DataError(f"{message}; {advice}")

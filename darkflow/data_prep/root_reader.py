@@ -167,7 +167,8 @@ def _flat(array: ak.Array) -> np.ndarray:
 
 
 def _collection(arrays: dict[str, ak.Array], coll: Collection) -> tuple[Jagged, np.ndarray]:
-    """Flat ``E, pt, eta, phi`` of one collection, with its flat b-tag flag or charge."""
+    """Flat ``E, pt, eta, phi`` of one collection (plus ``id``, bool, and ``iso``, the relative isolation,
+    where the schema names them), with its flat b-tag flag or charge."""
     ref = arrays[coll.pt if coll.kinematics != "cartesian" else coll.px]
     counts = ak.to_numpy(ak.num(ref, axis=1)).astype(np.int64)
     if coll.kinematics == "cartesian":
@@ -180,7 +181,12 @@ def _collection(arrays: dict[str, ak.Array], coll: Collection) -> tuple[Jagged, 
         else:
             mass = _flat(arrays[coll.mass]) if isinstance(coll.mass, str) else float(coll.mass or 0.0)
             energy = energy_from_ptetam(pt, eta, mass)
-    record = Jagged(counts, {"E": energy, "pt": pt, "eta": eta, "phi": phi})
+    fields = {"E": energy, "pt": pt, "eta": eta, "phi": phi}
+    if coll.id is not None:
+        fields["id"] = coll.id.passes(_flat_as(arrays, coll.id.branch, len(pt)))
+    if coll.isolation is not None:
+        fields["iso"] = _flat_as(arrays, coll.isolation, len(pt)).astype(np.float64)
+    record = Jagged(counts, fields)
     if coll.btag is not None:
         flag = ak.to_numpy(ak.flatten(arrays[coll.btag.branch], axis=1)) > coll.btag.threshold
     elif coll.charge is not None:
@@ -188,6 +194,15 @@ def _collection(arrays: dict[str, ak.Array], coll: Collection) -> tuple[Jagged, 
     else:
         flag = np.zeros(len(pt), dtype=np.int8)
     return record, flag
+
+
+def _flat_as(arrays: dict[str, ak.Array], branch: str, n: int) -> np.ndarray:
+    """The flat values of ``branch``, which must hold one value per object of its collection (``n`` in all)."""
+    values = ak.to_numpy(ak.flatten(arrays[branch], axis=1))
+    if len(values) != n:
+        raise InputError(f"branch {branch!r} holds {len(values)} values in this chunk where its collection has "
+                         f"{n} objects; it must have one value per object (same counter as the collection's pt)")
+    return values
 
 
 def _scalar(array: ak.Array, default: float = 0.0) -> np.ndarray:

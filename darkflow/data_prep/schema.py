@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import model_validator
 
 from darkflow.config import StrictModel, read_yaml, validate
@@ -12,6 +13,8 @@ from darkflow.config import StrictModel, read_yaml, validate
 COLLECTION_NAMES = ("jet", "electron", "muon", "photon", "bjet", "eplus", "eminus", "muplus", "muminus")
 """Collections a schema may define: ``jet`` splits into jet/bjet by ``btag``, ``electron`` and ``muon``
 split by ``charge``; the others are taken as that object type directly."""
+
+SPLIT = {"electron": ("eplus", "eminus"), "muon": ("muplus", "muminus")}
 
 _REQUIRED = {
     "ptetaphim": ("pt", "eta", "phi"),
@@ -28,12 +31,40 @@ class BTag(StrictModel):
     threshold: float
 
 
+class Identification(StrictModel):
+    """An object passes its identification when ``branch >= min``, or, with ``bits``, when every bit of
+    ``bits`` is set in ``branch`` (``value & bits == bits``, e.g. NanoAOD ``Jet_jetId`` bit 2 = tight)."""
+
+    branch: str
+    min: float | None = None
+    bits: int | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> Identification:
+        if (self.min is None) == (self.bits is None):
+            raise ValueError(f"id {self.branch!r}: give exactly one of 'min' or 'bits'")
+        if self.bits is not None and self.bits < 1:
+            raise ValueError(f"id {self.branch!r}: bits must be a positive mask, got {self.bits}")
+        return self
+
+    def passes(self, values: np.ndarray) -> np.ndarray:
+        """Boolean ``(M,)``: which flat branch values ``(M,)`` pass."""
+        if self.bits is not None:
+            return (values.astype(np.int64) & self.bits) == self.bits
+        return values >= self.min
+
+    def describe(self) -> str:
+        return f"{self.branch} & {self.bits} == {self.bits}" if self.bits is not None else f"{self.branch} >= {self.min:g}"
+
+
 class Collection(StrictModel):
     """One object collection of a tree.
 
     ``kinematics`` picks the branches used: ``ptetaphim`` (``pt, eta, phi, mass``; ``mass`` may be a
     number, e.g. the electron mass, and defaults to 0), ``ptetaphie`` (``pt, eta, phi, e``) or
-    ``cartesian`` (``px, py, pz, e``).
+    ``cartesian`` (``px, py, pz, e``). ``id`` (identification working point) and ``isolation`` (a
+    relative-isolation branch) are optional: object types whose source has none do not get that
+    requirement (see :mod:`darkflow.data_prep.objects`).
     """
 
     kinematics: Literal["ptetaphim", "ptetaphie", "cartesian"]
@@ -47,6 +78,8 @@ class Collection(StrictModel):
     pz: str | None = None
     btag: BTag | None = None
     charge: str | None = None
+    id: Identification | None = None
+    isolation: str | None = None
 
     @model_validator(mode="after")
     def _keys_for_kinematics(self) -> Collection:
@@ -60,7 +93,17 @@ class Collection(StrictModel):
         names = [getattr(self, k) for k in ("pt", "eta", "phi", "mass", "e", "px", "py", "pz", "charge")]
         if self.btag is not None:
             names.append(self.btag.branch)
+        if self.id is not None:
+            names.append(self.id.branch)
+        names.append(self.isolation)
         return [n for n in names if isinstance(n, str)]
+
+    def object_types(self, name: str) -> tuple[str, ...]:
+        """The object types collection ``name`` fills: ``jet`` gives jet and bjet (when b-tagged), ``electron``
+        and ``muon`` both charges, any other collection its own type."""
+        if name == "jet":
+            return ("jet", "bjet") if self.btag is not None else ("jet",)
+        return SPLIT.get(name, (name,))
 
 
 class Met(StrictModel):
@@ -102,6 +145,15 @@ class SourceSchema(StrictModel):
             if name in ("electron", "muon") and coll.charge is None:
                 raise ValueError(f"collection {name!r} needs a 'charge' branch to split by charge")
         return self
+
+    def provides(self) -> dict[str, set[str]]:
+        """For every object type, which of ``id`` and ``isolation`` the source provides."""
+        out: dict[str, set[str]] = {}
+        for name, coll in self.collections.items():
+            have = {k for k in ("id", "isolation") if getattr(coll, k) is not None}
+            for kind in coll.object_types(name):
+                out[kind] = have
+        return out
 
     def branches(self) -> list[str]:
         """Every branch the schema reads, in a stable order without repeats."""

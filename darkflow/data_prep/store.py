@@ -153,6 +153,12 @@ def merge(paths: Sequence[str | os.PathLike], out: str | os.PathLike, label: str
                         f"cannot merge {p}: its {key} differs from {paths[0]}'s; "
                         "prepare every input with the same --layout, --channel and --objects"
                     )
+        if sum(h["objects"].shape[0] for h in handles) == 0:
+            channel = first.get("channel", {}).get("name", "none")
+            raise InputError(
+                f"no event in any of the {len(paths)} files to merge (channel {channel}, "
+                f"{sum(m.get('n_read', 0) for m in metas)} events read in all); nothing is written"
+            )
         names: list[str] = []
         for meta in metas:
             names += [n for n in meta.get("process_names", []) if n not in names]

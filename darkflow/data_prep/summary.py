@@ -59,6 +59,9 @@ def summarize(path: str | os.PathLike, block: int = 65_536) -> str:
         parts = [f"{'+'.join(b['types'])}:{b['slots']}" for b in blocks]
         lines.append("  blocks: " + ", ".join(parts) + (", met:1" if layout.get("met_row") else ""))
     lines.append(f"  mean occupied slots per event: {occupancy.sum() / max(n, 1):.2f}")
+    if "simulation" in attrs:
+        lines.append(f"simulation: {'yes' if attrs['simulation'] else 'no (real data)'}")
+    lines += _objects_lines(attrs.get("objects_definition", {}))
     lines.append("processes:")
     for i, name in enumerate(processes):
         lines.append(f"  {i:3d} {name:<32s} events {n_proc[i]:>10d}   sum of weights {w_proc[i]:.6g}")
@@ -70,3 +73,23 @@ def summarize(path: str | os.PathLike, block: int = 65_536) -> str:
         lines.append("high-level features (mean): " + ", ".join(
             f"{h}={v / n:.4g}" for h, v in zip(hlf_names, h_sum, strict=True)))
     return "\n".join(lines)
+
+
+def _objects_lines(definition: dict) -> list[str]:
+    """The object requirements in two or three short lines (files written before they were recorded: none)."""
+    reqs = definition.get("requirements")
+    if not reqs:
+        return []
+
+    def types_with(key: str, kind: str) -> str:
+        names = [t for t, r in reqs.items() if key in r[kind]]
+        return ", ".join(names) or "none"
+
+    lines = [f"objects: ID on {types_with('id', 'applied')}; isolation on {types_with('rel_iso_max', 'applied')}"]
+    for rule in definition.get("overlap_removal", []):
+        lines.append(f"  overlap removal: {'/'.join(rule['remove'])} within Delta R < {rule['delta_r']:g} of "
+                     f"{'/'.join(rule['near'])}")
+    missing = [f"{t} ({', '.join(r['not_provided'])})" for t, r in reqs.items() if r["not_provided"]]
+    if missing:
+        lines.append(f"  not provided by the source: {', '.join(missing)}")
+    return lines

@@ -50,9 +50,13 @@ class Isolation(StrictModel):
 
 
 class Overlap(StrictModel):
-    """Jets within ``delta_r`` of an isolated lepton or photon are removed (they are that object)."""
+    """Jets within ``delta_r`` of an isolated lepton or photon are removed (they are that object).
 
-    delta_r: float = 0.2
+    0.4, the jet radius, is also the default overlap removal of ``darkflow prepare``
+    (``data_prep/objects/darkmachines.yaml``), which then removes nothing from a generated file.
+    """
+
+    delta_r: float = 0.4
 
 
 class BTagging(StrictModel):

@@ -13,37 +13,90 @@ TYPES = ["jet", "bjet", "eplus", "eminus", "muplus", "muminus", "photon"]
 CUTS = {"jet": (20, 2.8), "bjet": (20, 2.8), "eplus": (15, 2.7), "eminus": (15, 2.7), "muplus": (15, 2.7),
         "muminus": (15, 2.7), "photon": (20, 2.37)}
 SLOTS = {"jet": 13, "bjet": 3, "eplus": 3, "eminus": 3, "muplus": 3, "muminus": 3, "photon": 3}
+REL_ISO_MAX = 0.15
+OVERLAP_DR = 0.4
+"""The default object definitions: leptons and photons isolated below 0.15, jets removed within 0.4 of them."""
+
+# The ID working points and isolation branches of the built-in NanoAOD sources, written out by hand:
+# collection -> (branch, "bits" or "min", value) and collection -> isolation branch.
+NANOAOD_IDS = {"Jet": ("Jet_jetId", "bits", 2), "Electron": ("Electron_cutBased", "min", 3),
+               "Muon": ("Muon_mediumId", "min", 1), "Photon": ("Photon_cutBased", "min", 2)}
+NANOAOD_ISO = {"Electron": "Electron_pfRelIso03_all", "Muon": "Muon_pfRelIso04_all",
+               "Photon": "Photon_pfRelIso03_all"}
+SOURCES = {
+    "nanoaod": {"btag": ("Jet_btagDeepB", 0.4941), "id": NANOAOD_IDS, "iso": NANOAOD_ISO},
+    "nanoaod_opendata2015": {"btag": ("Jet_btagCSVV2", 0.800), "iso": NANOAOD_ISO,
+                             "id": NANOAOD_IDS | {"Muon": ("Muon_isPFcand", "min", 1)}},
+    "darkflow": {"btag": ("Jet_btag", 0.5), "id": {}, "iso": {}},
+}
+
+
+def branches(source: str) -> list[str]:
+    """The branches :func:`event_objects` reads for a source."""
+    spec = SOURCES[source]
+    names = [f"{c}_{f}" for c in ("Jet", "Electron", "Muon", "Photon") for f in ("pt", "eta", "phi", "mass")]
+    names += ["Electron_charge", "Muon_charge", spec["btag"][0], *(v[0] for v in spec["id"].values())]
+    return names + list(spec["iso"].values())
 
 
 def energy(pt: float, eta: float, mass: float) -> float:
     return math.sqrt((pt * math.cosh(eta)) ** 2 + mass**2)
 
 
-def event_objects(ev: dict, btag_branch: str, btag_thr: float) -> dict[str, list[tuple]]:
-    """Selected ``(E, pt, eta, phi)`` per type, pT-descending, for one event of a NanoAOD-like dict."""
+def delta_r(a: tuple, b: tuple) -> float:
+    """Delta R of two ``(E, pt, eta, phi)`` objects, Delta phi folded into [-pi, pi)."""
+    dphi = (a[3] - b[3] + math.pi) % (2 * math.pi) - math.pi
+    return math.hypot(a[2] - b[2], dphi)
+
+
+def event_objects(ev: dict, source: str = "nanoaod", id_iso: bool = True, overlap: bool = True
+                  ) -> dict[str, list[tuple]]:
+    """Selected ``(E, pt, eta, phi)`` per type, pT-descending, for one event of a NanoAOD-like dict.
+
+    ``id_iso``: require the source's ID and relative isolation < 0.15 where it has them (the default
+    object definitions); ``overlap``: then drop jets and b-jets within Delta R < 0.4 of a selected lepton
+    or photon. Both off: the Dark Machines pT and |eta| cuts alone.
+    """
+    spec = SOURCES[source]
+    btag_branch, btag_thr = spec["btag"]
     objs: dict[str, list[tuple]] = {t: [] for t in TYPES}
 
-    def add(kind, pt, eta, phi, mass):
-        pt, eta, phi, mass = float(pt), float(eta), float(phi), float(mass)
+    def add(kind, coll, i):
+        pt, eta, phi, mass = (float(ev[f"{coll}_{f}"][i]) for f in ("pt", "eta", "phi", "mass"))
         ptmin, etamax = CUTS[kind]
-        if pt > ptmin and abs(eta) < etamax:
-            objs[kind].append((energy(pt, eta, mass), pt, eta, phi))
+        if not (pt > ptmin and abs(eta) < etamax):
+            return
+        if id_iso and coll in spec["id"]:
+            branch, rule, value = spec["id"][coll]
+            passed = (int(ev[branch][i]) & value) == value if rule == "bits" else float(ev[branch][i]) >= value
+            if not passed:
+                return
+        if id_iso and coll in spec["iso"] and not float(ev[spec["iso"][coll]][i]) < REL_ISO_MAX:
+            return
+        objs[kind].append((energy(pt, eta, mass), pt, eta, phi))
 
     for i in range(len(ev["Jet_pt"])):
-        kind = "bjet" if ev[btag_branch][i] > btag_thr else "jet"
-        add(kind, ev["Jet_pt"][i], ev["Jet_eta"][i], ev["Jet_phi"][i], ev["Jet_mass"][i])
+        add("bjet" if ev[btag_branch][i] > btag_thr else "jet", "Jet", i)
     for coll, plus, minus in (("Electron", "eplus", "eminus"), ("Muon", "muplus", "muminus")):
         for i in range(len(ev[f"{coll}_pt"])):
             q = ev[f"{coll}_charge"][i]
             if q == 0:
                 continue
-            add(plus if q > 0 else minus, ev[f"{coll}_pt"][i], ev[f"{coll}_eta"][i], ev[f"{coll}_phi"][i],
-                ev[f"{coll}_mass"][i])
+            add(plus if q > 0 else minus, coll, i)
     for i in range(len(ev["Photon_pt"])):
-        add("photon", ev["Photon_pt"][i], ev["Photon_eta"][i], ev["Photon_phi"][i], ev["Photon_mass"][i])
+        add("photon", "Photon", i)
+    if overlap:
+        remove_overlaps(objs)
     for kind in TYPES:
         objs[kind].sort(key=lambda o: -o[1])
     return objs
+
+
+def remove_overlaps(objs: dict[str, list[tuple]], dr: float = OVERLAP_DR) -> None:
+    """Drop, in place, every jet and b-jet within ``dr`` of a selected lepton or photon."""
+    near = [o for k in ("eplus", "eminus", "muplus", "muminus", "photon") for o in objs[k]]
+    for kind in ("jet", "bjet"):
+        objs[kind] = [j for j in objs[kind] if all(delta_r(j, o) >= dr for o in near)]
 
 
 def default_array(objs: dict[str, list[tuple]], met: float, met_phi: float) -> tuple[np.ndarray, np.ndarray]:

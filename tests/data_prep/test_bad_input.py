@@ -99,6 +99,26 @@ def test_missing_branch_names_closest(capsys, tmp_path, outdir):
     assert_clean_failure(code, err, outdir, "no branch 'Jet_btagDeepB'", "closest: Jet_btagDeepFlavB")
 
 
+def test_missing_id_or_isolation_branch(capsys, tmp_path, outdir):
+    import awkward as ak
+
+    data = random_nanoaod(np.random.default_rng(0), 5)
+    data["Muon"] = data["Muon"][[f for f in ak.fields(data["Muon"]) if f != "mediumId"]]
+    data["Photon"] = data["Photon"][[f for f in ak.fields(data["Photon"]) if f != "pfRelIso03_all"]]
+    src = write_tree(tmp_path / "noid.root", data)
+    code, err = run(capsys, "prepare", str(src), "--source", "nanoaod", "--out", str(outdir / "x.h5"))
+    assert_clean_failure(code, err, outdir, "no branch 'Muon_mediumId'")
+    schema = tmp_path / "s.yaml"
+    schema.write_text("collections:\n  photon: {kinematics: ptetaphim, pt: Photon_pt, eta: Photon_eta, "
+                      "phi: Photon_phi, isolation: Photon_pfRelIso03_all}\nmet: {kinematics: ptphi, pt: MET_pt, "
+                      "phi: MET_phi}\n")
+    code, err = run(capsys, "prepare", str(src), "--source", str(schema), "--out", str(outdir / "x.h5"))
+    assert_clean_failure(code, err, outdir, "no branch 'Photon_pfRelIso03_all'", "closest: Electron_pfRelIso03_all")
+    # --source auto matches no built-in schema without the ID branches
+    code, err = run(capsys, "prepare", str(src), "--out", str(outdir / "x.h5"))
+    assert_clean_failure(code, err, outdir, "--source auto found no matching schema")
+
+
 def test_nan_is_an_error_with_count_and_ids(capsys, tmp_path, outdir):
     data = random_nanoaod(np.random.default_rng(0), 300, nan_event=250)
     data["Jet"]["pt"] = data["Jet"].pt  # keep the record as it is

@@ -50,7 +50,7 @@ def assert_same_file(a, b):
             assert str(x.attrs[key]) == str(y.attrs[key]), key
 
 
-@pytest.mark.parametrize("channel", ["none", "chan3"])
+@pytest.mark.parametrize("channel", ["none", "chan2b"])
 def test_root_on_cluster_equals_single_process(tmp_path, client, root_files, channel):
     one = tmp_path / "one.h5"
     prepare(PrepareConfig(inputs=root_files, out=str(one), channel=channel), progress=False)
@@ -117,8 +117,8 @@ def test_tasks_are_aligned_on_chunks():
 @pytest.mark.slow
 def test_local_cluster_of_processes(tmp_path, root_files):
     one, many = tmp_path / "one.h5", tmp_path / "many.h5"
-    prepare(PrepareConfig(inputs=root_files, out=str(one), channel="chan3"), progress=False)
-    result = prepare(PrepareConfig(inputs=root_files, out=str(many), channel="chan3", chunk_size=200, workers=2),
+    prepare(PrepareConfig(inputs=root_files, out=str(one), channel="chan2b"), progress=False)
+    result = prepare(PrepareConfig(inputs=root_files, out=str(many), channel="chan2b", chunk_size=200, workers=2),
                      progress=False)
     assert result.n_read == 1150
     assert_same_file(one, many)

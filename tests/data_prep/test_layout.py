@@ -33,7 +33,7 @@ def test_single_list_layout_matches_reference(tmp_path):
     assert layout["rows"] == ["any"] * 20 + ["met"]
     for i in range(400):
         ev = {k: v[i] for k, v in arrays.items()}
-        objs = event_objects(ev, "Jet_btagDeepB", 0.4941)
+        objs = event_objects(ev, "nanoaod")
         flat = sorted(((*o, TYPE_CODES[t]) for t in TYPES for o in objs[t]), key=lambda o: -o[1])[:20]
         n = len(flat)
         assert mask[i, :n].all() and not mask[i, n:20].any() and mask[i, 20]

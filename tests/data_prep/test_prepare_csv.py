@@ -8,7 +8,7 @@ import math
 import h5py
 import numpy as np
 import pytest
-from reference import CUTS, SLOTS, TYPES, channel_pass
+from reference import CUTS, SLOTS, TYPES, channel_pass, remove_overlaps
 
 from darkflow.cli import main
 from darkflow.data_prep.prepare import PrepareConfig, prepare
@@ -48,6 +48,7 @@ def parse_reference(path):
             kind = CODES[code]
             if pt > CUTS[kind][0] and abs(eta) < CUTS[kind][1]:
                 objs[kind].append((e, pt, eta, phi))
+        remove_overlaps(objs)  # no ID or isolation in the format: only the jet overlap removal applies
         for kind in TYPES:
             objs[kind].sort(key=lambda o: -o[1])
         events.append(dict(id=int(eid), process=proc, weight=float(w), met=float(met) / 1000,
@@ -68,6 +69,11 @@ def test_csv_matches_reference(tmp_path, channel):
         obj, mask, names = h["objects"][:], h["mask"][:], json.loads(h.attrs["process_names"])
         proc, w, ids = h["process"][:], h["weight"][:], h["event_id"][:]
         assert json.loads(h.attrs["source"]) == {"name": "darkmachines"}
+        assert bool(h.attrs["simulation"]) is True
+        reqs = json.loads(h.attrs["objects_definition"])["requirements"]
+    # the format has no ID or isolation (Delphes isolated upstream); the jet overlap removal applies
+    assert reqs["photon"] == {"applied": ["pt_min", "abs_eta_max"], "not_provided": ["id", "rel_iso_max"]}
+    assert reqs["jet"] == {"applied": ["pt_min", "abs_eta_max", "overlap_removal"], "not_provided": ["id"]}
     assert sorted(names) == ["ttbar", "wjets", "z_jets"]
     for i, ev in enumerate(ref):
         assert ids[i] == ev["id"] and names[proc[i]] == ev["process"] and w[i] == pytest.approx(ev["weight"])
@@ -138,3 +144,12 @@ def test_nan_in_csv(tmp_path, capsys):
     src.write_text("\n".join(lines) + "\n")
     code, err = _run(capsys, "prepare", str(src), "--out", str(tmp_path / "x.h5"), "-q")
     assert code == 2 and "NaN or inf" in err and "1007" in err, err
+
+
+def test_every_line_skipped_is_an_error(tmp_path, capsys):
+    src = tmp_path / "broken.csv"
+    src.write_text("1;broken line\n2;also;broken\n")
+    out = tmp_path / "b.h5"
+    assert main(["prepare", str(src), "--out", str(out), "--on-error", "skip", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "no event is left (2 skipped as malformed or NaN/inf)" in err and not out.exists()

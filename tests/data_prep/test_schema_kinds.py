@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import awkward as ak
@@ -48,6 +49,8 @@ def test_cartesian_and_ptetaphie(tmp_path):
     assert mask[1].sum() == 2
     np.testing.assert_array_equal(ids, [0, 1])  # no event_id branch: running index
     np.testing.assert_array_equal(w, [1.0, 1.0])  # no weight branch: ones
+    with h5py.File(out) as h:
+        assert bool(h.attrs["simulation"]) is False  # a custom schema without a generator weight
 
 
 def test_delphes_names_and_one_per_event_branches(tmp_path):
@@ -56,7 +59,7 @@ def test_delphes_names_and_one_per_event_branches(tmp_path):
         "Jet": ak.zip({"PT": [[50.0], [30.0, 80.0], []], "Eta": [[0.0], [0.1, -0.2], []],
                        "Phi": [[0.0], [1.0, 2.0], []], "Mass": [[5.0], [1.0, 2.0], []],
                        "BTag": ak.Array([[1], [0, 1], []])}),
-        "Electron": ak.zip({"PT": [[20.0], [], []], "Eta": [[0.3], [], []], "Phi": [[0.1], [], []],
+        "Electron": ak.zip({"PT": [[20.0], [], []], "Eta": [[1.3], [], []], "Phi": [[0.1], [], []],
                             "Charge": ak.Array([[1], [], []])}),
         "Muon": ak.zip({"PT": [[], [], [17.0]], "Eta": [[], [], [1.1]], "Phi": [[], [], [-1.0]],
                         "Charge": ak.Array([[], [], [1]])}),
@@ -73,9 +76,11 @@ def test_delphes_names_and_one_per_event_branches(tmp_path):
         np.testing.assert_array_equal(h["event_id"][:], [7, 8, 9])
         np.testing.assert_array_equal(h["weight"][:], [2.0, 3.0, 4.0])
         assert '"delphes"' in h.attrs["source"]
+        assert bool(h.attrs["simulation"]) is True
+        reqs = json.loads(h.attrs["objects_definition"])["requirements"]
     assert len(obj) == n
     np.testing.assert_allclose(obj[0, 13], [math.sqrt(50**2 + 25), 50.0, 0.0, 0.0], rtol=1e-6)  # b-jet row
-    np.testing.assert_allclose(obj[0, 16, :2], [math.hypot(20 * math.cosh(0.3), 0.000511), 20.0], rtol=1e-6)
+    np.testing.assert_allclose(obj[0, 16, :2], [math.hypot(20 * math.cosh(1.3), 0.000511), 20.0], rtol=1e-6)
     np.testing.assert_allclose(obj[1, 0, 1], 30.0)
     np.testing.assert_allclose(obj[1, 13, 1], 80.0)
     np.testing.assert_allclose(obj[2, 22, 1], 17.0)  # mu+
@@ -83,6 +88,9 @@ def test_delphes_names_and_one_per_event_branches(tmp_path):
     np.testing.assert_allclose(obj[:, 31, 0], [10.0, 20.0, 30.0])
     np.testing.assert_array_equal(hlf[:, 4:], [[0, 1, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0, 1]])
     assert mask.sum() == 3 + 3 + 3
+    # Delphes isolates upstream: ID and isolation are recorded as not provided, the overlap removal applies
+    assert reqs["eplus"] == {"applied": ["pt_min", "abs_eta_max"], "not_provided": ["id", "rel_iso_max"]}
+    assert reqs["bjet"] == {"applied": ["pt_min", "abs_eta_max", "overlap_removal"], "not_provided": ["id"]}
 
 
 @pytest.mark.parametrize(

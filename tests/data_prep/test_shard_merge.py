@@ -38,11 +38,11 @@ def _same(a, b):
 @pytest.mark.parametrize("n_shards", [1, 3, 7])
 def test_shards_merge_to_one_shot(tmp_path, two_files, n_shards):
     whole = tmp_path / "whole.h5"
-    prepare(PrepareConfig(inputs=two_files, out=str(whole), channel="chan3"), progress=False)
+    prepare(PrepareConfig(inputs=two_files, out=str(whole), channel="chan2b"), progress=False)
     shards = []
     for i in range(n_shards):
         out = tmp_path / f"shard{i}.h5"
-        prepare(PrepareConfig(inputs=two_files, out=str(out), channel="chan3", shard=f"{i}/{n_shards}",
+        prepare(PrepareConfig(inputs=two_files, out=str(out), channel="chan2b", shard=f"{i}/{n_shards}",
                               chunk_size=40), progress=False)
         shards.append(out)
     merged = tmp_path / "merged.h5"

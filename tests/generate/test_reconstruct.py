@@ -65,6 +65,23 @@ def test_overlap_removal_and_thresholds():
     assert out.jets.shape == (1, 4) and out.jets[0, 0] == pytest.approx(45)
 
 
+def test_jets_within_0p4_of_isolated_leptons_and_photons_are_removed():
+    """The default card removes jets within Delta R < 0.4 (the jet radius) of an isolated lepton or photon,
+    as ``darkflow prepare``'s default overlap removal does; a non-isolated muon removes nothing."""
+    assert Detector().overlap.delta_r == 0.4
+    rec = record([
+        (p4(60, 0.0, 0.0, 0.000511), 11),          # isolated e-
+        (p4(40, 0.0, 3.0), 22),                     # isolated photon near phi = pi
+        (p4(40, -1.5, 1.0, 0.105), 13),             # muon with a 10 GeV hadron next to it: not isolated
+        (p4(10, -1.55, 1.05), 211),
+    ])
+    jets = np.array([p4(100, 0.3, 0.0), p4(90, 0.0, -3.0), p4(80, 0.0, 0.5), p4(70, -1.5, 1.2), p4(65, 2.0, -1.5)])
+    out = reconstruct(rec, jets, PERFECT, ObjectDefinitions(), np.random.default_rng(0))
+    # 0.3 from the electron and 0.28 from the photon (across the wrap): removed; 0.5 away: kept;
+    # next to the non-isolated muon: kept (it is part of that jet); far from everything: kept
+    np.testing.assert_allclose(out.jets[:, 0], [80, 70, 65], atol=1e-9)
+
+
 def test_btag_rates_follow_the_detector_card():
     rng = np.random.default_rng(1)
     jets = np.array([p4(100, 0.0, 0.0, 10), p4(90, 1.5, 2.0, 10), p4(80, -1.5, -2.0, 10)])
