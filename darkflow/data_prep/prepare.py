@@ -280,7 +280,7 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
     the entry ranges are converted on a Dask cluster (:mod:`darkflow.data_prep.dask_prepare`); the file
     written is the same, dataset for dataset.
     """
-    from tqdm.auto import tqdm
+    from darkflow.progress import progress_bar
 
     inputs = [Path(p) for p in config.inputs]
     if not inputs:
@@ -306,8 +306,7 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
     processes = _ProcessIndex()
     with EventFileWriter(out, layout.n_rows, len(layout.features), len(HLF_NAMES),
                          compression=None if config.compression == "none" else config.compression) as writer:
-        bar = tqdm(total=to_read, unit="evt", desc=f"prepare {out.name}", disable=not progress or None,
-                   file=sys.stderr, dynamic_ncols=True)
+        bar = progress_bar(f"prepare {out.name}", to_read, enabled=progress)
         with bar:
             if parallel:
                 from darkflow.data_prep.dask_prepare import convert_on_cluster
