@@ -47,13 +47,14 @@ def _lead_process() -> bool:
 
 
 def _use_threads(args: argparse.Namespace, processes: int = 1, announce: bool = False) -> None:
-    """Set torch's thread count (``--threads`` or the cores available) before the command imports torch."""
+    """Set torch's thread count (``--threads`` or the cores available) before the command imports torch;
+    ``announce``: say it on standard output (standard error stays for progress and the one-line errors)."""
     from darkflow.threads import apply_threads, choose_threads
 
     choice = choose_threads(args.threads, processes, requested_by="--threads")
     apply_threads(choice.threads)
-    if announce and not getattr(args, "quiet", False) and _lead_process():
-        print(choice.describe(), file=sys.stderr)
+    if announce and _lead_process():
+        print(choice.describe(), flush=True)
 
 
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:

@@ -133,7 +133,8 @@ class CpuBudget:
 
     def describe(self) -> str:
         quota = "none" if self.quota is None else f"{self.quota:g} CPUs"
-        return f"{self.cores} cores available: affinity {self.affinity}, cgroup quota {quota}"
+        cores = "1 core" if self.cores == 1 else f"{self.cores} cores"
+        return f"{cores} available: affinity {self.affinity}, cgroup quota {quota}"
 
 
 def cpu_budget(root: Path = Path("/")) -> CpuBudget:
