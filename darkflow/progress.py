@@ -125,8 +125,8 @@ def _log_lines_class():
                 if total and n < total:
                     return f"{self.desc}: stopped at {count} after {took}"
                 return f"{self.desc}: {count}, {_rate(rate)} {unit}/s, done in {took}"
-            if self._ends and total and n >= total:
-                return None  # the end line follows
+            if total and n >= total:
+                return None  # the end line, or the caller's own line, follows
             line = f"{self.desc}: {count}, {_rate(rate)} {unit}/s"
             if total:
                 eta = self.format_interval((total - n) / rate) if rate else "?"
