@@ -1,8 +1,9 @@
 """Progress of long steps: a tqdm bar on a terminal, plain periodic lines in a log file.
 
 A batch job's log is not a terminal: there tqdm's carriage-return bar either disables itself or fills the
-log. When standard error is not a terminal, :func:`progress_bar` writes one line at the start, one every
-``DARKFLOW_PROGRESS_INTERVAL`` seconds (default 30) while the count moves, and one at the end, e.g.::
+log. When standard error is not a terminal, :func:`progress_bar` writes one line when the first events are
+counted, one every ``DARKFLOW_PROGRESS_INTERVAL`` seconds (default 30) while the count moves, and one at the
+end (none when the step fails: the command's error line follows), e.g.::
 
     generate qcd (1/8): 3000/7000 events (43%), 152 events/s, ETA 00:26
 
@@ -86,40 +87,51 @@ def _log_lines_class():
     from tqdm import tqdm
 
     class LogLines(tqdm):
-        """tqdm that prints a plain line at each display instead of redrawing a bar."""
+        """tqdm that prints a plain line at each display instead of redrawing a bar.
+
+        The start line waits for the first counted event, and a step that fails prints no end line: a command
+        that stops on bad input before any event went through writes only its one-line error.
+        """
 
         def __init__(self, *, total: int | None, desc: str, unit: str, ends: bool, interval: float) -> None:
             self._ends = ends
             self._started = False
             self._closing = False
+            self._failed = False
             # miniters=1 (not tqdm's dynamic value): lines come from elapsed time alone, and tqdm's monitor
             # thread, which forces a redraw only when miniters > 1, stays out of it.
             super().__init__(total=total, desc=desc, unit=unit, file=_Discard(), mininterval=interval, miniters=1,
                              leave=True, dynamic_ncols=False, ncols=0)
+
+        def update(self, n: float = 1) -> bool | None:
+            if n > 0 and not self._started and not self.disable:
+                self._started = True
+                if self._ends:
+                    total = f", {self.total} {self.unit}" if self.total else ""
+                    log_line(f"{self.desc}: starting{total}")
+            return super().update(n)
+
+        def __exit__(self, exc_type, exc_value, traceback) -> None:
+            self._failed = exc_type is not None
+            super().__exit__(exc_type, exc_value, traceback)
 
         def close(self) -> None:
             self._closing = True
             super().close()
 
         def display(self, msg: str | None = None, pos: int | None = None) -> bool:
-            if msg is not None:  # tqdm clearing its bar: nothing to clear in a log
-                return True
-            line = self._line(self.format_dict)
-            if line is not None:
-                log_line(line)
+            if msg is None and self._started:  # msg "": tqdm clearing its bar, nothing to clear in a log
+                line = self._line(self.format_dict)
+                if line is not None:
+                    log_line(line)
             return True
 
         def _line(self, d: dict[str, Any]) -> str | None:
             n, total, unit, elapsed = d["n"], d["total"], d["unit"], d["elapsed"]
             rate = d["rate"] if d["rate"] else (n - d["initial"]) / elapsed if elapsed > 0 else None
             count = f"{n}/{total} {unit} ({100 * n / total:.0f}%)" if total else f"{n} {unit}"
-            if not self._started:
-                self._started = True
-                if not self._ends:
-                    return None
-                return f"{self.desc}: starting, {total} {unit}" if total else f"{self.desc}: starting"
             if self._closing:
-                if not self._ends:
+                if not self._ends or self._failed:
                     return None
                 took = self.format_interval(elapsed)
                 if total and n < total:

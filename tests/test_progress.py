@@ -86,8 +86,17 @@ def test_unknown_total_stops_and_silence(monkeypatch, capsys):
                                               "jetimages: 50 events, 25 events/s, done in 00:02"]
     with pytest.raises(KeyError), progress_bar("generate ttbar", 100) as bar:
         bar.update(30)
-        raise KeyError
-    assert lines(capsys.readouterr().err)[-1].startswith("generate ttbar: stopped at 30/100 events (30%) after ")
+        raise KeyError  # the command's one-line error follows: no end line
+    out = lines(capsys.readouterr().err)
+    assert out[0] == "generate ttbar: starting, 100 events" and len(out) == 2
+    assert out[1].startswith("generate ttbar: 30/100 events (30%), ")
+    bar = progress_bar("prepare x.h5", 100)
+    bar.update(40)
+    bar.close()
+    assert lines(capsys.readouterr().err)[-1].startswith("prepare x.h5: stopped at 40/100 events (40%) after ")
+    with pytest.raises(KeyError), progress_bar("prepare nan.h5", 20):
+        raise KeyError  # bad input found before any event went through: the error is the only line
+    assert capsys.readouterr().err == ""
     for bar in (progress_bar("quiet", 10, enabled=False), progress_bar("train epoch 1/3", 10, ends=False)):
         bar.update(10)
         bar.close()

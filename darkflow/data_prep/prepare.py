@@ -350,8 +350,8 @@ def _convert_here(spec: ConversionSpec, readers, writer: EventFileWriter, proces
         ring = [(np.zeros((*shape, len(layout.features)), np.float32), np.zeros(shape, bool)) for _ in range(2)]
         for i, chunk in enumerate(prefetch(_chunks(readers), depth=1)):
             n_read += len(chunk)
-            bar.update(len(chunk))
             chunk, bad = _check_finite(as_jagged(chunk), spec.on_error)
+            bar.update(n_read - bar.n)
             n_bad += bad
             processes(chunk.process)  # every process read is listed, even if none of its events pass
             arrays = convert_chunk(chunk, spec.objects_def, spec.channel, layout, ring[i % 2])

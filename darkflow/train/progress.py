@@ -110,14 +110,16 @@ def epoch_progress(desc: str, metrics: dict[str, str]):
                 rate = f"{self._batches / train_seconds:.3g} batches/s" if train_seconds > 0 else ""
             elapsed = now - self._start
             parts = [p for p in (losses, rate, f"elapsed {_clock(elapsed)}") if p]
-            if self._epochs:
-                parts.append(f"ETA {_clock(elapsed / self._done * max(0, self._epochs - self._done))}")
+            if self._epochs:  # epochs of this session so far; on --resume the count starts further on
+                left = max(0, self._epochs - trainer.current_epoch - 1)
+                parts.append(f"ETA {_clock(elapsed / self._done * left)}")
             log_line(f"{desc} epoch {self._epoch_name(trainer)}: {', '.join(parts)}")
 
         def on_train_end(self, trainer, module) -> None:
             self._close_bar()
             if self._enabled and not self._terminal:
-                early = ", stopped early" if self._epochs and self._done < self._epochs else ""
+                bounded = trainer.max_epochs is not None and trainer.max_epochs > 0
+                early = ", stopped early" if bounded and trainer.current_epoch < trainer.max_epochs else ""
                 log_line(f"{desc}: {self._done} epoch(s) in {_clock(time.perf_counter() - self._start)}{early}")
 
         def on_exception(self, trainer, module, exception: BaseException) -> None:
