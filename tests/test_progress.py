@@ -133,8 +133,14 @@ sys.stdout.write(repr(b"".join(chunks).decode()))
 """
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without tqdm's own settings (``TQDM_DISABLE``, ... ; a test in-process may leave them)."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("TQDM_")}, **extra}
+
+
 def test_terminal_gets_a_tqdm_bar():
-    done = subprocess.run([sys.executable, "-c", TERMINAL], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", TERMINAL], capture_output=True, text=True, timeout=60,
+                          env=clean_env())
     text = eval(done.stdout)  # the repr of what the terminal received
     assert "\r" in text and "generate qcd: 100%|" in text and "30/30 events" in text and "events/s" in text
     assert "starting" not in text
@@ -150,7 +156,7 @@ def sm_file(tmp_path):
 
 def run_logged(tmp_path, argv: list[str], interval: str) -> tuple[str, str]:
     """Run ``darkflow ARGV`` with standard output and error going to files, as in a batch job."""
-    env = dict(os.environ, DARKFLOW_PROGRESS_INTERVAL=interval)
+    env = clean_env(DARKFLOW_PROGRESS_INTERVAL=interval)
     with open(tmp_path / "out.log", "w") as out, open(tmp_path / "err.log", "w") as err:
         done = subprocess.run([sys.executable, "-m", "darkflow", *argv], stdout=out, stderr=err, env=env, timeout=600)
     stdout, stderr = (tmp_path / "out.log").read_text(), (tmp_path / "err.log").read_text()
