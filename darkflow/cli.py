@@ -22,6 +22,41 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _thread_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"give the number of torch threads per process, an integer >= 1 (got {text!r})")
+    return value
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``, for every command that runs torch."""
+    parser.add_argument("--threads", type=_thread_count, metavar="N",
+                        help="torch threads per process (default: OMP_NUM_THREADS if set, else the cores this "
+                        "process may use, from its CPU affinity and cgroup quota, shared among DDP processes)")
+
+
+def _lead_process() -> bool:
+    """False in the extra processes of a DDP run (the launcher sets their rank)."""
+    import os
+
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def _use_threads(args: argparse.Namespace, processes: int = 1, announce: bool = False) -> None:
+    """Set torch's thread count (``--threads`` or the cores available) before the command imports torch;
+    ``announce``: say it on standard output (standard error stays for progress and the one-line errors)."""
+    from darkflow.threads import apply_threads, choose_threads
+
+    choice = choose_threads(args.threads, processes, requested_by="--threads")
+    apply_threads(choice.threads)
+    if announce and _lead_process():
+        print(choice.describe(), flush=True)
+
+
 def _overrides(pairs: list[str] | None) -> dict[str, Any]:
     from darkflow.config import parse_override
 
@@ -98,7 +133,7 @@ def _cmd_jetimages(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from darkflow.train.run import TrainOptions, load_train_config, train
+    from darkflow.train.config import load_train_config
 
     overrides = _overrides(args.set)
     flags = {"model.flow": args.flow, "model.encoder": args.encoder, "training.epochs": args.epochs,
@@ -109,6 +144,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = load_train_config(args.model, overrides)
     if args.data is None or args.out is None:
         raise SystemExit("darkflow train: error: --data and --out are required (see 'darkflow train --help')")
+    _use_threads(args, max(1, config.training.devices), announce=True)
+    from darkflow.train.run import TrainOptions, train
+
     summary = train(config, TrainOptions(data=args.data, out=args.out, resume=args.resume, progress=not args.quiet))
     if summary:
         print(f"trained {summary['epochs']} epoch(s), best validation loss {summary['best_val_loss']:.5g}: "
@@ -119,6 +157,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
+    _use_threads(args)
     from darkflow.train.score import score, summary
 
     def notify(kind: str, line: str) -> None:
@@ -167,6 +206,7 @@ def _cmd_flag(args: argparse.Namespace) -> int:
     if args.run is not None:
         if args.data is None or args.scores is not None:
             raise InputError("with --run give --data FILE.h5 (not --scores); or use --scores with --label")
+        _use_threads(args)
         result = flag_events(args.run, args.data, args.out, eps_b=args.eps_b, threshold=args.threshold,
                              score=args.score, calibration=args.calibration)
         args.label = Path(args.data).stem
@@ -183,6 +223,7 @@ def _cmd_flag(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    _use_threads(args)
     from darkflow.analysis.report import ReportOptions, report
 
     result = report(ReportOptions(run=args.run, scan=args.scan, scores=args.scores, out=args.out,
@@ -199,6 +240,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     run = Path(args.run)
     if not run.is_dir():
         raise InputError(f"run directory not found: {run}")
+    _use_threads(args)
     if (run / "cflow.pt").is_file():
         try:
             from darkflow.cflow.export import export_onnx
@@ -220,13 +262,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise InputError(f"--workers must be at least 1, got {args.workers}")
+    _use_threads(args)
     out = demo(DemoOptions(out=Path(args.out), quick=args.quick, fresh=args.fresh, workers=args.workers))
     print(f"comparison table: {out.resolve()}; reports in {out.parent.resolve() / 'runs'}/<run>/report/")
     return 0
 
 
 def _cmd_cflow_train(args: argparse.Namespace) -> int:
-    from darkflow.cflow.train import CflowTrainOptions, load_cflow_config, train_cflow
+    from darkflow.cflow.config import load_cflow_config
 
     overrides = _overrides(args.set)
     flags = {"image_size": args.image_size, "encoder.name": args.encoder, "encoder.weights": args.weights,
@@ -234,6 +277,9 @@ def _cmd_cflow_train(args: argparse.Namespace) -> int:
              "training.accelerator": args.accelerator}
     overrides |= {k: v for k, v in flags.items() if v is not None}
     config = load_cflow_config(args.config, overrides)
+    _use_threads(args, max(1, config.training.devices), announce=True)
+    from darkflow.cflow.train import CflowTrainOptions, train_cflow
+
     summary = train_cflow(config, CflowTrainOptions(data=args.data, out=args.out, progress=not args.quiet))
     losses = summary["flow_losses"]
     print(f"trained on {summary['n_train']} images ({summary['n_val']} held out for calibration), "
@@ -243,6 +289,7 @@ def _cmd_cflow_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_cflow_score(args: argparse.Namespace) -> int:
+    _use_threads(args)
     from darkflow.cflow.score import METRICS, score_cflow
 
     result = score_cflow(args.run, args.data, args.out, background=args.background, overlays=args.overlays)
@@ -273,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the PF candidates (PFCands_pt, ...; ROOT only) for jet images; files grow ~10x")
     p.add_argument("--config", help="YAML file with any of these options; flags given here override it")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any option")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output (no bar, no log lines)")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("prepare", help="convert ROOT / Dark Machines CSV events into a padded HDF5 event file",
@@ -302,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--dask-scheduler", metavar="ADDR",
                          help="convert on the Dask cluster at ADDR, e.g. tcp://10.0.0.1:8786 (needs darkflow[dask])")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any option, e.g. --set chunk_size=5000")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output (no bar, no log lines)")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("inspect", help="summarize an HDF5 event file")
@@ -330,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jet-abs-eta-max", type=float, help="leading-jet |eta| bound (default none)")
     p.add_argument("--config", help="YAML file with any of these options; flags given here override it")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any option")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output (no bar, no log lines)")
     p.set_defaults(func=_cmd_jetimages)
 
     p = sub.add_parser("train", help="train a VAE (or a baseline) on a Standard Model event file",
@@ -349,7 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", choices=["auto", "ddp"])
     p.add_argument("--num-nodes", type=int)
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. model.latent=4")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output (no bar, no log lines)")
+    _add_threads(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("score", help="score event files with a trained model",
@@ -364,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="refuse inputs whose channel, object definitions or source differ from the training file's "
                    "(default: a warning per input and difference)")
+    _add_threads(p)
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser("scan", help="metrics at fixed background efficiency and threshold scans of a scores file",
@@ -400,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", help="SM sample thresholds are set on: a group of --scores, or with --run an "
                    "SM event file (.h5) scored on the fly (default: the run's validation events, with a warning)")
     p.add_argument("--score", help="score name (default: the file's default score)")
+    _add_threads(p)
     p.set_defaults(func=_cmd_flag)
 
     p = sub.add_parser("report", help="a Markdown and self-contained HTML report of a run, its scores and scan",
@@ -414,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="experiment style and label (default: a neutral 'DarkFlow' label)")
     p.add_argument("--config", help="plot options YAML (see analysis/default.yaml)")
     p.add_argument("--score", help="score to plot (default: the scores file's default score)")
+    _add_threads(p)
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("export", help="export a trained run as an ONNX scorer (raw event arrays in, scores out)",
@@ -423,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory (from darkflow train or darkflow cflow train)")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (onnx)")
     p.add_argument("--out", required=True, help="output file (.onnx, written atomically)")
+    _add_threads(p)
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("demo", help="the whole search end to end: generate, prepare, train, score, scan, report",
@@ -434,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes and models (a few minutes at most)")
     p.add_argument("--fresh", action="store_true", help="redo everything instead of reusing what exists")
     p.add_argument("--workers", type=int, default=2, help="generator worker processes (default 2)")
+    _add_threads(p)
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("cflow", help="CFLOW-AD anomaly detection and localization on images, jet images, event arrays",
@@ -455,7 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int)
     c.add_argument("--accelerator", choices=["cpu", "gpu", "auto"])
     c.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. decoder.blocks=4")
-    c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress output (no bar, no log lines)")
+    _add_threads(c)
     c.set_defaults(func=_cmd_cflow_train)
     c = csub.add_parser("score", help="anomaly maps, scores, metrics and overlays of a trained run",
                         description="Writes OUT/metrics.csv (image_auroc,pixel_auroc,aupro), OUT/scores.csv, "
@@ -465,6 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="output folder")
     c.add_argument("--background", help=".h5 inputs: the label that is normal (default: the label the run trained on)")
     c.add_argument("--overlays", type=int, default=8, help="number of PNG overlays of the worst images (default 8)")
+    _add_threads(c)
     c.set_defaults(func=_cmd_cflow_score)
     return parser
 
@@ -478,8 +533,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     func: Callable[[argparse.Namespace], int] = args.func
     from darkflow.errors import DarkFlowError
+    from darkflow.progress import progress_interval
 
     try:
+        progress_interval()  # a malformed DARKFLOW_PROGRESS_INTERVAL fails before any work
         return func(args)
     except DarkFlowError as err:
         message = " ".join(str(err).split())

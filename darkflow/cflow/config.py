@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import field_validator
 
@@ -78,3 +78,15 @@ class CflowConfig(StrictModel):
         if value < 8:
             raise ValueError("must be at least 8 pixels")
         return value
+
+
+def load_cflow_config(model: str | None, overrides: dict[str, Any]) -> CflowConfig:
+    """A CFLOW config by name (``models/cflow_NAME.yaml`` or ``models/NAME.yaml``) or path, with overrides."""
+    from darkflow.config import load_config
+    from darkflow.data_prep.builtin import MODEL_CONFIGS, resolve
+
+    name = model or "cflow_default"
+    if not name.endswith((".yaml", ".yml")) and "/" not in name and not name.startswith("cflow_"):
+        name = f"cflow_{name}"
+    path = resolve("", name, label="CFLOW config", base=MODEL_CONFIGS)
+    return load_config(CflowConfig, path, overrides)

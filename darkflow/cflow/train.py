@@ -25,6 +25,7 @@ import yaml
 
 from darkflow import __version__
 from darkflow.cflow.config import CflowConfig
+from darkflow.cflow.config import load_cflow_config as load_cflow_config  # re-exported
 from darkflow.cflow.imageset import ImageSet
 from darkflow.cflow.model import CFlowModel
 from darkflow.checkpoint import load_weights, save_weights
@@ -59,13 +60,17 @@ def split_normal(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _trainer(config: CflowConfig, progress: bool, epochs: int = -1, steps: int = -1):
+def _trainer(config: CflowConfig, progress: bool, epochs: int = -1, steps: int = -1, stage: str = "cflow train",
+             metrics: dict[str, str] | None = None):
     import lightning as L
 
+    from darkflow.train.progress import epoch_progress
+
     t = config.training
+    bar = [epoch_progress(stage, metrics or {})] if progress else []
     return L.Trainer(max_epochs=epochs, max_steps=steps, accelerator=t.accelerator, devices=t.devices, logger=False,
                      enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-                     num_sanity_val_steps=0, gradient_clip_val=5.0, deterministic="warn")
+                     num_sanity_val_steps=0, gradient_clip_val=5.0, deterministic="warn", callbacks=bar)
 
 
 def _fit(trainer, module, loader) -> None:
@@ -196,7 +201,8 @@ def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> t
         ae = AutoencoderModule(model, config.encoder.pretrain_lr)
         loader = DataLoader(TensorDataset(model.normalize(x_train)), batch_size=t.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(t.seed))
-        _fit(_trainer(config, progress, steps=config.encoder.pretrain_steps), ae, loader)
+        _fit(_trainer(config, progress, steps=config.encoder.pretrain_steps, stage="cflow encoder pre-training",
+                      metrics={"ae_loss": "reconstruction MSE"}), ae, loader)
         summary["ae_losses"] = ae.losses
         model.encoder.cpu()
     summary["ae_seconds"] = time.perf_counter() - start
@@ -211,7 +217,8 @@ def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> t
     steps = max(1, math.ceil(max(len(f) for f in fibers) / t.fiber_batch))
     flow = FlowModule(model, fibers, t.fiber_batch, t.learning_rate, steps, t.seed)
     start = time.perf_counter()
-    _fit(_trainer(config, progress, epochs=t.epochs), flow, DataLoader(range(steps), batch_size=None))
+    _fit(_trainer(config, progress, epochs=t.epochs, stage="cflow decoders", metrics={"flow_loss": "fiber NLL"}),
+         flow, DataLoader(range(steps), batch_size=None))
     summary["flow_seconds"] = time.perf_counter() - start
     summary["flow_losses"] = flow.losses
     summary["steps_per_epoch"] = steps
@@ -266,16 +273,3 @@ def load_run(run: str | Path) -> tuple[CFlowModel, dict[str, Any]]:
                        rows_are_objects=meta["rows_are_objects"])
     model.load_state_dict(state)
     return model.eval(), meta
-
-
-def load_cflow_config(model: str | None, overrides: dict[str, Any]) -> CflowConfig:
-    """A CFLOW config by name (``models/cflow_NAME.yaml`` or ``models/NAME.yaml``) or path, with overrides."""
-    from darkflow.config import load_config
-    from darkflow.data_prep.builtin import MODEL_CONFIGS, resolve
-
-    name = model or "cflow_default"
-    if not name.endswith((".yaml", ".yml")) and "/" not in name and not name.startswith("cflow_"):
-        name = f"cflow_{name}"
-    path = resolve("", name, label="CFLOW config", base=MODEL_CONFIGS)
-    return load_config(CflowConfig, path, overrides)
-

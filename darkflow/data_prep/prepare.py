@@ -309,7 +309,7 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
     the entry ranges are converted on a Dask cluster (:mod:`darkflow.data_prep.dask_prepare`); the file
     written is the same, dataset for dataset.
     """
-    from tqdm.auto import tqdm
+    from darkflow.progress import progress_bar
 
     inputs = [Path(p) for p in config.inputs]
     if not inputs:
@@ -335,8 +335,7 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
     processes = _ProcessIndex()
     with EventFileWriter(out, layout.n_rows, len(layout.features), len(HLF_NAMES),
                          compression=None if config.compression == "none" else config.compression) as writer:
-        bar = tqdm(total=to_read, unit="evt", desc=f"prepare {out.name}", disable=not progress or None,
-                   file=sys.stderr, dynamic_ncols=True)
+        bar = progress_bar(f"prepare {out.name}", to_read, enabled=progress)
         with bar:
             if parallel:
                 from darkflow.data_prep.dask_prepare import convert_on_cluster
@@ -384,8 +383,8 @@ def _convert_here(spec: ConversionSpec, readers, writer: EventFileWriter, proces
         ring = [(np.zeros((*shape, len(layout.features)), np.float32), np.zeros(shape, bool)) for _ in range(2)]
         for i, chunk in enumerate(prefetch(_chunks(readers), depth=1)):
             n_read += len(chunk)
-            bar.update(len(chunk))
             chunk, bad = _check_finite(as_jagged(chunk), spec.on_error)
+            bar.update(n_read - bar.n)
             n_bad += bad
             processes(chunk.process)  # every process read is listed, even if none of its events pass
             arrays = convert_chunk(chunk, spec.objects_def, spec.channel, layout, ring[i % 2])

@@ -6,7 +6,6 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from darkflow.errors import ConfigError
 from darkflow.fileio import publish
 from darkflow.generate import catalogue
 from darkflow.generate.detector import load_detector
+from darkflow.progress import progress_bar
 
 
 class GenerateConfig(StrictModel):
@@ -130,12 +130,11 @@ def generate(config: GenerateConfig, progress: bool = True) -> list[GenerateResu
     out.mkdir(parents=True, exist_ok=True)
     detector = load_detector(config.detector)
     plan = _plan(config)
-    return [_generate_one(proc, n, config, detector, out, progress) for proc, n in plan]
+    return [_generate_one(proc, n, config, detector, out, progress, f" ({k}/{len(plan)})" if len(plan) > 1 else "")
+            for k, (proc, n) in enumerate(plan, 1)]
 
 
-def _generate_one(process, n_events, config, detector, out, progress) -> GenerateResult:
-    from tqdm.auto import tqdm
-
+def _generate_one(process, n_events, config, detector, out, progress, position: str = "") -> GenerateResult:
     from darkflow.generate.engine import MB_TO_PB, run_worker, seeds
     from darkflow.generate.writers import write_csv, write_root
 
@@ -144,10 +143,9 @@ def _generate_one(process, n_events, config, detector, out, progress) -> Generat
     shares = [n_events // n_workers + (k < n_events % n_workers) for k in range(n_workers)]
     firsts = [sum(shares[:k]) for k in range(n_workers)]
     worker_seeds = seeds(config.seed, process.name, n_workers)
+    bar = progress_bar(f"generate {process.name}{position}", n_events, enabled=progress)
     workdir = tempfile.mkdtemp(prefix=f".darkflow-{process.name}-", dir=out)
     start = time.perf_counter()
-    bar = tqdm(total=n_events, unit="evt", desc=f"generate {process.name}", disable=not progress or None,
-               file=sys.stderr, dynamic_ncols=True)
     try:
         with bar:
             if n_workers == 1:
@@ -200,8 +198,7 @@ class _Counter:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.bar.n = self.value
-        self.bar.refresh()
+        self.bar.update(self.value - self.bar.n)
 
 
 def _run_pool(process, detector, thresholds, shares, firsts, worker_seeds, workdir, bar, constituents):
@@ -214,11 +211,9 @@ def _run_pool(process, detector, thresholds, shares, firsts, worker_seeds, workd
         pending = pool.map_async(_pool_entry, args)
         while not pending.ready():
             pending.wait(0.2)
-            bar.n = counter.value
-            bar.refresh()
+            bar.update(counter.value - bar.n)
         results = pending.get()
-    bar.n = sum(shares)
-    bar.refresh()
+    bar.update(sum(shares) - bar.n)
     return results
 
 

@@ -293,7 +293,8 @@ def _input_kinds(paths: list[Path]) -> str:
 def make_jet_images(config: JetImagesConfig, progress: bool = True) -> JetImagesResult:
     """Write the images of every input into ``config.out`` (see the module docstring)."""
     import h5py
-    from tqdm.auto import tqdm
+
+    from darkflow.progress import progress_bar
 
     start = time.perf_counter()
     paths = [Path(p) for p in config.inputs]
@@ -307,7 +308,7 @@ def make_jet_images(config: JetImagesConfig, progress: bool = True) -> JetImages
     budget = config.max_events if config.max_events is not None else sys.maxsize
     writer = _Writer(out, config.size)
     n_read = 0
-    bar = tqdm(unit="evt", desc="jetimages", disable=not progress or None, file=sys.stderr, dynamic_ncols=True)
+    bar = progress_bar("jetimages", None, enabled=progress)
     try:
         with bar:
             for path in paths:

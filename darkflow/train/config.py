@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -75,3 +75,12 @@ class TrainConfig(StrictModel):
     model: Annotated[VAEModel | DensityModel | IsolationForestConfig, Field(discriminator="kind")] = VAEModel()
     standardize: Standardization = Standardization()
     training: Training = Training()
+
+
+def load_train_config(model: str, overrides: dict[str, Any]) -> TrainConfig:
+    """A model config by name (``models/NAME.yaml``) or path, with dotted overrides."""
+    from darkflow.config import load_config
+    from darkflow.data_prep.builtin import MODEL_CONFIGS, resolve
+
+    path = resolve("", model, label="model config", base=MODEL_CONFIGS)
+    return load_config(TrainConfig, path, overrides)

@@ -32,6 +32,7 @@ from darkflow.config import StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import publish, write_text_atomic
 from darkflow.train.config import TrainConfig
+from darkflow.train.config import load_train_config as load_train_config  # re-exported
 from darkflow.train.diagnostics import warnings_for
 
 MODEL_FILE = "model.pt"
@@ -165,6 +166,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     from darkflow.models.scaler import Standardizer
     from darkflow.train.data import EventBatches, batch_loader
     from darkflow.train.module import DarkFlowModule
+    from darkflow.train.progress import epoch_progress
 
     _quiet_lightning()
     out = Path(options.out)
@@ -211,7 +213,9 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     trainer = L.Trainer(
         max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         num_nodes=t.num_nodes, gradient_clip_val=t.gradient_clip, logger=False, default_root_dir=out,
-        callbacks=[best, early, _MetricsCSV(out / "metrics.csv")],
+        callbacks=[best, early, _MetricsCSV(out / "metrics.csv")]
+        + ([epoch_progress("train", {"train_loss": "train loss", "val_loss": "validation loss"})]
+           if options.progress else []),
         enable_progress_bar=options.progress, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False,  # EventBatchSampler shares every global batch out among the processes
         deterministic="warn",  # on GPUs some scatter kernels have no deterministic version
@@ -314,12 +318,3 @@ def model_scores(model: torch.nn.Module) -> tuple[str, ...]:
     if isinstance(model, isoforest.IsolationForestModel):
         return isoforest.SCORES
     return vae.SCORES
-
-
-def load_train_config(model: str, overrides: dict[str, Any]) -> TrainConfig:
-    """A model config by name (``models/NAME.yaml``) or path, with dotted overrides."""
-    from darkflow.config import load_config
-    from darkflow.data_prep.builtin import MODEL_CONFIGS, resolve
-
-    path = resolve("", model, label="model config", base=MODEL_CONFIGS)
-    return load_config(TrainConfig, path, overrides)
