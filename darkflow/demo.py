@@ -26,6 +26,7 @@ SM_SAMPLES = {"sm": ("train", 0), "sm_calibration": ("calibration", 1), "sm_test
 CALIBRATION, TEST = "sm_calibration", "sm_test"
 FLAG_EPS = 1e-3
 MIN_SELECTED = 500  # fewer SM events than this after the channel: the channel is dropped
+MIN_CUT_AUC = 0.6  # COMPARISON.md omits the cuts below this AUC on every signal (multiplicities that do not separate)
 
 # name -> (model config, overrides); quick mode adds the small-size overrides below.
 RUNS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -59,7 +60,7 @@ class DemoOptions:
     workers: int = 2
     seed: int = 1
     sm_events: int = 0  # training sample: 0 = 1500 quick, 20000 full
-    eval_events: int = 0  # calibration and test samples, each: 0 = 1500 quick, 24000 full
+    eval_events: int = 0  # calibration and test samples, each: 0 = 2500 quick (eps_B = 1e-2), 26000 full (1e-3)
     signal_events: int = 0  # 0: 150 quick, 1000 full
     epochs: int = 0  # 0: 3 quick, 40 full (early stopping ends training before)
     channel: str = "meff200"  # m_eff > 200 GeV (dropped when too few SM events pass)
@@ -69,7 +70,7 @@ class DemoOptions:
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self.sm_events = self.sm_events or (1500 if self.quick else 20000)
-        self.eval_events = self.eval_events or (1500 if self.quick else 24000)
+        self.eval_events = self.eval_events or (2500 if self.quick else 26000)
         self.signal_events = self.signal_events or (150 if self.quick else 1000)
         self.epochs = self.epochs or (3 if self.quick else 40)
 
@@ -270,6 +271,11 @@ def _diagnostics(options: DemoOptions) -> list[str]:
     return [f"- {name}: {line}" for name in RUNS for line in training_flags(options.out / "runs" / name)]
 
 
+def _auc(entry, signal: str) -> float:
+    row = entry.rows.get(signal)
+    return float(row["auc"]) if row else float("nan")
+
+
 def comparison(options: DemoOptions, flag_lines: list[str] | None = None) -> Path:
     """Write ``OUT/COMPARISON.md``: the samples with N_eff, every model and cut on every signal with intervals."""
     from darkflow.analysis import compare
@@ -306,20 +312,28 @@ def comparison(options: DemoOptions, flag_lines: list[str] | None = None) -> Pat
               "difference). Cut rows (`hlf:`) need no training: the event's high-level feature is the score. "
               f"*Best fixed cut*: one feature for every signal, best median eps_S at eps_B = {deepest}; *oracle*: "
               "the best feature for this signal, chosen knowing the signal.", ""]
+    oracles = {s: compare.oracle_cut(cuts, s, deepest) for s in SIGNALS}
+    shown = [c for c in cuts if c.name in (fixed, *oracles.values())
+             or max(_auc(c, s) for s in SIGNALS) >= MIN_CUT_AUC]
     for signal in SIGNALS:
         labels = {fixed: "best fixed cut"} if fixed else {}
-        oracle = compare.oracle_cut(cuts, signal, deepest)
-        if oracle:
-            labels[oracle] = (labels[oracle] + "; " if oracle in labels else "") + "oracle"
-        lines += [f"### {signal}", "", *compare.signal_table(entries + cuts, signal, keys, labels), ""]
+        if oracles[signal]:
+            labels[oracles[signal]] = (labels[oracles[signal]] + "; " if oracles[signal] in labels else "") + "oracle"
+        lines += [f"### {signal}", "", *compare.signal_table(entries + shown, signal, keys, labels), ""]
+    hidden = [c.name for c in cuts if c not in shown]
+    if hidden:
+        lines += [f"Cuts with AUC below {MIN_CUT_AUC} on every signal are not shown ({', '.join(hidden)}); they are in "
+                  "`cuts/scan/metrics.csv`.", ""]
     inverted = [f"- {e.name} on {s}: AUC {r['auc']:.3f} < 0.5 (inverted: the SM test sample scores higher)"
                 for e in entries for s, r in e.rows.items() if r["auc"] < 0.5]
     problems = inverted + _diagnostics(options)
     lines += ["## Flags", "", *(problems or ["None: every model converged, no collapsed latent space, no inverted "
                                               "score."]), ""]
     lines += ["## Thresholds: statistics on the calibration sample and closure on the test sample", "",
-              "Effective calibration events above each threshold, and the background efficiency of the independent "
-              "test sample above it (68% interval): it should agree with the target.", "",
+              "The background efficiency each threshold achieves on the calibration sample (at most the target: "
+              "the threshold is a calibration score), with the effective number of calibration events above it, "
+              "and the efficiency of the independent test sample above the same threshold with its 68% interval: "
+              "the two should agree within the test interval.", "",
               *compare.threshold_table(models, "total", keys), ""]
     lines += ["## ROC curves", "", "Every model, one plot per signal (test sample; curves stop where eps_B < "
               f"{first['min_effective_events']:g}/N_eff of the test sample).", ""]

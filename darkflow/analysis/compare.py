@@ -137,7 +137,7 @@ def threshold_table(models: dict[str, dict[str, Any]], score: str, eps_keys: lis
 
     ``models`` maps a model name to its ``metrics.json``; the values do not depend on the signal.
     """
-    header = ["model"] + [f"eps_B = {k}: N_eff above (calibration) / eps_B on the test sample" for k in eps_keys]
+    header = ["model"] + [f"eps_B = {k}: calibration (N_eff above) / test" for k in eps_keys]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name, metrics in models.items():
         row = next((r for r in metrics["rows"] if r["score"] == score), None)
@@ -146,9 +146,9 @@ def threshold_table(models: dict[str, dict[str, Any]], score: str, eps_keys: lis
             if row is None or not row.get(f"resolved@{key}"):
                 cells.append("not resolved")
                 continue
-            above = _value(row, f"n_eff_b_above@{key}")
+            above, calib = _value(row, f"n_eff_b_above@{key}"), _value(row, f"eps_b@{key}")
             test, lo, hi = (_value(row, f"{k}@{key}") for k in ("eps_b_test", "eps_b_test_lo", "eps_b_test_hi"))
-            cells.append(f"{above:.1f} / {test:.2e} [{lo:.2e}, {hi:.2e}]")
+            cells.append(f"{calib:.2e} ({above:.1f}) / {test:.2e} [{lo:.2e}, {hi:.2e}]")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
