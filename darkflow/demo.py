@@ -26,6 +26,7 @@ SM_SAMPLES = {"sm": ("train", 0), "sm_calibration": ("calibration", 1), "sm_test
 CALIBRATION, TEST = "sm_calibration", "sm_test"
 FLAG_EPS = 1e-3
 MIN_SELECTED = 500  # fewer SM events than this after the channel: the channel is dropped
+MAIN_CUTS = ("hlf:MET", "hlf:HT", "hlf:m_eff")  # beside the model in every run's scan and report
 MIN_CUT_AUC = 0.6  # COMPARISON.md omits the cuts below this AUC on every signal (multiplicities that do not separate)
 
 # name -> (model config, overrides); quick mode adds the small-size overrides below.
@@ -41,12 +42,12 @@ QUICK_MODEL = {
     "graphvae": {"model.latent": 4, "model.hidden": 32, "model.channels": [16, 16], "model.context": 8},
     "density": {"model.flow_options": {"num_layers": 2, "hidden_features": 32}},
 }
-# Full mode: the density baseline is a small MAF (2 layers of 32) so that it converges within the demo's time;
-# like every model it trains until early stopping (at most ``epochs``).
+# Full mode: the density baseline is a small MAF (2 layers of 32, ~0.4 s per epoch here) that needs ~80 epochs to
+# converge; like every model it trains until early stopping, here within at most 300 epochs.
 FULL_MODEL = {
     "convvae": {},
     "graphvae": {},
-    "density": {"model.flow_options": {"num_layers": 2, "hidden_features": 32}},
+    "density": {"model.flow_options": {"num_layers": 2, "hidden_features": 32}, "training.epochs": 300},
 }
 
 
@@ -62,7 +63,7 @@ class DemoOptions:
     sm_events: int = 0  # training sample: 0 = 1500 quick, 20000 full
     eval_events: int = 0  # calibration and test samples, each: 0 = 2500 quick (eps_B = 1e-2), 26000 full (1e-3)
     signal_events: int = 0  # 0: 150 quick, 1000 full
-    epochs: int = 0  # 0: 3 quick, 40 full (early stopping ends training before)
+    epochs: int = 0  # 0: 3 quick, 60 full (early stopping ends training before); the density baseline: 300
     channel: str = "meff200"  # m_eff > 200 GeV (dropped when too few SM events pass)
     log: list[str] = field(default_factory=list)
     start: float = field(default_factory=time.perf_counter)
@@ -72,7 +73,7 @@ class DemoOptions:
         self.sm_events = self.sm_events or (1500 if self.quick else 20000)
         self.eval_events = self.eval_events or (2500 if self.quick else 26000)
         self.signal_events = self.signal_events or (150 if self.quick else 1000)
-        self.epochs = self.epochs or (3 if self.quick else 40)
+        self.epochs = self.epochs or (3 if self.quick else 60)
 
     def events(self, label: str) -> int:
         """Generated events of an SM sample."""
@@ -213,8 +214,9 @@ def _analyse(options: DemoOptions) -> None:
         scores = run / "scores.h5"
         _say(options, f"4/6 score, scan, report: {name}")
         score(run, _inputs(options), scores, notify=lambda kind, line: _say(options, f"4/6 score: {kind}: {line}"))
-        scan(ScanOptions(scores=scores, background=TEST, calibration=CALIBRATION, out=run / "scan", score="total",
-                         signals=",".join(SIGNALS)))
+        main_cuts = [c for c in MAIN_CUTS if c in _cut_scores(scores)]
+        scan(ScanOptions(scores=scores, background=TEST, calibration=CALIBRATION, out=run / "scan",
+                         score=",".join(["total", *main_cuts]), signals=",".join(SIGNALS)))
         report(ReportOptions(run=run, scan=run / "scan", scores=scores, out=run / "report" / "REPORT.md"))
     first = options.out / "runs" / next(iter(RUNS)) / "scores.h5"
     cuts = _cut_scores(first)
@@ -247,8 +249,9 @@ def _flag(options: DemoOptions) -> list[str]:
     return lines
 
 
-def comparison_plots(options: DemoOptions) -> list[Path]:
-    """``OUT/comparison/roc_models_SIGNAL_total.png`` (and PDF): every model's ROC for each signal, test sample."""
+def comparison_plots(options: DemoOptions, cuts: dict[str, list[tuple[str, str]]] | None = None) -> list[Path]:
+    """``OUT/comparison/roc_models_SIGNAL_total.png`` (and PDF): every model's ROC for each signal on the test
+    sample, and the cut baselines ``cuts[signal]`` ((label, hlf score) pairs) beside them."""
     from darkflow.analysis.plots import load_options, roc_models
     from darkflow.analysis.thresholds import read_scores, select_roles
 
@@ -256,9 +259,11 @@ def comparison_plots(options: DemoOptions) -> list[Path]:
                                 list(SIGNALS)) for name in RUNS}
     simulation = all(r.test.simulation for r in roles.values())
     plot_options = load_options(None, formats=["png", "pdf"], simulation=simulation)
+    first = next(iter(roles.values()))
     paths = []
     for signal in SIGNALS:
-        curves = {name: (r.test, r.signals[signal]) for name, r in roles.items()}
+        curves: dict = {name: (r.test, r.signals[signal]) for name, r in roles.items()}
+        curves |= {label: (first.test, first.signals[signal], cut) for label, cut in (cuts or {}).get(signal, [])}
         written = roc_models(curves, signal, "total", options.out / "comparison", plot_options)
         paths += [p for p in written if p.suffix == ".png"]
     return paths
@@ -269,6 +274,15 @@ def _diagnostics(options: DemoOptions) -> list[str]:
     from darkflow.analysis.report import training_flags
 
     return [f"- {name}: {line}" for name in RUNS for line in training_flags(options.out / "runs" / name)]
+
+
+def _cut_labels(fixed: str | None, oracle: str | None) -> list[tuple[str, str]]:
+    """(cut, its labels) for the best fixed cut and the oracle cut of one signal (one entry when they coincide)."""
+    out: dict[str, list[str]] = {}
+    for cut, label in ((fixed, "best fixed cut"), (oracle, "oracle")):
+        if cut:
+            out.setdefault(cut, []).append(label)
+    return [(cut, "; ".join(labels)) for cut, labels in out.items()]
 
 
 def _auc(entry, signal: str) -> float:
@@ -302,6 +316,7 @@ def comparison(options: DemoOptions, flag_lines: list[str] | None = None) -> Pat
              f"seed: training ({options.sm_events:,} generated events, split by the run into training and validation), "
              f"calibration and test ({options.eval_events:,} generated events each); {options.signal_events:,} "
              f"generated events per signal; at most {options.epochs} epochs with early stopping"
+             f"{'' if options.quick else ' (the density baseline: 300)'}"
              f"{' (quick mode: small models)' if options.quick else ''}. Score `total`; one training seed per model "
              "(the seed spread is in the physics benchmark, benchmarks/RESULTS.md).", "",
              "## Samples and their roles", "", *compare.roles_table(first["roles"]), "", statement, ""]
@@ -316,9 +331,7 @@ def comparison(options: DemoOptions, flag_lines: list[str] | None = None) -> Pat
     shown = [c for c in cuts if c.name in (fixed, *oracles.values())
              or max(_auc(c, s) for s in SIGNALS) >= MIN_CUT_AUC]
     for signal in SIGNALS:
-        labels = {fixed: "best fixed cut"} if fixed else {}
-        if oracles[signal]:
-            labels[oracles[signal]] = (labels[oracles[signal]] + "; " if oracles[signal] in labels else "") + "oracle"
+        labels = dict(_cut_labels(fixed, oracles[signal]))
         lines += [f"### {signal}", "", *compare.signal_table(entries + shown, signal, keys, labels), ""]
     hidden = [c.name for c in cuts if c not in shown]
     if hidden:
@@ -335,9 +348,11 @@ def comparison(options: DemoOptions, flag_lines: list[str] | None = None) -> Pat
               "and the efficiency of the independent test sample above the same threshold with its 68% interval: "
               "the two should agree within the test interval.", "",
               *compare.threshold_table(models, "total", keys), ""]
-    lines += ["## ROC curves", "", "Every model, one plot per signal (test sample; curves stop where eps_B < "
-              f"{first['min_effective_events']:g}/N_eff of the test sample).", ""]
-    for path in comparison_plots(options):
+    lines += ["## ROC curves", "", "Every model, one plot per signal, with the best fixed cut and the signal's oracle "
+              f"cut (test sample; curves stop where eps_B < {first['min_effective_events']:g}/N_eff of the test "
+              "sample).", ""]
+    cut_curves = {s: [(f"cut {c} ({labels})", c) for c, labels in _cut_labels(fixed, oracles[s])] for s in SIGNALS}
+    for path in comparison_plots(options, cut_curves):
         lines.append(f"![{path.stem}]({path.relative_to(options.out).as_posix()})")
     lines += ["", "Reports: " + ", ".join(f"[{n}](runs/{n}/report/REPORT.md)" for n in RUNS), ""]
     if flag_lines:

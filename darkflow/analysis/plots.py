@@ -311,23 +311,33 @@ def roc(test: Sample, signals: dict[str, Sample], score: str, out: Path, options
     return fig.paths
 
 
-def roc_models(curves: dict[str, tuple[Sample, Sample]], signal: str, score: str, out: Path,
-               options: PlotOptions) -> list[Path]:
+def roc_models(curves: dict[str, tuple[Sample, Sample] | tuple[Sample, Sample, str]], signal: str, score: str,
+               out: Path, options: PlotOptions) -> list[Path]:
     """One signal, several models: background rejection 1/eps_B (log) versus eps_S, AUC in the legend.
 
     Arguments:
-        curves: model name -> (its Standard Model test sample, its signal sample); each curve stops at
-            the resolution limit of its own test sample, as in :func:`roc`.
+        curves: model name -> (its Standard Model test sample, its signal sample[, its score]); each curve
+            stops at the resolution limit of its own test sample, as in :func:`roc`. A third element draws
+            that curve with another score than ``score``: a one-variable cut baseline such as ``hlf:MET``
+            (drawn in black and grey, after the models).
         signal: the signal's name (axis label and file name).
     """
     if not curves:
         raise InputError("roc_models: no model to plot")
-    for name, (bkg, sig) in curves.items():
-        _check_samples({f"{name} test": bkg, f"{name} signal": sig}, score)
+    specs = {name: (c[0], c[1], c[2] if len(c) > 2 else score) for name, c in curves.items()}
+    for name, (bkg, sig, name_score) in specs.items():
+        _check_samples({f"{name} test": bkg, f"{name} signal": sig}, name_score)
     fig = _Figure(options, out, f"roc_models_{signal}_{score}")
     with fig as (_, ax):
-        n_eff = {name: _roc_curve(ax, bkg, sig, score, name, ls=LINESTYLES[i % 4])
-                 for i, (name, (bkg, sig)) in enumerate(curves.items())}
+        n_eff, models, cuts = {}, 0, 0
+        for name, (bkg, sig, name_score) in specs.items():
+            if name_score == score:
+                line = {"ls": LINESTYLES[models % 4]}
+                models += 1
+            else:
+                line = {"ls": LINESTYLES[cuts % 4], "color": ("black", "0.55")[cuts % 2]}
+                cuts += 1
+            n_eff[name] = _roc_curve(ax, bkg, sig, name_score, name, **line)
         _roc_frame(ax, n_eff, rf"Signal efficiency $\varepsilon_S$ ({signal})")
     return fig.paths
 
