@@ -190,7 +190,10 @@ def test_training_log_has_one_line_per_epoch(tmp_path):
     data = sm_file(tmp_path)
     out, err = run_logged(tmp_path, ["train", "--data", str(data), "--out", str(tmp_path / "a"), *TRAIN], "600")
     assert out.splitlines()[0].startswith("torch threads: ")
-    log = lines(err)
+    warnings = [line for line in lines(err) if line.startswith("darkflow train: warning: ")]
+    log = [line for line in lines(err) if line not in warnings]
+    # 3 epochs are too few for this run to converge, and train says so once, after the progress lines
+    assert len(warnings) == 1 and "not converged" in warnings[0] and lines(err)[-1] == warnings[0]
     # 300 events: 240 train in batches of 64, the partial one dropped
     assert log[0] == "train: at most 3 epoch(s) of 3 batches" and log[-1].startswith("train: 3 epoch(s) in ")
     assert len(log) == 5

@@ -32,8 +32,10 @@ def data(tmp_path_factory):
     bsm = random_nanoaod(np.random.default_rng(2), 400)
     bsm["event"] += 200_000
     bsm["Jet"]["pt"] = bsm["Jet"].pt * 4  # a planted anomaly: a harder jet pT spectrum
+    cal = random_nanoaod(np.random.default_rng(3), 800)
+    cal["event"] += 300_000
     files = {}
-    for name, arrays in (("sm", sm), ("held", held), ("bsm", bsm)):
+    for name, arrays in (("sm", sm), ("held", held), ("bsm", bsm), ("cal", cal)):
         src = write_tree(d / f"{name}.root", arrays)
         files[name] = d / f"{name}.h5"
         prepare(PrepareConfig(inputs=[str(src)], out=str(files[name]), label=name), progress=False)
@@ -158,7 +160,15 @@ def test_flag_scores_an_event_file_with_the_run(data, tmp_path):
     out = tmp_path / "run"
     run(data, out, "conv", "planar", **{"training.epochs": 2})
     res = flag_events(out, data["bsm"], tmp_path / "cand.csv", eps_b="0.05")
-    assert "validation events" in res.origin
+    assert "validation events" in res.origin and "also chose the best epoch" in res.warnings[0]
+    independent = flag_events(out, data["bsm"], tmp_path / "cand_cal.csv", eps_b="0.05", calibration=data["cal"])
+    assert "calibration sample 'cal' (all, N = " in independent.origin and not independent.warnings
+    score(out, [data["cal"]], tmp_path / "cal.h5")
+    with h5py.File(tmp_path / "cal.h5") as h:
+        cal_total, cal_w = h["cal"]["total"][:], h["cal"]["weight"][:]
+    from darkflow.analysis.metrics import threshold_at_efficiency
+
+    assert independent.threshold == pytest.approx(threshold_at_efficiency(cal_total, cal_w, 0.05).value)
     score(out, [data["bsm"]], tmp_path / "s.h5")
     with h5py.File(tmp_path / "s.h5") as h:
         expected = int((h["bsm"]["total"][:] > res.threshold).sum())
@@ -169,7 +179,7 @@ def test_flag_scores_an_event_file_with_the_run(data, tmp_path):
     assert float(rows[0]["total"]) >= float(rows[-1]["total"]) > res.threshold
     fixed = flag_events(out, data["bsm"], tmp_path / "cand2.csv", threshold=res.threshold)
     assert fixed.n_flagged == res.n_flagged
-    with pytest.raises(Exception, match="below 1/N_eff"):
+    with pytest.raises(Exception, match="below 10/N_eff"):
         flag_events(out, data["bsm"], tmp_path / "c3.csv", eps_b="1e-4")
 
 
@@ -179,12 +189,14 @@ def test_scan_and_report_of_a_trained_run(data, tmp_path):
 
     out = tmp_path / "run"
     run(data, out, "graph", "planar", **{"training.epochs": 2})
-    score(out, [data["sm"], data["bsm"]], tmp_path / "s.h5")
-    scan(ScanOptions(scores=tmp_path / "s.h5", background="sm", out=tmp_path / "scan", score="total"))
+    score(out, [data["sm"], data["cal"], data["held"], data["bsm"]], tmp_path / "s.h5")
+    scan(ScanOptions(scores=tmp_path / "s.h5", background="held", calibration="cal", out=tmp_path / "scan",
+                     score="total"))
     result = report(ReportOptions(run=out, scan=tmp_path / "scan", scores=tmp_path / "s.h5",
                                   out=tmp_path / "rep" / "REPORT.md", latent_events=300))
     text = (tmp_path / "rep" / "REPORT.md").read_text()
     assert "latent_pca.png" in text and "roc_total.png" in text
+    assert "| calibration | cal | all | 8" in text and "| test | held | all |" in text and "| training | sm |" in text
     for path in result["files"]:
         assert path.is_file() and path.stat().st_size > 5000
     assert "data:image/png;base64," in (tmp_path / "rep" / "REPORT.html").read_text()
