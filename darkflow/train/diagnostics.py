@@ -55,16 +55,23 @@ def active_units(mu: np.ndarray, threshold: float = ACTIVE_THRESHOLD) -> dict[st
     Shapes:
         mu: ``(N, D)`` posterior means of N events.
 
+    The count per unit misses a latent space that collapsed onto one *direction* shared by several units
+    (units moving together): ``active_directions`` counts the eigenvalues of the covariance of ``mu`` (the
+    variances along its principal axes) above the same threshold, the rotation-invariant version.
+
     Returns:
-        ``active_units`` (count), ``latent_size`` (D), ``unit_variance`` (D floats), ``threshold`` and
-        ``events`` (N).
+        ``active_units`` (count), ``active_directions`` (count), ``latent_size`` (D), ``unit_variance`` and
+        ``direction_variance`` (D floats each, the latter descending), ``threshold`` and ``events`` (N).
     """
     mu = np.asarray(mu, dtype=np.float64)
     if mu.ndim != 2:
         raise ValueError(f"mu must be (events, latent), got shape {mu.shape}")
     var = mu.var(axis=0) if len(mu) else np.zeros(mu.shape[1])
-    return {"active_units": int((var > threshold).sum()), "latent_size": int(mu.shape[1]),
-            "unit_variance": [float(v) for v in var], "threshold": threshold, "events": int(len(mu))}
+    cov = np.atleast_2d(np.cov(mu, rowvar=False, bias=True)) if len(mu) > 1 else np.zeros((mu.shape[1],) * 2)
+    eig = np.sort(np.clip(np.linalg.eigvalsh(cov), 0.0, None))[::-1]
+    return {"active_units": int((var > threshold).sum()), "active_directions": int((eig > threshold).sum()),
+            "latent_size": int(mu.shape[1]), "unit_variance": [float(v) for v in var],
+            "direction_variance": [float(v) for v in eig], "threshold": threshold, "events": int(len(mu))}
 
 
 def warnings_for(diagnostics: dict[str, Any]) -> list[str]:
@@ -78,11 +85,15 @@ def warnings_for(diagnostics: dict[str, Any]) -> list[str]:
                      "(--resume with a larger --epochs continues this run)")
     if "active_units" in diagnostics:
         active, size = diagnostics["active_units"], diagnostics["latent_size"]
-        if active < min(MIN_ACTIVE, size):
-            lines.append(f"collapsed latent space: {active} of {size} latent units active (variance of the "
-                         f"posterior mean over {diagnostics['events']} validation events > {diagnostics['threshold']}, "
-                         "Burda et al. 2016); the latent space carries almost no information about the event: "
-                         "try a lower model.beta or another encoder")
+        directions = diagnostics.get("active_directions", active)
+        if min(active, directions) < min(MIN_ACTIVE, size):
+            what = (f"{active} of {size} latent units active" if active <= directions else
+                    f"{active} of {size} latent units active but they move together: {directions} active "
+                    "direction(s) (principal axes)")
+            lines.append(f"collapsed latent space: {what} (variance of the posterior mean over "
+                         f"{diagnostics['events']} validation events > {diagnostics['threshold']}, Burda et al. "
+                         "2016); the latent space carries almost no information about the event: try a lower "
+                         "model.beta or another encoder")
     return lines
 
 

@@ -36,8 +36,24 @@ def test_active_units_against_numpy():
     np.testing.assert_allclose(got["unit_variance"], mu.var(axis=0), rtol=1e-12)
     assert got["active_units"] == int((mu.var(axis=0) > 0.01).sum()) == 3  # 0.05**2 = 0.0025 is inactive
     assert got["latent_size"] == 6 and got["events"] == 20_000 and got["threshold"] == 0.01
+    directions = np.linalg.svd(mu - mu.mean(axis=0), compute_uv=False) ** 2 / len(mu)  # PCA, independently
+    np.testing.assert_allclose(got["direction_variance"], directions, rtol=1e-9, atol=1e-15)
+    assert got["active_directions"] == 3
     with pytest.raises(ValueError, match="mu must be"):
         active_units(np.zeros(5))
+
+
+def test_a_latent_space_collapsed_onto_one_direction_is_reported():
+    """Four units that all follow one number are four active units but one active direction."""
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=(5000, 1))
+    mu = t * np.array([1.0, -0.5, 0.3, 0.8]) + rng.normal(0, 1e-3, size=(5000, 4))
+    got = active_units(mu)
+    assert got["active_units"] == 4 and got["active_directions"] == 1
+    pca = np.linalg.svd(mu - mu.mean(axis=0), compute_uv=False) ** 2
+    assert pca[0] / pca.sum() > 0.999  # "PCA 100% / 0%"
+    (line,) = warnings_for(got)
+    assert line.startswith("collapsed latent space: 4 of 4 latent units active but they move together: 1 active")
 
 
 def test_warning_lines():
