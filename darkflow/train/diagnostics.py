@@ -92,8 +92,8 @@ def warnings_for(diagnostics: dict[str, Any]) -> list[str]:
                     "direction(s) (principal axes)")
             lines.append(f"collapsed latent space: {what} (variance of the posterior mean over "
                          f"{diagnostics['events']} validation events > {diagnostics['threshold']}, Burda et al. "
-                         "2016); the latent space carries almost no information about the event: try a lower "
-                         "model.beta or another encoder")
+                         "2016); the encoder passes the event through fewer than 2 latent directions (the KL term "
+                         "switched the others off): try a lower model.beta or another encoder")
     return lines
 
 
