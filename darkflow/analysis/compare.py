@@ -110,8 +110,9 @@ def _mark(cells: list[str], values: list[float], consistent: list[bool]) -> list
     return out
 
 
-def signal_table(entries: list[Entry], signal: str, eps_keys: list[str], labels: dict[str, str]) -> list[str]:
-    """Markdown lines of one signal's table: one row per entry (``labels`` adds a note to a row name)."""
+def signal_rows(entries: list[Entry], signal: str, eps_keys: list[str],
+                labels: dict[str, str]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one signal's table: one row per entry (``labels`` adds a note to a row name)."""
     header = ["model or cut", "AUC"] + [f"eps_S @ eps_B = {k}" for k in eps_keys]
     columns: list[list[str]] = []
     aucs = [_auc_cell(e.rows.get(signal)) for e in entries]
@@ -124,12 +125,18 @@ def signal_table(entries: list[Entry], signal: str, eps_keys: list[str], labels:
         best = max((i for i, c in enumerate(cells) if np.isfinite(c[1])), key=lambda i: cells[i][1], default=None)
         consistent = [best is not None and np.isfinite(c[1]) and c[3] >= cells[best][2] for c in cells]
         columns.append(_mark([c[0] for c in cells], [c[1] for c in cells], consistent))
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    rows = []
     for i, entry in enumerate(entries):
         name = f"`{entry.name}`" if entry.cut else entry.name
         note = labels.get(entry.name, "")
-        lines.append(f"| {name}{' (' + note + ')' if note else ''} | " + " | ".join(c[i] for c in columns) + " |")
-    return lines
+        rows.append([f"{name}{' (' + note + ')' if note else ''}", *(c[i] for c in columns)])
+    return header, rows
+
+
+def signal_table(entries: list[Entry], signal: str, eps_keys: list[str], labels: dict[str, str]) -> list[str]:
+    """Markdown lines of :func:`signal_rows`."""
+    header, rows = signal_rows(entries, signal, eps_keys, labels)
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
 
 
 def threshold_table(models: dict[str, dict[str, Any]], score: str, eps_keys: list[str]) -> list[str]:

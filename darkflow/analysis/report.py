@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from darkflow.analysis import plots
+from darkflow.analysis import compare, plots
 from darkflow.analysis.scan import NOT_RESOLVED
 from darkflow.analysis.thresholds import read_scores, select_roles
 from darkflow.errors import InputError
@@ -178,6 +178,18 @@ def _roles_block(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                      f"{d['sum_weight_pb']:.4g}"] for role, d in rows]
 
 
+def _entries(metrics: dict[str, Any]) -> list:
+    """One comparison entry per score of a ``metrics.json``, in the scan's order."""
+    scores = list(dict.fromkeys(r["score"] for r in metrics.get("rows", [])))
+    return [compare.entries_from_metrics(s, metrics, s) for s in scores]
+
+
+def _eps_keys(metrics: dict[str, Any]) -> list[str]:
+    from darkflow.analysis.scan import eps_label
+
+    return [eps_label(e) for e in metrics.get("eps_b", [])]
+
+
 def training_flags(run: Path) -> list[str]:
     """One line per training problem recorded in the run (not converged, collapsed latent space)."""
     from darkflow.checkpoint import load_weights
@@ -282,7 +294,13 @@ def report(options: ReportOptions) -> dict[str, Any]:
             ("h", 2, "Metrics"),
             ("p", "AUC ± its Poisson-bootstrap standard deviation, against the test sample; eps_S at each background "
                   "efficiency with its central 68% interval, thresholds set on the calibration sample. "
-                  f"'{NOT_RESOLVED}': eps_B * N_eff(calibration) < {metrics.get('min_effective_events', 10):g}."),
+                  f"'{NOT_RESOLVED}': eps_B * N_eff(calibration) < {metrics.get('min_effective_events', 10):g}. "
+                  f"Per signal, every score of the scan (`hlf:` rows: one-variable cuts, no training); **bold**: "
+                  f"the best in the column, {compare.APPROX}: consistent with it within the uncertainties."),
+            *[block for signal in roles.signals for block in (
+                ("h", 3, signal),
+                ("table", *compare.signal_rows(_entries(metrics), signal, _eps_keys(metrics), {})))],
+            ("p", "Every number of the scan (`metrics.csv`):"),
             ("table", *metrics_table(scan_dir / "metrics.csv")),
             ("h", 2, "Thresholds"),
             ("p", "Each threshold with the efficiency it achieves on the calibration sample, the effective number of "

@@ -143,6 +143,8 @@ def test_report_markdown_and_html(inputs):
     assert "## Samples and their roles" in text and "| calibration | sm_cal | all | 2,500 |" in text
     assert text.index("## Metrics") < text.index("## Run configuration")
     assert "Nothing: independent calibration" in text
+    zprime = text.split("### zprime\n", 1)[1].split("\n### ", 1)[0]
+    assert "| model or cut | AUC |" in zprime and "| **" in zprime  # the best score of the signal in bold
     assert "No latent projection" in text and "model.pt" in text
     links = [line.split("](", 1)[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
     assert len(links) == 5
