@@ -196,11 +196,11 @@ def _inputs(options: DemoOptions) -> list[Path]:
 
 
 def _cut_scores(scores: Path) -> list[str]:
-    """The ``hlf:`` cut scores of a scores file (every group has them)."""
-    from darkflow.analysis.thresholds import read_scores
+    """The ``hlf:`` cut scores of a scores file that every group has (names only; no data read)."""
+    import h5py
 
-    file = read_scores(scores)
-    common = set.intersection(*(set(s.scores) for s in file.samples.values()))
+    with h5py.File(scores, "r") as handle:
+        common = set.intersection(*(set(group) for group in handle.values()))
     return sorted(n for n in common if n.startswith("hlf:"))
 
 

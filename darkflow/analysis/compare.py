@@ -133,10 +133,13 @@ def signal_rows(entries: list[Entry], signal: str, eps_keys: list[str],
     return header, rows
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def signal_table(entries: list[Entry], signal: str, eps_keys: list[str], labels: dict[str, str]) -> list[str]:
     """Markdown lines of :func:`signal_rows`."""
-    header, rows = signal_rows(entries, signal, eps_keys, labels)
-    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + ["| " + " | ".join(r) + " |" for r in rows]
+    return _markdown(*signal_rows(entries, signal, eps_keys, labels))
 
 
 def threshold_table(models: dict[str, dict[str, Any]], score: str, eps_keys: list[str]) -> list[str]:
@@ -160,12 +163,16 @@ def threshold_table(models: dict[str, dict[str, Any]], score: str, eps_keys: lis
     return lines
 
 
+def roles_rows(record: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: every SM sample and signal of a roles record with its role, selection, N, N_eff and
+    summed weight."""
+    from darkflow.analysis.thresholds import role_rows
+
+    header = ["role", "sample", "selection", "events", "N_eff", "sum of weights (pb)"]
+    return header, [[role, d["label"], d["selection"], f"{d['n']:,}", f"{d['n_eff']:,.0f}", f"{d['sum_weight_pb']:.4g}"]
+                    for role, d in role_rows(record)]
+
+
 def roles_table(record: dict[str, Any]) -> list[str]:
-    """Markdown lines: every SM sample and signal with its role, selection, N, N_eff and summed weight."""
-    lines = ["| role | sample | selection | events | N_eff | sum of weights (pb) |", "|---|---|---|---|---|---|"]
-    rows = [(k, v) for k, v in record.items() if k not in ("signals", "warnings")]
-    rows += [("signal", v) for v in record.get("signals", {}).values()]
-    for role, d in rows:
-        lines.append(f"| {role} | {d['label']} | {d['selection']} | {d['n']:,} | {d['n_eff']:,.0f} | "
-                     f"{d['sum_weight_pb']:.4g} |")
-    return lines
+    """Markdown lines of :func:`roles_rows`."""
+    return _markdown(*roles_rows(record))

@@ -169,15 +169,6 @@ def thresholds_table(path: Path) -> tuple[list[str], list[list[str]]]:
     return header, out
 
 
-def _roles_block(metrics: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    record = metrics.get("roles", {})
-    rows = [(k, v) for k, v in record.items() if k not in ("signals", "warnings")]
-    rows += [("signal", v) for v in record.get("signals", {}).values()]
-    header = ["role", "sample", "selection", "events", "N_eff", "sum of weights (pb)"]
-    return header, [[role, d["label"], d["selection"], f"{d['n']:,}", f"{d['n_eff']:,.1f}",
-                     f"{d['sum_weight_pb']:.4g}"] for role, d in rows]
-
-
 def _entries(metrics: dict[str, Any]) -> list:
     """One comparison entry per score of a ``metrics.json``, in the scan's order."""
     scores = list(dict.fromkeys(r["score"] for r in metrics.get("rows", [])))
@@ -287,7 +278,7 @@ def report(options: ReportOptions) -> dict[str, Any]:
             ("p", f"Run `{run}`, scores `{options.scores}`, scan `{scan_dir}`; test sample `{roles.test.label}`, "
                   f"calibration sample `{roles.calibration.label}`, score `{score}`."),
             ("h", 2, "Samples and their roles"),
-            ("table", *_roles_block(metrics)),
+            ("table", *compare.roles_rows(metrics.get("roles", {}))),
             ("h", 2, "Needs attention"),
             *([("p", f"- {line}") for line in flags] or [("p", "Nothing: independent calibration, converged "
                                                                "training, no inverted score.")]),

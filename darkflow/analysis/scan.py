@@ -158,10 +158,7 @@ def _scan_points(roles: Roles, name: str, score: str, grid: list[Threshold], lum
     es = efficiency_curve(sig.scores[score], sig.weight, values)
     si = significance_improvement(es["eps"], eb["eps"])
     resolved = eb["eps"] * calib.n_eff >= MIN_EFFECTIVE_EVENTS
-    test_xsec = float(roles.test.weight.sum())
-    order = np.argsort(sig.scores[score])
-    w_sorted = np.append(np.cumsum(sig.weight[order][::-1])[::-1], 0.0)
-    sig_above = w_sorted[np.searchsorted(sig.scores[score][order], values, side="right")]
+    test_xsec, sig_xsec = float(roles.test.weight.sum()), float(sig.weight.sum())
     rows, best = [], (float("nan"), float("nan"), float("nan"))
     for i, thr in enumerate(values):
         if resolved[i] and np.isfinite(si[i]) and not si[i] <= best[0]:
@@ -170,7 +167,7 @@ def _scan_points(roles: Roles, name: str, score: str, grid: list[Threshold], lum
                      "eps_b": eb["eps"][i], "eps_b_lo": eb["low"][i], "eps_b_hi": eb["high"][i],
                      "n_eff_b_above": eb["n_eff_above"][i], "eps_s": es["eps"][i], "eps_s_lo": es["low"][i],
                      "eps_s_hi": es["high"][i], "si": float(si[i]),
-                     "n_background": eb["eps"][i] * test_xsec * lumi_pb, "n_signal": float(sig_above[i]) * lumi_pb,
+                     "n_background": eb["eps"][i] * test_xsec * lumi_pb, "n_signal": es["eps"][i] * sig_xsec * lumi_pb,
                      "lumi_fb": lumi_pb / 1000.0})
     return rows, best
 

@@ -183,13 +183,16 @@ class Roles:
 
     def lines(self) -> list[str]:
         """A human-readable table of the roles (one line per sample)."""
-        record = self.record()
-        rows = [(k, v) for k, v in record.items() if k not in ("signals", "warnings")]
-        rows += [("signal", v) for v in record["signals"].values()]
         out = [f"{'role':<12s} {'label':<22s} {'events':>9s} {'N_eff':>10s}  selection"]
-        for role, d in rows:
+        for role, d in role_rows(self.record()):
             out.append(f"{role:<12s} {d['label']:<22s} {d['n']:>9d} {d['n_eff']:>10.1f}  {d['selection']}")
         return out
+
+
+def role_rows(record: dict) -> list[tuple[str, dict]]:
+    """(role, sample description) pairs of a :meth:`Roles.record`, SM samples first, then each signal."""
+    rows = [(k, v) for k, v in record.items() if k not in ("signals", "warnings")]
+    return rows + [("signal", v) for v in record.get("signals", {}).values()]
 
 
 def training_group(scores: ScoresFile) -> Sample | None:

@@ -287,12 +287,13 @@ def summary(path: str | Path) -> list[dict[str, Any]]:
     ``sum_w``, ``mean`` (of the default score) and ``role`` (with its training/validation event counts)."""
     import h5py
 
+    from darkflow.analysis.metrics import effective_count
+
     rows = []
     with h5py.File(path, "r") as handle:
         name = handle.attrs["default_score"]
         for label, group in handle.items():
             w, split = group["weight"][:], group["split"][:]
-            sum_w, sum_w2 = float(w.sum()), float((w * w).sum())
             role = str(group.attrs.get("role", ROLES[3]))
             n_train, n_val = int((split == 0).sum()), int((split == 1).sum())
             if role == ROLES[0]:
@@ -301,7 +302,7 @@ def summary(path: str | Path) -> list[dict[str, Any]]:
                 role = f"overlaps the training file ({n_train} training, {n_val} validation events)"
             elif role == ROLES[3]:
                 role = "not checked (training file not found)"
-            rows.append({"label": label, "events": len(w), "n_eff": sum_w**2 / sum_w2 if sum_w2 > 0 else 0.0,
-                         "sum_w": sum_w, "mean": float(group[name][:].mean()) if len(w) else float("nan"),
+            rows.append({"label": label, "events": len(w), "n_eff": effective_count(w),
+                         "sum_w": float(w.sum()), "mean": float(group[name][:].mean()) if len(w) else float("nan"),
                          "role": role, "score": name})
     return rows
