@@ -167,7 +167,7 @@ class Timings:
 # ------------------------------------------------------------------------------------------- data units
 
 
-def generate_all(work: Path, sizes: Sizes, workers: int, timings: Timings) -> None:
+def generate_all(work: Path, sizes: Sizes, workers: int, timings: Timings, progress: bool = True) -> None:
     """``darkflow generate`` for every SM process and signal whose ROOT file is not there yet."""
     from darkflow.generate.run import GenerateConfig, generate
 
@@ -180,7 +180,8 @@ def generate_all(work: Path, sizes: Sizes, workers: int, timings: Timings) -> No
             continue
         _say(f"generate {k}/{len(todo)} {proc}: {events} events, {workers} worker(s)")
         start, cpu = time.perf_counter(), time.process_time() + _cpu_children()
-        generate(GenerateConfig(process=proc, events=events, seed=sizes.gen_seed, out=str(gen), workers=workers))
+        generate(GenerateConfig(process=proc, events=events, seed=sizes.gen_seed, out=str(gen), workers=workers),
+                 progress=progress)
         timings.add(f"generate/{proc}", seconds=time.perf_counter() - start, events=events, workers=workers,
                     cpu=time.process_time() + _cpu_children() - cpu)
 
@@ -247,8 +248,7 @@ def data_facts(work: Path, sizes: Sizes) -> dict[str, Any]:
     import h5py
     import numpy as np
 
-    def neff(w) -> float:
-        return float(w.sum() ** 2 / (w**2).sum()) if len(w) else 0.0
+    from darkflow.analysis.metrics import effective_count as neff
 
     facts: dict[str, Any] = {"channel": CHANNEL, "files": {}, "processes": {}}
     with h5py.File(work / "sm_all.h5", "r") as h:
@@ -489,7 +489,7 @@ def _cpu_children() -> float:
 
 
 def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: int, timings: Timings,
-             n_events: int = 6000, gen_events: int = 600) -> dict[str, Any]:
+             n_events: int = 6000, gen_events: int = 600, progress: bool = True) -> dict[str, Any]:
     """Time two epochs and one scoring pass of every model on ``n_events`` and extrapolate the full benchmark.
 
     Each model runs on one torch thread, as with ``--jobs 2`` on 2 cores, and both its wall time and its CPU
@@ -521,7 +521,7 @@ def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: in
 
                 start, cpu = time.perf_counter(), time.process_time() + _cpu_children()
                 generate(GenerateConfig(process=proc, events=gen_events, seed=99, out=str(est / "generated"),
-                                        workers=2))
+                                        workers=2), progress=progress)
                 timings.add(key, seconds=time.perf_counter() - start, events=gen_events, workers=2,
                             cpu=time.process_time() + _cpu_children() - cpu)
     _init_worker(1)
@@ -655,9 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     timings = Timings(work / "timings.json")
     start = time.perf_counter()
     _say(f"work folder {work}; {len(models)} model(s) x {len(seeds)} seed(s), {args.jobs} job(s)")
-    if args.no_progress:
-        os.environ["TQDM_DISABLE"] = "1"
-    generate_all(work, sizes, min(_cores(), 2 if args.quick else _cores()), timings)
+    generate_all(work, sizes, min(_cores(), 2 if args.quick else _cores()), timings, progress=not args.no_progress)
     facts = prepare_all(work, sizes, timings)
     _write_json(work / "facts.json", facts)
     sm = facts["files"]
@@ -667,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
          f"({sm[BACKGROUND]['n_eff']:.0f} effective)")
     if args.estimate:
         estimate(work, sizes, FULL if not args.quick else sizes, list(MODELS) if not args.quick else models,
-                 3, timings, gen_events=60 if args.quick else 600)
+                 3, timings, gen_events=60 if args.quick else 600, progress=not args.no_progress)
     results = run_units(work, sizes, models, seeds, args.jobs, timings)
     signals = list(sizes.signal_events)
     cut_results = run_cuts(work, sizes, work / "runs" / models[0] / f"s{seeds[0]:02d}" / "scores.h5")
