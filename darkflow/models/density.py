@@ -38,7 +38,8 @@ class FlowDensity(nn.Module):
         self.flow = build_flow(flow, features=self.dim, context=0, **(flow_options or {}))
         self.noise = noise
 
-    def forward(self, objects: Tensor, mask: Tensor, sample: bool = True) -> dict[str, Tensor]:
+    def forward(self, objects: Tensor, mask: Tensor, sample: bool = True,
+                hlf: Tensor | None = None) -> dict[str, Tensor]:
         x = self.standardizer(objects, mask)
         if sample and self.noise:
             x = x + self.noise * torch.randn_like(x) * (~mask).unsqueeze(-1)

@@ -73,7 +73,8 @@ class IsolationForestModel(nn.Module):
         self.psi.fill_(float(forest.max_samples_))
         return self
 
-    def forward(self, objects: Tensor, mask: Tensor, sample: bool = True) -> dict[str, Tensor]:
+    def forward(self, objects: Tensor, mask: Tensor, sample: bool = True,
+                hlf: Tensor | None = None) -> dict[str, Tensor]:
         x = self.flat(objects, mask).to(torch.float64)
         b, t = x.shape[0], self.n_estimators
         trees = torch.arange(t).expand(b, t)

@@ -83,12 +83,13 @@ class FlowVAE(nn.Module):
             return self.gaussian(x_hat, x, mask)
         return masked_mse(x_hat, x, mask)
 
-    def posterior_mean(self, objects: Tensor, mask: Tensor) -> Tensor:
+    def posterior_mean(self, objects: Tensor, mask: Tensor, hlf: Tensor | None = None) -> Tensor:
         """Mean ``mu`` ``(B, D)`` of the base posterior q_0(z_0 | x) of raw events ``(B, R, F)``, ``(B, R)``."""
         x = self.standardizer(objects, mask)
         return self.mu(self.encoder(x, mask, self.types(objects)))
 
-    def forward(self, objects: Tensor, mask: Tensor, sample: bool = True) -> dict[str, Tensor]:
+    def forward(self, objects: Tensor, mask: Tensor, sample: bool = True,
+                hlf: Tensor | None = None) -> dict[str, Tensor]:
         """Per-event losses; ``sample=False`` uses the posterior mean (deterministic scores)."""
         x = self.standardizer(objects, mask)
         h = self.encoder(x, mask, self.types(objects))

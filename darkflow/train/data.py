@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-FIELDS = ("objects", "mask", "weight")
+FIELDS = ("objects", "mask", "hlf", "weight")
 IN_MEMORY_BYTES = 2 * 2**30
 """Splits smaller than this (objects + mask) are loaded into memory; larger ones stream from disk."""
 

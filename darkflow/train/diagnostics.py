@@ -114,5 +114,6 @@ def posterior_means(model, path: str | Path, indices: np.ndarray, max_events: in
             rows = indices[lo : lo + batch_size]
             objects = torch.from_numpy(handle["objects"][rows]).to(device)
             mask = torch.from_numpy(handle["mask"][rows]).to(device)
-            parts.append(model.posterior_mean(objects, mask).cpu().double().numpy())
+            hlf = torch.from_numpy(handle["hlf"][rows]).to(device)
+            parts.append(model.posterior_mean(objects, mask, hlf=hlf).cpu().double().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, model.mu.out_features))

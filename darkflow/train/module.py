@@ -49,7 +49,7 @@ class DarkFlowModule(L.LightningModule):
         return self._trainer.world_size if self._trainer is not None else 1
 
     def _step(self, batch: dict[str, Tensor], sample: bool) -> tuple[Tensor, dict[str, Tensor]]:
-        out = self.model(batch["objects"], batch["mask"], sample=sample)
+        out = self.model(batch["objects"], batch["mask"], sample=sample, hlf=batch.get("hlf"))
         w = self._weights(batch)
         norm = w.abs().sum()
         world = self._world()
@@ -75,7 +75,7 @@ class DarkFlowModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         from darkflow.train.weighted_mean import WeightedMean
 
-        out = self.model(batch["objects"], batch["mask"], sample=False)
+        out = self.model(batch["objects"], batch["mask"], sample=False, hlf=batch.get("hlf"))
         w = self._weights(batch, torch.float64)
         for key, value in out.items():
             if key not in self._val:

@@ -4,6 +4,7 @@ Run directory::
 
     config.yaml      the resolved TrainConfig (plus the data file)
     scaler.json      the standardization fitted on the training split of the SM file
+    hlf_scaler.json  the standardization of the high-level features (for models that take them as input)
     split.npz        the train and validation event indices
     metrics.csv      one row per epoch
     checkpoints/     Lightning checkpoints (best.ckpt, last.ckpt) for --resume
@@ -18,6 +19,7 @@ warning line per problem found there.
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -54,9 +56,16 @@ def type_codes(rows: list[str]) -> list[int]:
     return [TYPE_CODES.get(r, 0) for r in rows]
 
 
-def build_model(config: TrainConfig, standardizer, codes: list[int]) -> torch.nn.Module:
-    """The model a config describes (its ``model`` section maps 1:1 to the constructor)."""
+def build_model(config: TrainConfig, standardizer, codes: list[int], hlf_scaler=None) -> torch.nn.Module:
+    """The model a config describes (its ``model`` section maps 1:1 to the constructor).
+
+    ``hlf_scaler`` (a fitted :class:`~darkflow.models.hlf_scaler.HLFStandardizer`) is passed to the models that
+    take the high-level features as input."""
     options = config.model.model_dump(exclude={"kind"})
+    if uses_hlf(config):
+        if hlf_scaler is None:
+            raise InputError("this model takes the high-level features as input but the run has no hlf_scaler")
+        options["hlf_scaler"] = hlf_scaler
     if config.model.kind == "isoforest":
         from darkflow.models.isoforest import IsolationForestModel
 
@@ -71,6 +80,15 @@ def build_model(config: TrainConfig, standardizer, codes: list[int]) -> torch.nn
     return FlowVAE(standardizer, codes, **options)
 
 
+def uses_hlf(config: TrainConfig) -> bool:
+    """Whether the model of ``config`` reads the ``hlf`` dataset (``model.hlf_input`` or an HLF-only model)."""
+    return bool(getattr(config.model, "hlf_input", False)) or config.model.kind in HLF_MODELS
+
+
+HLF_MODELS: tuple[str, ...] = ()
+"""Model kinds that read only the high-level features."""
+
+
 def load_model(run: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The trained model of a run directory (or a model.pt path) and its metadata, in eval mode."""
     from darkflow.config import validate
@@ -78,8 +96,11 @@ def load_model(run: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
 
     state, meta, path = load_weights(run, MODEL_FILE, "trained model",
                                      "run 'darkflow train' first (or pass a run directory)")
+    from darkflow.models.hlf_scaler import HLFStandardizer
+
     config = validate(TrainConfig, meta["config"], str(path))
-    model = build_model(config, Standardizer.from_dict(meta["scaler"]), meta["type_codes"])
+    hlf_scaler = HLFStandardizer.from_dict(meta["hlf_scaler"]) if meta.get("hlf_scaler") else None
+    model = build_model(config, Standardizer.from_dict(meta["scaler"]), meta["type_codes"], hlf_scaler)
     model.load_state_dict(state)
     model.eval()
     return model, meta
@@ -107,6 +128,19 @@ def _fit_scaler(dataset_path: str, train_idx: np.ndarray, config: TrainConfig, l
                 yield h["objects"][idx], h["mask"][idx]
 
     return scaler.fit(blocks())
+
+
+def _fit_hlf_scaler(dataset_path: str, train_idx: np.ndarray, names: list[str]):
+    import h5py
+
+    from darkflow.models.hlf_scaler import HLFStandardizer
+
+    def blocks():
+        with h5py.File(dataset_path, "r") as h:
+            for lo in range(0, len(train_idx), 65_536):
+                yield h["hlf"][train_idx[lo : lo + 65_536]]
+
+    return HLFStandardizer(names).fit(blocks())
 
 
 METRIC_COLUMNS = ("epoch", "seconds", "train_loss", "val_loss", "val_reco", "val_kl", "val_latent_nll")
@@ -163,6 +197,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from darkflow.data_prep.dataset import EventDataset
+    from darkflow.models.hlf_scaler import HLFStandardizer
     from darkflow.models.scaler import Standardizer
     from darkflow.train.data import EventBatches, batch_loader
     from darkflow.train.module import DarkFlowModule
@@ -188,21 +223,26 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
         split = np.load(out / "split.npz")
         train_idx, val_idx = split["train"], split["val"]
         scaler = Standardizer.from_json((out / "scaler.json").read_text())
+        saved = out / "hlf_scaler.json"
+        hlf_scaler = (HLFStandardizer.from_dict(json.loads(saved.read_text())) if saved.is_file()
+                      else _fit_hlf_scaler(options.data, train_idx, full.hlf_names))
     else:
         train_idx, val_idx = _split(len(full), t.val_fraction, t.seed)
         scaler = _fit_scaler(options.data, train_idx, config, layout)
+        hlf_scaler = _fit_hlf_scaler(options.data, train_idx, full.hlf_names)
         if lead:
             _save_split(out / "split.npz", train_idx, val_idx)
             write_text_atomic(out / "scaler.json", scaler.to_json())
+            write_text_atomic(out / "hlf_scaler.json", json.dumps(hlf_scaler.to_dict()))
             (out / "metrics.csv").unlink(missing_ok=True)
     _check_processes(t, len(train_idx), len(val_idx))
     resolved = {"data": str(options.data), **config.model_dump(mode="json")}
     if lead:
         write_text_atomic(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     codes = type_codes(layout["rows"])
-    model = build_model(config, scaler, codes)
+    model = build_model(config, scaler, codes, hlf_scaler)
     if config.model.kind == "isoforest":
-        return _fit_forest(model, config, options, full, train_idx, layout, codes, scaler)
+        return _fit_forest(model, config, options, full, train_idx, layout, codes, scaler, hlf_scaler)
     module = DarkFlowModule(model, t.learning_rate, t.weight_decay, t.event_weights)
     train_loader = batch_loader(EventBatches(options.data, train_idx, t.in_memory), t.batch_size, True, t.num_workers,
                                 seed=t.seed)
@@ -232,7 +272,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     best_score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
     diagnostics = _diagnostics(model, options.data, val_idx, out / "metrics.csv", t.patience, early.stopped_epoch > 0)
     metadata = _metadata(config, scaler, codes, layout, options, full.label, model, trainer.current_epoch, best_score,
-                         diagnostics)
+                         diagnostics, hlf_scaler)
     save_weights(out / MODEL_FILE, model, metadata)
     return {"out": out, "epochs": trainer.current_epoch, "best_val_loss": best_score, "diagnostics": diagnostics,
             "warnings": warnings_for(diagnostics)}
@@ -285,7 +325,7 @@ def _training_file(path: str) -> dict[str, Any]:
 
 def _metadata(config: TrainConfig, scaler, codes: list[int], layout: dict, options: TrainOptions, label: str,
               model: torch.nn.Module, epochs: int, best_val_loss: float,
-              diagnostics: dict[str, Any] | None = None) -> dict[str, Any]:
+              diagnostics: dict[str, Any] | None = None, hlf_scaler=None) -> dict[str, Any]:
     """The JSON metadata stored in ``model.pt``: everything needed to rebuild and use the model, what its
     training file was prepared with and the training diagnostics."""
     return {
@@ -293,17 +333,20 @@ def _metadata(config: TrainConfig, scaler, codes: list[int], layout: dict, optio
         "type_codes": codes, "layout": layout, "data": str(options.data), "label": label,
         "epochs_trained": epochs, "best_val_loss": best_val_loss, "scores": list(model_scores(model)),
         "default_score": "total", "training_file": _training_file(options.data), "diagnostics": diagnostics or {},
+        "hlf_scaler": hlf_scaler.to_dict() if hlf_scaler is not None else None,
     }
 
 
-def _fit_forest(model, config: TrainConfig, options: TrainOptions, full, train_idx, layout, codes, scaler):
+def _fit_forest(model, config: TrainConfig, options: TrainOptions, full, train_idx, layout, codes, scaler,
+                hlf_scaler=None):
     """The isolation-forest baseline: no gradient training, one scikit-learn fit on the training split."""
     import h5py
 
     with h5py.File(options.data, "r") as h, torch.no_grad():
         x = model.flat(torch.from_numpy(h["objects"][train_idx]), torch.from_numpy(h["mask"][train_idx]))
     model.fit(x.double().numpy())
-    metadata = _metadata(config, scaler, codes, layout, options, full.label, model, 0, float("nan"))
+    metadata = _metadata(config, scaler, codes, layout, options, full.label, model, 0, float("nan"),
+                         hlf_scaler=hlf_scaler)
     out = Path(options.out)
     save_weights(out / MODEL_FILE, model, metadata)
     return {"out": out, "epochs": 0, "best_val_loss": float("nan"), "diagnostics": {}, "warnings": []}

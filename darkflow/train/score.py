@@ -47,7 +47,8 @@ def score_file(model: torch.nn.Module, path: str | Path, batch_size: int = BATCH
             rows = slice(lo, lo + batch_size) if indices is None else np.sort(indices[lo : lo + batch_size])
             objects = torch.from_numpy(handle["objects"][rows])
             mask = torch.from_numpy(handle["mask"][rows])
-            for key, value in model(objects, mask, sample=False).items():
+            hlf = torch.from_numpy(handle["hlf"][rows])
+            for key, value in model(objects, mask, sample=False, hlf=hlf).items():
                 out.setdefault(key, []).append(value.double().numpy())
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
 

@@ -143,7 +143,7 @@ def test_non_finite_loss_stops_with_a_message():
             super().__init__()
             self.p = torch.nn.Parameter(torch.zeros(1))
 
-        def forward(self, objects, mask, sample=True):
+        def forward(self, objects, mask, sample=True, hlf=None):
             return {"total": objects.sum(dim=(1, 2)) * self.p + float("nan")}
 
     module = DarkFlowModule(Broken())

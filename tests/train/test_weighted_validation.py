@@ -50,7 +50,7 @@ class _Toy(torch.nn.Module):
         super().__init__()
         self.p = torch.nn.Parameter(torch.ones(1))
 
-    def forward(self, objects, mask, sample=True):
+    def forward(self, objects, mask, sample=True, hlf=None):
         assert not sample
         total = objects.sum(dim=(1, 2)) * self.p
         return {"total": total, "reco": objects[:, 0, 0] * self.p}
