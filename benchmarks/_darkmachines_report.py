@@ -1,0 +1,267 @@
+"""The RESULTS.md section and README headline of ``bench_darkmachines.py``, generated from its JSON.
+
+Every sentence with a number is built from ``benchmarks/results/bench_darkmachines.json``. A difference is
+"beyond the seed spread" when it exceeds the two entries' seed standard deviations added in quadrature.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+METRIC_TITLES = {"auc": "AUC", "eps_s@1e-2": "eps_S @ 1e-2", "eps_s@1e-3": "eps_S @ 1e-3",
+                 "total_improvement": "total improvement"}
+BASELINES = ("density", "isoforest", "svdd", "hlf_density")
+OPTIONS = {"conv_planar_prob": "probabilistic decoder (Cerri et al.)",
+           "conv_planar_sym": "symmetry-aware preprocessing (phi relative to the leading object, eta reflection)",
+           "conv_planar_hlf": "high-level features as an extra input",
+           "conv_planar_warm": "KL and flow warm-up (3 epochs each)"}
+FLOW_MODELS = ("conv_none_recipe", "conv_planar_recipe", "conv_sylvester-householder_recipe", "conv_maf_recipe")
+
+
+def _fmt(value: float | None, std: float | None = None) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/r"
+    return f"{value:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return (f"{seconds // 3600} h {seconds % 3600 // 60:02d} min" if seconds >= 3600
+            else f"{seconds // 60} min {seconds % 60:02d} s")
+
+
+class Index:
+    """Lookup of the benchmark's rows: ``(channel, entry, signal|median|mean, metric) -> row``."""
+
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self.rows = {(r["channel"], r["entry"], r["signal"], r["metric"]): r for r in payload["rows"]}
+        self.channels = [c for c in payload["channels"] if c in payload.get("tables", {})]
+
+    def get(self, channel: str, entry: str, signal: str, metric: str) -> dict[str, Any] | None:
+        return self.rows.get((channel, entry, signal, metric))
+
+    def value(self, channel: str, entry: str, metric: str, signal: str = "median") -> float | None:
+        row = self.get(channel, entry, signal, metric)
+        return None if row is None else row["value"]
+
+    def cell(self, channel: str, entry: str, metric: str, signal: str = "median") -> str:
+        row = self.get(channel, entry, signal, metric)
+        return "–" if row is None else _fmt(row["value"], row.get("std"))
+
+    def signals(self, channel: str) -> list[str]:
+        return self.payload["facts"][channel]["signals"]
+
+
+def default_entry(payload: dict[str, Any]) -> str | None:
+    """The entry of the shipped default recipe, when the run has it (``payload['default']``)."""
+    return payload.get("default")
+
+
+def _compare(ix: Index, channel: str, a: str, b: str, metric: str) -> tuple[float, float | None] | None:
+    ra, rb = ix.get(channel, a, "median", metric), ix.get(channel, b, "median", metric)
+    if ra is None or rb is None or ra["value"] is None or rb["value"] is None:
+        return None
+    spread = math.hypot(ra["std"], rb["std"]) if ra.get("std") is not None and rb.get("std") is not None else None
+    return ra["value"] - rb["value"], spread
+
+
+def _verdict(diff: tuple[float, float | None] | None) -> str:
+    if diff is None:
+        return "not comparable (a working point is not resolved)"
+    d, spread = diff
+    if spread is None:
+        return f"{d:+.3f} (one seed: no spread to compare with)"
+    return f"{d:+.3f}, " + ("beyond" if abs(d) > spread else "within") + f" the seed spread ({spread:.3f})"
+
+
+def statements(payload: dict[str, Any]) -> list[str]:
+    """The answers to the research questions, one bullet per comparison and channel, on median eps_S at 1e-3."""
+    ix = Index(payload)
+    metric = "eps_s@1e-3"
+    lines = []
+
+    def bullets(title: str, pairs: list[tuple[str, str]]) -> None:
+        lines.append(f"**{title}** (median eps_S at eps_B = 1e-3 over the channel's signals; difference a - b):")
+        lines.append("")
+        for a, b in pairs:
+            for c in ix.channels:
+                if ix.get(c, a, "median", metric) is None or ix.get(c, b, "median", metric) is None:
+                    continue
+                lines.append(f"- {c}: `{a}` {ix.cell(c, a, metric)} vs `{b}` {ix.cell(c, b, metric)}: "
+                             f"{_verdict(_compare(ix, c, a, b, metric))}")
+        lines.append("")
+
+    bullets("Encoder", [("conv_planar_recipe:total", "graph_planar_recipe:total")])
+    bullets("Flow (with the full recipe)", [(f"{m}:total", "conv_none_recipe:total") for m in FLOW_MODELS[1:]])
+    bullets("Each option against the previous default `conv_planar` (mse, no warm-up)",
+            [(f"{m}:total", "conv_planar:total") for m in OPTIONS])
+    models = sorted({r["model"] for r in payload["rows"] if not r["cut"] and r["score"] != "total"})
+    lines.append("**Score** (for every VAE, the best of its scores per channel, by median eps_S at 1e-3):")
+    lines.append("")
+    for c in ix.channels:
+        wins: dict[str, int] = {}
+        for m in models:
+            scored = [(ix.value(c, f"{m}:{s}", metric) or -1.0, s) for s in
+                      ("total", "reco", "kl", "latent_nll", "combined") if ix.get(c, f"{m}:{s}", "median", metric)]
+            if scored:
+                best = max(scored)[1]
+                wins[best] = wins.get(best, 0) + 1
+        if wins:
+            lines.append(f"- {c}: " + ", ".join(f"`{s}` best for {n} model(s)" for s, n in
+                                                 sorted(wins.items(), key=lambda kv: -kv[1])))
+    lines.append("")
+    return lines
+
+
+def channel_table(ix: Index, channel: str, default: str | None) -> list[str]:
+    """Medians (and means) over signals of the default recipe, every baseline, the best fixed and oracle cuts,
+    the five best entries, and the published reference points."""
+    table = ix.payload["tables"][channel]
+    best_cut = table["best_fixed_cut"]
+    ranking = table["ranking"]
+    shown: list[tuple[str, str]] = []
+    if default:
+        shown.append((default, "default recipe"))
+    shown += [(e, "best of the benchmark" if i == 0 else "") for i, e in enumerate(ranking[:5]) if e != default]
+    shown += [(f"{b}:total", "baseline") for b in BASELINES if ix.get(channel, f"{b}:total", "median", "auc")]
+    if best_cut:
+        shown.append((best_cut, "best fixed cut"))
+    metrics = list(METRIC_TITLES)
+    lines = ["| entry | role | " + " | ".join(f"median {METRIC_TITLES[m]}" for m in metrics)
+             + " | mean AUC | mean eps_S @ 1e-3 |", "|---" * (len(metrics) + 4) + "|"]
+    seen = set()
+    for entry, role in shown:
+        if entry in seen:
+            continue
+        seen.add(entry)
+        lines.append(f"| `{entry}` | {role} | " + " | ".join(ix.cell(channel, entry, m) for m in metrics)
+                     + f" | {ix.cell(channel, entry, 'auc', 'mean')} | {ix.cell(channel, entry, 'eps_s@1e-3', 'mean')} |")
+    o = table["oracle_median"]
+    lines.append("| oracle cut (best feature per signal) | oracle, not a method | "
+                 + " | ".join(_fmt(o[m]) for m in metrics) + " | | |")
+    ref = ix.payload["reference"]["dark_machines_best"]
+    lines.append("| Dark Machines challenge best entries (different data, same protocol; means) | reference | "
+                 + " | ".join("" for _ in metrics) + f" | {ref['auc'][channel]:.3f} | {ref['eps_s@1e-3'][channel]:.3f} |")
+    return lines
+
+
+def signal_table(ix: Index, channel: str, default: str | None) -> list[str]:
+    table = ix.payload["tables"][channel]
+    entries = ([default] if default else []) + [f"{b}:total" for b in BASELINES
+                                                 if ix.get(channel, f"{b}:total", "median", "auc")]
+    if table["best_fixed_cut"]:
+        entries.append(table["best_fixed_cut"])
+    signals = ix.signals(channel)
+    lines = ["| signal | " + " | ".join(f"`{e}`" for e in entries) + " | oracle cut |",
+             "|---" * (len(entries) + 2) + "|"]
+    for s in signals:
+        o = table["oracle"][s]
+        lines.append(f"| {s} | " + " | ".join(f"{ix.cell(channel, e, 'auc', s)} / {ix.cell(channel, e, 'eps_s@1e-3', s)}"
+                                             for e in entries)
+                     + f" | `{o['cut']}` {_fmt(o['auc'])} / {_fmt(o['eps_s@1e-3'])} |")
+    return lines
+
+
+def done_when(ix: Index, default: str | None) -> list[str]:
+    """Whether the default recipe's median eps_S at 1e-3 reaches the best fixed cut and beats every baseline."""
+    if not default:
+        return ["No default recipe recorded in this run."]
+    lines = []
+    for c in ix.channels:
+        mine = ix.value(c, default, "eps_s@1e-3")
+        cut = ix.payload["tables"][c]["best_fixed_cut"]
+        ref = ix.value(c, cut, "eps_s@1e-3") if cut else None
+        beats = [b for b in BASELINES if ix.get(c, f"{b}:total", "median", "eps_s@1e-3")]
+        lost = [b for b in beats if (ix.value(c, f"{b}:total", "eps_s@1e-3") or -1) >= (mine or -1)]
+        if mine is None:
+            lines.append(f"- {c}: eps_S at 1e-3 not resolved (too few effective calibration events).")
+            continue
+        cut_text = (f"{'reaches' if ref is not None and mine >= ref else 'does NOT reach'} the best fixed cut "
+                    f"`{cut}` ({_fmt(ref)})")
+        base_text = ("above every baseline" if not lost else
+                     "NOT above " + ", ".join(f"`{b}` ({_fmt(ix.value(c, f'{b}:total', 'eps_s@1e-3'))})" for b in lost))
+        lines.append(f"- {c}: default {_fmt(mine)}; {cut_text}; {base_text}.")
+    return lines
+
+
+def section(payload: dict[str, Any] | None, machine_line) -> list[str]:
+    lines = ["## Sensitivity on the Dark Machines channels", ""]
+    if payload is None:
+        return lines + ["Not run yet: `python benchmarks/bench_darkmachines.py`, then "
+                        "`python benchmarks/make_results.py`.", ""]
+    ix = Index(payload)
+    default = default_entry(payload)
+    spent = payload.get("seconds_spent", {})
+    status = ("complete run" if payload.get("complete") else
+              f"**partial run** ({payload['mode']}: {len(payload['models'])} models, {len(payload['seeds'])} "
+              f"seed(s), channels {', '.join(payload['channels'])}); not the full benchmark")
+    lines += [f"`benchmarks/bench_darkmachines.py` ({status}), {machine_line(payload)}; {payload.get('jobs')} "
+              "training job(s) at a time.",
+              f"Wall time of the last invocation {_clock(payload['wall_seconds_this_run'])}; work done in all: "
+              f"generation {_clock(spent.get('generate', 0))}, preparation {_clock(spent.get('prepare', 0))}, "
+              f"training + scoring + scans {_clock(spent.get('unit', 0))}.", "",
+              "### Data per channel", "",
+              "| channel | SM processes | SM after cuts | N_eff training / calibration / test | signals (events "
+              "after cuts) | dropped signals (< 100 events) |", "|---|---|---|---|---|---|"]
+    for c, f in payload["facts"].items():
+        files = f["files"]
+        sig = ", ".join(f"{s} ({files[s]['events']})" for s in f["signals"])
+        lines.append(f"| {c} | {', '.join(f['processes'])} | {files['sm_all']['events']:,} | "
+                     f"{files['sm_train']['n_eff']:,.0f} / {files['sm_calibration']['n_eff']:,.0f} / "
+                     f"{files['sm_test']['n_eff']:,.0f} | {sig} | {', '.join(f['signals_dropped']) or '–'} |")
+    lines += ["", "Generated events per process: " + ", ".join(
+        f"{p} {n:,}" for group in payload["sizes"]["sm"].values() for p, n in group.items())
+        + "; signals " + ", ".join(f"{s} {n:,}" for s, n in payload["sizes"]["signals"].items()) + ".", ""]
+    lines += ["### Medians over each channel's signals", "",
+              "An entry is `MODEL:SCORE` (mean ± standard deviation over seeds of the median over signals) or a "
+              "one-variable cut `hlf:NAME`. The best fixed cut is the one feature with the best median eps_S at "
+              "1e-3 over the channel's signals; the oracle picks the best feature per signal and is not a method. "
+              "'n/r': a working point not resolved (eps_B * N_eff(calibration) < 10) for some signal.", ""]
+    for c in ix.channels:
+        lines += [f"#### {c}", ""] + channel_table(ix, c, default) + [""]
+    lines += ["### Does the default recipe find what a cut finds?", ""] + done_when(ix, default) + [""]
+    lines += ["### Which encoder, flow, option and score win", ""] + statements(payload)
+    ref = payload["reference"]["darkflow_2021_chan3_auc"]
+    lines += ["Published DarkFlow (2021) chan3 AUCs, on the challenge's own data (different data, same protocol): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in ref.items()) + ".", ""]
+    lines += ["### Per signal: AUC / eps_S at 1e-3", ""]
+    for c in ix.channels:
+        lines += [f"#### {c}", ""] + signal_table(ix, c, default) + [""]
+    costs = payload.get("costs", {})
+    if costs:
+        lines += ["### Training time per model (mean over channels and seeds)", "",
+                  "| model | training (s) | epochs | training events | scoring (s) |", "|---|---|---|---|---|"]
+        for m, k in costs.items():
+            lines.append(f"| {m} | {k['train_seconds']:.1f} | {k['epochs']:.1f} | {k['train_events']:,.0f} | "
+                         f"{k['score_seconds']:.1f} |")
+        lines.append("")
+    return lines
+
+
+def headline(payload: dict[str, Any] | None, machine_line) -> list[str]:
+    if payload is None:
+        return ["Dark Machines channel benchmark not run yet (`python benchmarks/bench_darkmachines.py`)."]
+    ix = Index(payload)
+    default = default_entry(payload)
+    status = "" if payload.get("complete") else f" **Partial run ({payload['mode']}), not the full benchmark.**"
+    lines = [f"Median eps_S at eps_B = 1e-3 (and AUC) over each channel's signals, {machine_line(payload)}.{status} "
+             "Full tables: [benchmarks/RESULTS.md](benchmarks/RESULTS.md).", "",
+             "| channel | default recipe | best fixed cut | oracle cut | " + " | ".join(BASELINES)
+             + " | Dark Machines best (mean, other data) |", "|---" * (len(BASELINES) + 5) + "|"]
+    for c in ix.channels:
+        t = payload["tables"][c]
+        cut = t["best_fixed_cut"]
+
+        def pair(entry: str | None) -> str:
+            if not entry or ix.get(c, entry, "median", "auc") is None:
+                return "–"
+            return f"{ix.cell(c, entry, 'eps_s@1e-3')} ({_fmt(ix.value(c, entry, 'auc'))})"
+
+        ref = payload["reference"]["dark_machines_best"]
+        lines.append(f"| {c} | {pair(default)} | `{cut}` {pair(cut)} | {_fmt(t['oracle_median']['eps_s@1e-3'])} "
+                     f"({_fmt(t['oracle_median']['auc'])}) | " + " | ".join(pair(f"{b}:total") for b in BASELINES)
+                     + f" | {ref['eps_s@1e-3'][c]:.3f} ({ref['auc'][c]:.3f}) |")
+    lines += [""] + done_when(ix, default)
+    return lines
