@@ -383,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a VAE (or a baseline) on a Standard Model event file",
                        description="Train with Lightning on CPU, GPU or several devices; writes a run directory.")
     p.add_argument("--data", help="the Standard Model event file (.h5 from darkflow prepare)")
-    p.add_argument("--model", default="convvae", help="convvae (default), graphvae, density or a models/*.yaml")
+    p.add_argument("--model", default="convvae", help="convvae (default), graphvae, density, hlf_density, svdd, isoforest or a models/*.yaml")
     p.add_argument("--out", help="run directory")
     p.add_argument("--flow", help="override model.flow (any name of the flow registry)")
     p.add_argument("--encoder", choices=["conv", "graph"], help="override model.encoder")

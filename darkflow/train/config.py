@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from darkflow.config import FlowName, Fraction, StrictModel
 
@@ -31,6 +31,26 @@ class DensityModel(StrictModel):
     flow: FlowName = "maf"
     flow_options: dict = {}
     noise: float = 0.05
+
+
+class HLFDensityModel(StrictModel):
+    """:class:`darkflow.models.hlf_density.HLFFlowDensity` options: a flow density of the high-level features."""
+
+    kind: Literal["hlf_density"] = "hlf_density"
+    flow: FlowName = "maf"
+    flow_options: dict = {}
+    dequantize: bool = True
+
+
+class SVDDModel(StrictModel):
+    """:class:`darkflow.models.svdd.DeepSVDD` options: one-class Deep SVDD on the standardized event."""
+
+    kind: Literal["svdd"] = "svdd"
+    hidden: list[PositiveInt] = [128, 64]
+    rep_dim: PositiveInt = 32
+    hlf_input: bool = False
+    eps: PositiveFloat = 0.1
+    negative_slope: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.01
 
 
 class Standardization(StrictModel):
@@ -72,7 +92,8 @@ class IsolationForestConfig(StrictModel):
 class TrainConfig(StrictModel):
     """A whole training run: the model, the standardization and the trainer."""
 
-    model: Annotated[VAEModel | DensityModel | IsolationForestConfig, Field(discriminator="kind")] = VAEModel()
+    model: Annotated[VAEModel | DensityModel | HLFDensityModel | SVDDModel | IsolationForestConfig,
+                     Field(discriminator="kind")] = VAEModel()
     standardize: Standardization = Standardization()
     training: Training = Training()
 

@@ -74,6 +74,14 @@ def build_model(config: TrainConfig, standardizer, codes: list[int], hlf_scaler=
         from darkflow.models.density import FlowDensity
 
         return FlowDensity(standardizer, codes, **options)
+    if config.model.kind == "hlf_density":
+        from darkflow.models.hlf_density import HLFFlowDensity
+
+        return HLFFlowDensity(**options)
+    if config.model.kind == "svdd":
+        from darkflow.models.svdd import DeepSVDD
+
+        return DeepSVDD(standardizer, codes, **options)
     from darkflow.models.vae import FlowVAE
 
     options["channels"] = tuple(options["channels"])
@@ -85,7 +93,7 @@ def uses_hlf(config: TrainConfig) -> bool:
     return bool(getattr(config.model, "hlf_input", False)) or config.model.kind in HLF_MODELS
 
 
-HLF_MODELS: tuple[str, ...] = ()
+HLF_MODELS: tuple[str, ...] = ("hlf_density",)
 """Model kinds that read only the high-level features."""
 
 
@@ -244,8 +252,13 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     if config.model.kind == "isoforest":
         return _fit_forest(model, config, options, full, train_idx, layout, codes, scaler, hlf_scaler)
     module = DarkFlowModule(model, t.learning_rate, t.weight_decay, t.event_weights)
-    train_loader = batch_loader(EventBatches(options.data, train_idx, t.in_memory), t.batch_size, True, t.num_workers,
-                                seed=t.seed)
+    train_set = EventBatches(options.data, train_idx, t.in_memory)
+    if hasattr(model, "fit_center") and not options.resume:
+        # Deep SVDD's centre: fitted once on every training event (each DDP process alike, before the
+        # processes split the batches); on --resume it comes back with the checkpoint's buffers.
+        model.fit_center(train_set[np.arange(lo, min(lo + t.batch_size, len(train_set)))]
+                         for lo in range(0, len(train_set), t.batch_size))
+    train_loader = batch_loader(train_set, t.batch_size, True, t.num_workers, seed=t.seed)
     val_loader = batch_loader(EventBatches(options.data, val_idx, t.in_memory), t.batch_size, False, t.num_workers)
     best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
                            save_last=True, enable_version_counter=False)
@@ -354,10 +367,14 @@ def _fit_forest(model, config: TrainConfig, options: TrainOptions, full, train_i
 
 def model_scores(model: torch.nn.Module) -> tuple[str, ...]:
     """Names of the scores a model returns."""
-    from darkflow.models import density, isoforest, vae
+    from darkflow.models import density, hlf_density, isoforest, svdd, vae
 
     if isinstance(model, density.FlowDensity):
         return density.SCORES
+    if isinstance(model, hlf_density.HLFFlowDensity):
+        return hlf_density.SCORES
+    if isinstance(model, svdd.DeepSVDD):
+        return svdd.SCORES
     if isinstance(model, isoforest.IsolationForestModel):
         return isoforest.SCORES
     return vae.SCORES

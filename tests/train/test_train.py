@@ -117,11 +117,20 @@ def test_cli_errors(data, tmp_path, capsys):
     assert "no trained model" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("baseline", ["density", "isoforest"])
+BASELINE_OPTIONS = {
+    "density": {"training.epochs": 3, "training.batch_size": 128,
+                "model.flow_options": {"num_layers": 2, "hidden_features": 32}},
+    "hlf_density": {"training.epochs": 3, "training.batch_size": 128,
+                    "model.flow_options": {"num_layers": 2, "hidden_features": 16}},
+    "svdd": {"training.epochs": 3, "training.batch_size": 128, "model.hidden": [32], "model.rep_dim": 8,
+             "training.learning_rate": 1e-3},
+    "isoforest": {},
+}
+
+
+@pytest.mark.parametrize("baseline", ["density", "hlf_density", "svdd", "isoforest"])
 def test_baselines_train_and_score(data, tmp_path, baseline):
-    extra = {"training.epochs": 3, "training.batch_size": 128} if baseline == "density" else {}
-    if baseline == "density":
-        extra |= {"model.flow_options": {"num_layers": 2, "hidden_features": 32}}
+    extra = BASELINE_OPTIONS[baseline]
     config = load_train_config(baseline, extra)
     out = tmp_path / baseline
     train(config, TrainOptions(data=str(data["sm"]), out=str(out), progress=False))
@@ -133,6 +142,47 @@ def test_baselines_train_and_score(data, tmp_path, baseline):
         assert h["bsm"]["total"][:].mean() > h["held"]["total"][:].mean()
     model, meta = load_model(out)
     assert meta["scores"] == ["total"]
+
+
+@pytest.mark.parametrize("baseline", ["hlf_density", "svdd"])
+def test_hlf_density_and_svdd_from_the_command_line(data, tmp_path, capsys, baseline):
+    out, scores, scan = tmp_path / "run", tmp_path / "s.h5", tmp_path / "scan"
+    sets = [f"{k}={v}" for k, v in BASELINE_OPTIONS[baseline].items() if k.startswith("model.")]
+    assert main(["train", "--data", str(data["sm"]), "--model", baseline, "--out", str(out), "--epochs", "2", "-q",
+                 *[a for s in sets for a in ("--set", s)]]) == 0
+    assert main(["score", "--run", str(out), "--data", str(data["cal"]), str(data["held"]), str(data["bsm"]),
+                 "--out", str(scores)]) == 0
+    assert main(["scan", "--scores", str(scores), "--background", "held", "--calibration", "cal", "--out", str(scan),
+                 "--score", "total", "--eps-b", "0.05"]) == 0
+    assert (scan / "metrics.json").is_file() and (scan / "scan.csv").is_file()
+    capsys.readouterr()
+    assert main(["export", "--run", str(out), "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"is a {baseline} run" in err and "VAE runs" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_svdd_centre_is_fitted_once_and_kept_on_resume(data, tmp_path):
+    options = BASELINE_OPTIONS["svdd"]
+    out = tmp_path / "svdd"
+    train(load_train_config("svdd", options | {"training.epochs": 2}),
+          TrainOptions(data=str(data["sm"]), out=str(out), progress=False))
+    first, _ = load_model(out)
+    assert first.center.abs().min() >= first.eps
+    split = np.load(out / "split.npz")
+    with h5py.File(data["sm"]) as h:
+        idx = split["train"]
+        batch = {k: torch.from_numpy(h[k][idx]) for k in ("objects", "mask", "hlf")}
+    with torch.no_grad():
+        trained_mean = first.phi(batch["objects"], batch["mask"]).mean(0)
+    assert not torch.allclose(trained_mean, first.center)  # phi moved: refitting would give another centre
+    train(load_train_config("svdd", options | {"training.epochs": 3}),
+          TrainOptions(data=str(data["sm"]), out=str(out), resume=True, progress=False))
+    resumed, meta = load_model(out)
+    assert len(metrics(out)) == 3 and meta["scores"] == ["total"]
+    assert torch.equal(resumed.center, first.center)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert torch.equal(ckpt["state_dict"]["model.center"], first.center)
 
 
 def test_non_finite_loss_stops_with_a_message():
