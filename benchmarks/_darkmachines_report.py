@@ -254,7 +254,7 @@ def headline(payload: dict[str, Any] | None, machine_line) -> list[str]:
         t = payload["tables"][c]
         cut = t["best_fixed_cut"]
 
-        def pair(entry: str | None) -> str:
+        def pair(entry: str | None, c: str = c) -> str:
             if not entry or ix.get(c, entry, "median", "auc") is None:
                 return "–"
             return f"{ix.cell(c, entry, 'eps_s@1e-3')} ({_fmt(ix.value(c, entry, 'auc'))})"
