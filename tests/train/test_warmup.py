@@ -17,6 +17,7 @@ from darkflow.train.run import (
     TrainOptions,
     _expected_warnings,
     build_model,
+    load_model,
     load_train_config,
     train,
     type_codes,
@@ -159,8 +160,12 @@ def test_train_uses_the_warmup_and_resume_restores_it(sm, tmp_path):
     import csv
 
     out = tmp_path / "run"
-    config = load_train_config("convvae", TINY | {"training.kl_warmup": 2, "training.flow_warmup": 1})
+    config = load_train_config("convvae", TINY | {"training.kl_warmup": 2, "training.flow_warmup": 1,
+                                                  "standardize.rotate": "leading", "standardize.reflect_eta": True})
     summary = train(config, TrainOptions(data=str(sm), out=str(out), progress=False))
+    model, meta = load_model(out)
+    assert (meta["scaler"]["rotate"], meta["scaler"]["reflect_eta"]) == ("leading", True)
+    assert model.standardizer.rotate == "leading" and (model.beta_scale, model.flow_active) == (1.0, True)
     with open(out / "metrics.csv") as handle:
         losses = [float(r["val_loss"]) for r in csv.DictReader(handle)]
     assert len(losses) == 4 and np.isfinite(losses).all()
