@@ -129,6 +129,8 @@ def _one_line(err: ValidationError, where: str) -> str:
     got_text = f" (got {got!r})" if got is not None and not isinstance(got, dict) else ""
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
     prefix = f"{where}: " if where else ""
+    if not loc:  # a model-level validator: its message says which keys
+        return f"{prefix}{first['msg'].removeprefix('Value error, ')}{more}"
     return f"{prefix}{loc}: {first['msg']}{got_text}{more}"
 
 

@@ -68,6 +68,8 @@ class FlowVAE(nn.Module):
         self.gaussian = GaussianNLL(feats) if reco_loss == "gaussian" else None
         self.blocks = blocks_of(standardizer.rows)
         self.beta = beta
+        self.flow_active: bool = True  # False: the flow is bypassed (flow warm-up)
+        self.beta_scale: float = 1.0  # the KL weight is beta * beta_scale (KL warm-up)
 
     def types(self, objects: Tensor) -> Tensor:
         """Object-type code of every slot, ``(B, R)``."""
@@ -97,10 +99,10 @@ class FlowVAE(nn.Module):
         context = self.context_head(h) if self.context_head is not None else None
         eps = torch.randn_like(mu) if sample else torch.zeros_like(mu)
         z0 = mu + torch.exp(0.5 * log_var) * eps
-        zk, log_det = self.flow(z0, context)
+        zk, log_det = self.flow(z0, context) if self.flow_active else (z0, 0)
         x_hat = self.decoder(zk).view(-1, self.rows, self.feats)
         reco = self.reconstruction(x_hat, x, mask)
         log_q0 = -0.5 * (eps**2 + log_var + LOG_2PI).sum(-1)
         latent_nll = 0.5 * (zk**2 + LOG_2PI).sum(-1)
         kl = log_q0 - log_det + latent_nll
-        return {"total": reco + self.beta * kl, "reco": reco, "kl": kl, "latent_nll": latent_nll}
+        return {"total": reco + self.beta * self.beta_scale * kl, "reco": reco, "kl": kl, "latent_nll": latent_nll}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
 from darkflow.config import FlowName, Fraction, StrictModel
 
@@ -58,6 +58,9 @@ class Standardization(StrictModel):
 
     phi: Literal["cossin", "wrap", "none"] = "cossin"
     log: list[str] = ["E", "pt", "mass"]
+    rotate: Literal["none", "leading", "met"] = "none"
+    reflect_eta: bool = False
+    reflect_phi: bool = False
 
 
 class Training(StrictModel):
@@ -78,6 +81,8 @@ class Training(StrictModel):
     devices: int = 1
     strategy: str = "auto"
     num_nodes: int = 1
+    kl_warmup: NonNegativeInt = 0
+    flow_warmup: NonNegativeInt = 0
 
 
 class IsolationForestConfig(StrictModel):
@@ -96,6 +101,18 @@ class TrainConfig(StrictModel):
                      Field(discriminator="kind")] = VAEModel()
     standardize: Standardization = Standardization()
     training: Training = Training()
+
+    @model_validator(mode="after")
+    def _warmups(self) -> TrainConfig:
+        t = self.training
+        warm = {k: v for k, v in (("kl_warmup", t.kl_warmup), ("flow_warmup", t.flow_warmup)) if v}
+        if warm and self.model.kind != "vae":
+            raise ValueError(f"the warm-up options (training.{', training.'.join(warm)}) apply to VAE models "
+                             f"only, not to model.kind {self.model.kind!r}; set them to 0")
+        if warm and max(warm.values()) >= t.epochs:
+            raise ValueError(f"training.{'/'.join(warm)} ({max(warm.values())} epochs) must be shorter than "
+                             f"training.epochs ({t.epochs}): the best model is chosen after the warm-up")
+        return self
 
 
 def load_train_config(model: str, overrides: dict[str, Any]) -> TrainConfig:

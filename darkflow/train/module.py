@@ -20,6 +20,9 @@ class DarkFlowModule(L.LightningModule):
         model: a :class:`~darkflow.models.vae.FlowVAE` or :class:`~darkflow.models.density.FlowDensity`.
         learning_rate, weight_decay: Adam settings.
         event_weights: ``use`` the file's weights, their ``abs`` value, or ``ignore`` them.
+        kl_warmup, flow_warmup: epochs of KL and flow warm-up of a FlowVAE (:mod:`darkflow.train.warmup`): the
+            training steps set ``model.beta_scale`` and ``model.flow_active`` from the schedule; validation,
+            and the model after training, use the full objective (``beta_scale = 1``, flow active).
 
     Both losses are ``sum_i w_i l_i / sum_i |w_i|`` with the weights ``w`` of ``event_weights`` (the weighted
     mean when no weight is negative): the training loss over each global batch, the validation losses
@@ -29,9 +32,10 @@ class DarkFlowModule(L.LightningModule):
     """
 
     def __init__(self, model: nn.Module, learning_rate: float = 1e-3, weight_decay: float = 0.0,
-                 event_weights: str = "use") -> None:
+                 event_weights: str = "use", kl_warmup: int = 0, flow_warmup: int = 0) -> None:
         super().__init__()
         self.model = model
+        self.kl_warmup, self.flow_warmup = kl_warmup, flow_warmup
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.event_weights = event_weights
@@ -61,7 +65,15 @@ class DarkFlowModule(L.LightningModule):
         means = {k: (w * v).sum() / norm for k, v in out.items()}
         return means["total"], means
 
+    def _set_schedule(self, beta_scale: float, flow_active: bool) -> None:
+        if self.kl_warmup or self.flow_warmup:
+            self.model.beta_scale, self.model.flow_active = beta_scale, flow_active
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        from darkflow.train.warmup import schedule
+
+        batches = self._trainer.num_training_batches if self._trainer is not None else float("inf")
+        self._set_schedule(*schedule(self.current_epoch, batch_idx, batches, self.kl_warmup, self.flow_warmup))
         loss, means = self._step(batch, sample=True)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(
@@ -71,6 +83,12 @@ class DarkFlowModule(L.LightningModule):
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["mask"]),
                  sync_dist=True)
         return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._set_schedule(1.0, True)
+
+    def on_train_end(self) -> None:
+        self._set_schedule(1.0, True)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         from darkflow.train.weighted_mean import WeightedMean

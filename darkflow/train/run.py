@@ -127,7 +127,9 @@ def _fit_scaler(dataset_path: str, train_idx: np.ndarray, config: TrainConfig, l
 
     from darkflow.models.scaler import Standardizer
 
-    scaler = Standardizer(layout["features"], layout["rows"], config.standardize.phi, config.standardize.log)
+    s = config.standardize
+    scaler = Standardizer(layout["features"], layout["rows"], s.phi, s.log, rotate=s.rotate,
+                          reflect_eta=s.reflect_eta, reflect_phi=s.reflect_phi)
 
     def blocks():
         with h5py.File(dataset_path, "r") as h:
@@ -202,7 +204,6 @@ def _expected_warnings() -> None:
 def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     """Train a model on the SM file ``options.data`` into ``options.out``; returns the run's summary."""
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from darkflow.data_prep.dataset import EventDataset
     from darkflow.models.hlf_scaler import HLFStandardizer
@@ -210,6 +211,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     from darkflow.train.data import EventBatches, batch_loader
     from darkflow.train.module import DarkFlowModule
     from darkflow.train.progress import epoch_progress
+    from darkflow.train.warmup import monitoring_callbacks
 
     _quiet_lightning()
     out = Path(options.out)
@@ -251,7 +253,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     model = build_model(config, scaler, codes, hlf_scaler)
     if config.model.kind == "isoforest":
         return _fit_forest(model, config, options, full, train_idx, layout, codes, scaler, hlf_scaler)
-    module = DarkFlowModule(model, t.learning_rate, t.weight_decay, t.event_weights)
+    module = DarkFlowModule(model, t.learning_rate, t.weight_decay, t.event_weights, t.kl_warmup, t.flow_warmup)
     train_set = EventBatches(options.data, train_idx, t.in_memory)
     if hasattr(model, "fit_center") and not options.resume:
         # Deep SVDD's centre: fitted once on every training event (each DDP process alike, before the
@@ -260,13 +262,12 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
                          for lo in range(0, len(train_set), t.batch_size))
     train_loader = batch_loader(train_set, t.batch_size, True, t.num_workers, seed=t.seed)
     val_loader = batch_loader(EventBatches(options.data, val_idx, t.in_memory), t.batch_size, False, t.num_workers)
-    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_loss", mode="min", save_top_k=1,
-                           save_last=True, enable_version_counter=False)
-    early = EarlyStopping(monitor="val_loss", mode="min", patience=t.patience)
+    warmup = max(t.kl_warmup, t.flow_warmup)
+    best, early, others = monitoring_callbacks(ckpt_dir, t.patience, warmup)
     trainer = L.Trainer(
         max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         num_nodes=t.num_nodes, gradient_clip_val=t.gradient_clip, logger=False, default_root_dir=out,
-        callbacks=[best, early, _MetricsCSV(out / "metrics.csv")]
+        callbacks=[best, *others, early, _MetricsCSV(out / "metrics.csv")]
         + ([epoch_progress("train", {"train_loss": "train loss", "val_loss": "validation loss"})]
            if options.progress else []),
         enable_progress_bar=options.progress, enable_model_summary=False, num_sanity_val_steps=0,
@@ -283,7 +284,8 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
     best_score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
-    diagnostics = _diagnostics(model, options.data, val_idx, out / "metrics.csv", t.patience, early.stopped_epoch > 0)
+    diagnostics = _diagnostics(model, options.data, val_idx, out / "metrics.csv", t.patience, early.stopped_epoch > 0,
+                               warmup)
     metadata = _metadata(config, scaler, codes, layout, options, full.label, model, trainer.current_epoch, best_score,
                          diagnostics, hlf_scaler)
     save_weights(out / MODEL_FILE, model, metadata)
@@ -313,14 +315,16 @@ def _check_processes(t, n_train: int, n_val: int) -> None:
 
 
 def _diagnostics(model: torch.nn.Module, data: str, val_idx: np.ndarray, metrics_csv: Path, patience: int,
-                 early_stopped: bool) -> dict[str, Any]:
-    """Convergence from the validation losses of ``metrics.csv`` (all epochs, resumed ones included) and,
-    for a VAE, the active units of its best model on the validation events."""
+                 early_stopped: bool, warmup: int = 0) -> dict[str, Any]:
+    """Convergence from the validation losses of ``metrics.csv`` (all epochs, resumed ones included; the
+    ``warmup`` first epochs count as missing, as for the best checkpoint) and, for a VAE, the active units of
+    its best model on the validation events."""
     from darkflow.models.vae import FlowVAE
     from darkflow.train.diagnostics import active_units, convergence, posterior_means
 
     with open(metrics_csv, newline="") as handle:
-        losses = [float(row["val_loss"] or "nan") for row in csv.DictReader(handle)]
+        losses = [float(row["val_loss"] or "nan") if int(row["epoch"]) >= warmup else float("nan")
+                  for row in csv.DictReader(handle)]
     found = convergence(losses, patience, early_stopped)
     if isinstance(model, FlowVAE):
         model.eval()

@@ -1,0 +1,78 @@
+"""KL and flow warm-up of the VAE: the schedule, and checkpointing and early stopping that start after it.
+
+KL warm-up (beta annealing): the KL weight rises linearly from 0 to the model's ``beta`` over the first
+``kl_warmup`` epochs, step by step (S. R. Bowman et al., "Generating Sentences from a Continuous Space",
+CoNLL 2016, arXiv:1511.06349; C. K. Sonderby et al., "Ladder Variational Autoencoders", NeurIPS 2016,
+arXiv:1602.02282). Flow warm-up: the flow is the identity (z_K = z_0, log-det 0) for the first
+``flow_warmup`` epochs, so that the encoder and decoder settle before the flow shapes the posterior.
+
+The schedule is a function of the epoch counter and the batch index only, so that ``--resume`` (which
+restarts at the epoch after the last completed one) restores it. The validation losses are always those
+of the full objective, and the best checkpoint and early stopping only consider the epochs after the
+warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+
+def schedule(epoch: int, batch: int, batches: float, kl_warmup: int, flow_warmup: int) -> tuple[float, bool]:
+    """``(beta_scale, flow_active)`` at batch ``batch`` of ``batches`` in epoch ``epoch`` (both from 0).
+
+    ``beta_scale = min(1, (epoch + batch / batches) / kl_warmup)`` (1 without KL warm-up; per epoch when the
+    number of batches is unknown) and ``flow_active = epoch >= flow_warmup``.
+    """
+    fraction = batch / batches if math.isfinite(batches) and batches > 0 else 0.0
+    beta_scale = min(1.0, (epoch + fraction) / kl_warmup) if kl_warmup > 0 else 1.0
+    return beta_scale, epoch >= flow_warmup
+
+
+def monitoring_callbacks(ckpt_dir: Path, patience: int, start: int) -> tuple[Any, Any, list[Any]]:
+    """``(best, early, others)``: the Lightning callbacks that keep ``best.ckpt`` (lowest ``val_loss``),
+    ``last.ckpt`` (every epoch, for ``--resume``) and stop early, all ignoring the epochs before ``start``.
+
+    With ``start == 0`` these are the plain ``ModelCheckpoint`` and ``EarlyStopping`` (so runs without warm-up
+    resume from older checkpoints); otherwise ``best`` and ``early`` skip their checks before epoch ``start``
+    and a second ``ModelCheckpoint`` in ``others`` writes ``last.ckpt`` every epoch.
+    """
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    best_options = {"dirpath": ckpt_dir, "filename": "best", "monitor": "val_loss", "mode": "min", "save_top_k": 1,
+                    "enable_version_counter": False}
+    if start == 0:
+        return (ModelCheckpoint(save_last=True, **best_options),
+                EarlyStopping(monitor="val_loss", mode="min", patience=patience), [])
+
+    class BestAfterWarmup(ModelCheckpoint):
+        """``best.ckpt`` among the epochs from ``start`` on."""
+
+        def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+            if trainer.current_epoch >= start:
+                super().on_train_batch_end(trainer, *args, **kwargs)
+
+        def on_train_epoch_end(self, trainer, module) -> None:
+            if trainer.current_epoch >= start:
+                super().on_train_epoch_end(trainer, module)
+
+        def on_validation_end(self, trainer, module) -> None:
+            if trainer.current_epoch >= start:
+                super().on_validation_end(trainer, module)
+
+    class EarlyStoppingAfterWarmup(EarlyStopping):
+        """Early stopping whose patience counts from epoch ``start``."""
+
+        def on_train_epoch_end(self, trainer, module) -> None:
+            if trainer.current_epoch >= start:
+                super().on_train_epoch_end(trainer, module)
+
+        def on_validation_end(self, trainer, module) -> None:
+            if trainer.current_epoch >= start:
+                super().on_validation_end(trainer, module)
+
+    # best before last: Lightning keeps the order of checkpoint callbacks, so last.ckpt holds the updated best
+    last = ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=0, save_last=True, enable_version_counter=False)
+    return (BestAfterWarmup(save_last=False, **best_options),
+            EarlyStoppingAfterWarmup(monitor="val_loss", mode="min", patience=patience), [last])
