@@ -18,10 +18,11 @@ class VAEModel(StrictModel):
     context: int = 16
     flow: FlowName = "none"
     flow_options: dict = {}
-    reco_loss: Literal["mse", "chamfer", "gaussian"] = "mse"
+    reco_loss: Literal["mse", "chamfer", "gaussian", "probabilistic"] = "mse"
     beta: float = 1.0
     channels: list[int] = [32, 64]
     hidden: int = 128
+    hlf_input: bool = False
 
 
 class DensityModel(StrictModel):

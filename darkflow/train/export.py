@@ -3,8 +3,9 @@
 The exported graph takes the event file's arrays as they are stored (``objects`` float32 ``(N, R, F)``
 raw, in GeV and radians, and ``mask`` bool ``(N, R)``), standardizes them inside the graph with the run's
 fitted scaler, and returns the deterministic scores of ``darkflow score`` (posterior mean, ``sample=False``)
-as outputs named ``total``, ``reco``, ``kl`` and ``latent_nll``, each float32 ``(N,)``. The batch size is
-dynamic. The model's metadata (layout, default score, darkflow version) is stored in the ONNX file's
+as outputs named after the run's scores (``total``, ``reco``, ``kl``, ``latent_nll``, ``combined``), each
+float32 ``(N,)``. A model trained with ``model.hlf_input`` takes a third input, ``hlf`` float32 ``(N, K)``, the
+file's raw ``hlf`` rows (standardized inside the graph). The batch size is dynamic. The model's metadata (layout, default score, darkflow version) is stored in the ONNX file's
 ``metadata_props``.
 
 Exported with ``torch.onnx.export(dynamo=True)`` (torch.export + onnxscript).
@@ -38,8 +39,8 @@ class VAEScorer(nn.Module):
     """The scoring path of :class:`~darkflow.models.vae.FlowVAE` with named outputs.
 
     Shapes:
-        forward: ``objects`` float32 ``(N, R, F)`` raw, ``mask`` bool ``(N, R)`` -> a tuple of ``(N,)``
-        scores in the order of :attr:`names`.
+        forward: ``objects`` float32 ``(N, R, F)`` raw, ``mask`` bool ``(N, R)`` and, for a model with
+        ``hlf_input``, ``hlf`` float32 ``(N, K)`` raw -> a tuple of ``(N,)`` scores in the order of :attr:`names`.
     """
 
     def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
@@ -47,8 +48,8 @@ class VAEScorer(nn.Module):
         self.model = model
         self.names = names
 
-    def forward(self, objects: Tensor, mask: Tensor) -> tuple[Tensor, ...]:
-        out = self.model(objects, mask, sample=False)
+    def forward(self, objects: Tensor, mask: Tensor, hlf: Tensor | None = None) -> tuple[Tensor, ...]:
+        out = self.model(objects, mask, sample=False, hlf=hlf)
         return tuple(out[k] for k in self.names)
 
 
@@ -86,16 +87,20 @@ def export_vae_onnx(run: str | os.PathLike, out: str | os.PathLike) -> Path:
     mask = torch.zeros(3, rows, dtype=torch.bool)
     mask[:, 0] = mask[:, -1] = True
     batch = torch.export.Dim("batch", min=1)
+    inputs, input_names, shapes = (objects, mask), ["objects", "mask"], ({0: batch}, {0: batch})
+    if getattr(model, "hlf_input", False):
+        inputs += (torch.zeros(3, len(meta["hlf_scaler"]["names"])),)
+        input_names.append("hlf")
+        shapes += ({0: batch},)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
         with warnings.catch_warnings(), torch.no_grad():
-            # torch.onnx notes that the two inputs share one batch axis name; that is the intent.
+            # torch.onnx notes that the inputs share one batch axis name; that is the intent.
             warnings.filterwarnings("ignore", message=r".*axis name: batch will not be used.*")
             try:
-                program = torch.onnx.export(scorer, (objects, mask), dynamo=True, verbose=False,
-                                            input_names=["objects", "mask"], output_names=list(names),
-                                            dynamic_shapes=({0: batch}, {0: batch}))
+                program = torch.onnx.export(scorer, inputs, dynamo=True, verbose=False, input_names=input_names,
+                                            output_names=list(names), dynamic_shapes=shapes)
             except Exception as err:  # torch.export / onnxscript raise many types
                 first = " ".join(str(err).split())[:200]
                 raise ConfigError(f"{run}: the {meta['config']['model'].get('encoder')} encoder with the {flow!r} "

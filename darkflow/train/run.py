@@ -283,6 +283,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
         return {}
     state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
     module.load_state_dict(state)
+    fit_score_scales(model, options.data, val_idx)
     best_score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
     diagnostics = _diagnostics(model, options.data, val_idx, out / "metrics.csv", t.patience, early.stopped_epoch > 0,
                                warmup)
@@ -291,6 +292,18 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     save_weights(out / MODEL_FILE, model, metadata)
     return {"out": out, "epochs": trainer.current_epoch, "best_val_loss": best_score, "diagnostics": diagnostics,
             "warnings": warnings_for(diagnostics)}
+
+
+def fit_score_scales(model: torch.nn.Module, data: str, val_idx: np.ndarray) -> None:
+    """Fit the scales of a model's combined score (:meth:`darkflow.models.vae.FlowVAE.fit_score_scales`) on the
+    deterministic scores of the validation events ``val_idx`` of the training file ``data``; models without a
+    combined score are left as they are."""
+    from darkflow.train.score import score_file
+
+    if not hasattr(model, "fit_score_scales"):
+        return
+    model.eval()
+    model.fit_score_scales(score_file(model, data, indices=val_idx))
 
 
 def _launch_rank() -> int:

@@ -97,3 +97,23 @@ def test_what_cannot_be_exported_says_so(data, tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists() and not list(tmp_path.glob(".*tmp"))
     assert main(["export", "--run", str(tmp_path / "none"), "--out", str(tmp_path / "m.onnx")]) == 2
     assert "run directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_hlf_input_model_exports_with_a_third_input(data, tmp_path):
+    run = trained(data, tmp_path / "run", **{"model.reco_loss": "probabilistic", "model.hlf_input": True})
+    onnx_file = tmp_path / "model.onnx"
+    assert main(["export", "--run", str(run), "--format", "onnx", "--out", str(onnx_file)]) == 0
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["objects", "mask", "hlf"]
+    names = [o.name for o in session.get_outputs()]
+    assert names == ["total", "reco", "kl", "latent_nll", "combined"]
+    model, _ = load_model(run)
+    with h5py.File(data["other"]) as h:
+        objects, mask, hlf = h["objects"][:], h["mask"][:], h["hlf"][:]
+    expected = score_file(model, data["other"])
+    for lo, hi in ((0, 257), (3, 4)):
+        feed = {"objects": objects[lo:hi], "mask": mask[lo:hi], "hlf": hlf[lo:hi]}
+        got = dict(zip(names, session.run(None, feed), strict=True))
+        for name in names:
+            np.testing.assert_allclose(got[name], expected[name][lo:hi], rtol=1e-4, atol=1e-4, err_msg=name)

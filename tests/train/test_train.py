@@ -250,3 +250,29 @@ def test_scan_and_report_of_a_trained_run(data, tmp_path):
     for path in result["files"]:
         assert path.is_file() and path.stat().st_size > 5000
     assert "data:image/png;base64," in (tmp_path / "rep" / "REPORT.html").read_text()
+
+
+def test_probabilistic_decoder_with_hlf_input_trains_saves_and_scores(data, tmp_path):
+    out = tmp_path / "run"
+    run(data, out, "conv", "planar", **{"model.reco_loss": "probabilistic", "model.hlf_input": True,
+                                        "training.epochs": 1})
+    model, meta = load_model(out)
+    assert model.hlf_input and model.likelihood is not None and meta["hlf_scaler"]["used"][0] == "MET"
+    assert "combined" in meta["scores"]
+    # the combined score's scales were fitted on the validation events and came back from model.pt
+    val = np.load(out / "split.npz")["val"]
+    with torch.no_grad(), h5py.File(data["sm"]) as h:
+        scores = model(torch.from_numpy(h["objects"][val]), torch.from_numpy(h["mask"][val]), sample=False,
+                       hlf=torch.from_numpy(h["hlf"][val]))
+    for k, key in enumerate(("reco", "kl")):
+        values = scores[key].double().numpy()
+        assert model.score_center[k].item() == pytest.approx(np.median(values), rel=1e-4, abs=1e-4)
+        width = np.subtract(*np.quantile(values, [0.84, 0.16]))
+        assert model.score_width[k].item() == pytest.approx(width, rel=1e-4, abs=1e-4)
+    assert main(["score", "--run", str(out), "--data", str(data["held"]), str(data["bsm"]), "--out",
+                 str(tmp_path / "s.h5")]) == 0
+    with h5py.File(tmp_path / "s.h5") as h:
+        for label in ("held", "bsm"):
+            for key in ("total", "reco", "kl", "latent_nll", "combined"):
+                assert len(h[label][key]) == 400 and np.isfinite(h[label][key][:]).all(), (label, key)
+        assert abs(np.median(h["held"]["combined"][:])) < 1.0  # near zero on SM events by construction
