@@ -141,7 +141,7 @@ QUICK = Sizes(
     sm={"hadronic": {"qcd": 200, "ttbar": 150, "zjets_nunu": 150}},
     channels={"chan3": "hadronic", "meff200": "hadronic"},
     signals={"gluino": 60, "dm_monojet": 60, "zprime_ttbar": 60},
-    train_events=150, epochs=1, patience=1, batch_size=128,
+    train_events=150, epochs=2, patience=1, batch_size=128,
     model_overrides={
         "convvae": {"model.latent": 4, "model.hidden": 32, "model.channels": [8, 16], "model.context": 8},
         "graphvae": {"model.latent": 4, "model.hidden": 32, "model.channels": [16, 16], "model.context": 8},
@@ -266,8 +266,12 @@ def train_config(model: str, seed: int, sizes: Sizes, train_events: int, epochs:
     if config_name == "isoforest":
         overrides |= {"model.seed": seed}
     else:
+        epochs = epochs or sizes.epochs
+        for key in ("training.kl_warmup", "training.flow_warmup"):  # a warm-up must end before the last epoch
+            if key in overrides:
+                overrides[key] = min(overrides[key], epochs - 1)
         patience = sizes.patience + max(overrides.get("training.kl_warmup", 0), overrides.get("training.flow_warmup", 0))
-        overrides |= {"training.epochs": epochs or sizes.epochs, "training.patience": patience,
+        overrides |= {"training.epochs": epochs, "training.patience": patience,
                       "training.batch_size": min(sizes.batch_size, max(16, train_events // 8))}
     return load_train_config(config_name, overrides)
 

@@ -144,9 +144,10 @@ class EventLikelihood(nn.Module):
             return m.clamp_min(TINY).log() - 0.5 * var, var.sqrt().clamp_min(FLOOR)
         return m, s
 
-    def values(self, objects: Tensor, scaler: Standardizer) -> Tensor:
+    def values(self, objects: Tensor, scaler: Standardizer, mask: Tensor | None = None) -> Tensor:
         """The value every family describes, ``(B, R, F)``: raw (clamped at TINY) for log-normal and von Mises,
-        the standardizer's transformed column (before the shift and scale) for Gaussian."""
+        the standardizer's transformed column (before the shift and scale) for Gaussian. With a symmetry-aware
+        standardizer, ``objects`` are already in its canonical orientation (:meth:`log_prob` does that)."""
         transformed = None
         cols = []
         for j, (name, fam) in enumerate(zip(self.features, self.families, strict=True)):
@@ -155,14 +156,17 @@ class EventLikelihood(nn.Module):
             elif fam == "vonmises":
                 cols.append(objects[..., j])
             else:
-                transformed = scaler.transform_raw(objects) if transformed is None else transformed
+                transformed = scaler.transform_raw(objects, mask) if transformed is None else transformed
                 cols.append(transformed[..., scaler.out_features.index(name)])
         return torch.stack(cols, dim=-1)
 
     def log_prob(self, params: Tensor, objects: Tensor, mask: Tensor, scaler: Standardizer) -> Tensor:
         """Log-likelihood of every term ``(B, R, 1 + F)``: presence first, then the features; zero where a
-        term does not count (features of padding slots, the MET row's presence and constant features)."""
-        values = self.values(objects, scaler)
+        term does not count (features of padding slots, the MET row's presence and constant features).
+        Angles and etas are those of the standardizer's canonical orientation (rotated, reflected) when it has one."""
+        if scaler.symmetric:
+            objects = scaler.canonical(objects, mask)
+        values = self.values(objects, scaler, mask)
         logs = []
         for j, (fam, loc, scale) in enumerate(self.distributions(params, scaler)):
             fn = {"lognormal": lognormal_log_prob, "vonmises": von_mises_log_prob, "normal": normal_log_prob}[fam]
