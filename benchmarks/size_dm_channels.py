@@ -306,7 +306,8 @@ def slices_from_scan(name: str, work: Path, slices: dict[str, tuple[float, float
     """Unweighted pTHat slices of ``name`` (a process measured by a scan) as entries shaped like
     :func:`measure`'s results: sigma and selected fraction per slice from the scan's weighted events, the
     generation time per event of the slice's own sample. An unweighted slice of n events with cross section
-    sigma and selected fraction eps has sum w = sigma eps and sum w^2 = sigma^2 eps / n (here n = 1)."""
+    sigma and selected fraction eps has sum w = sigma eps and sum w^2 = sigma^2 eps / n (here n = 1). The
+    fraction is the scan's and the slice's own sample's, averaged with their event counts as weights."""
     pt = scan_pthat(name, work)
     out = {}
     for slice_name, (lo, hi) in slices.items():
@@ -314,10 +315,13 @@ def slices_from_scan(name: str, work: Path, slices: dict[str, tuple[float, float
         sigma = float(wa[(pa >= lo) & (pa < hi)].sum())
         entry = {"events": 1, "sigma_pb": sigma, "ms_per_event": results[slice_name]["ms_per_event"], "channels": {},
                  "generated_in_scan": int(((pa >= lo) & (pa < hi)).sum())}
+        n_scan, own = int(((pa >= lo) & (pa < hi)).sum()), results[slice_name]
         for ch in HADRONIC:
             p, w = pt[ch]
             sel = (p >= lo) & (p < hi)
             eps = float(w[sel].sum()) / sigma if sigma > 0 else 0.0
+            # pooled with the slice's own unweighted sample, event-count weighted (rare channels: chan1 QCD)
+            eps = (eps * n_scan + own["channels"][ch]["fraction"] * own["events"]) / (n_scan + own["events"])
             entry["channels"][ch] = {"selected": int(sel.sum()), "fraction": eps, "sum_w_pb": sigma * eps,
                                      "sum_w2_pb2": sigma * sigma * eps}
         out[slice_name] = entry
@@ -370,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
                 "total_generation_minutes_on_2_cores": total}
     from_scans = {n: {"sigma_pb": r["sigma_pb"], "ms_per_event": r["ms_per_event"],
                       **{ch: {"fraction": c["fraction"], "selected_in_scan": c["selected"],
-                              "sigma_sel_pb": c["sum_w_pb"]} for ch, c in r["channels"].items()}}
+                              "sigma_sel_pb": c["sum_w_pb"]} for ch, c in r["channels"].items()},
+                      "generated_in_scan": r["generated_in_scan"]}
                   for n, r in sm["hadronic"].items() if r["events"] == 1}
     doc = {"proposal": proposal, "split": SPLIT, "sliced_sm_from_scans": from_scans, "target_test_n_eff": TARGET_TEST_NEFF,
            "parallel_generation_processes": PARALLEL, "processes": summarise(results), "scans": scans}
