@@ -15,7 +15,7 @@ BASELINES = ("density", "isoforest", "svdd", "hlf_density")
 OPTIONS = {"conv_planar_prob": "probabilistic decoder (Cerri et al.)",
            "conv_planar_sym": "symmetry-aware preprocessing (phi relative to the leading object, eta reflection)",
            "conv_planar_hlf": "high-level features as an extra input",
-           "conv_planar_warm": "KL and flow warm-up (3 epochs each)"}
+           "conv_planar_warm": "KL and flow warm-up (2 epochs each)"}
 FLOW_MODELS = ("conv_none_recipe", "conv_planar_recipe", "conv_sylvester-householder_recipe", "conv_maf_recipe")
 
 

@@ -66,7 +66,7 @@ channel (Aarrestad et al. 2022), and the original DarkFlow chan3 entries."""
 
 VAE_SCORES = ("total", "reco", "kl", "latent_nll", "combined")
 RECIPE = {"model.reco_loss": "probabilistic", "standardize.rotate": "leading", "standardize.reflect_eta": True,
-          "model.hlf_input": True, "training.kl_warmup": 3, "training.flow_warmup": 3}
+          "model.hlf_input": True, "training.kl_warmup": 2, "training.flow_warmup": 2}
 """The recipe of the ``*_recipe`` models: every option of issue 14 switched on."""
 
 
@@ -79,8 +79,8 @@ def _models() -> dict[str, tuple[str, dict[str, Any]]]:
         "conv_planar_sym": ("convvae", {"model.flow": "planar", "standardize.rotate": "leading",
                                         "standardize.reflect_eta": True}),
         "conv_planar_hlf": ("convvae", {"model.flow": "planar", "model.hlf_input": True}),
-        "conv_planar_warm": ("convvae", {"model.flow": "planar", "training.kl_warmup": 3,
-                                         "training.flow_warmup": 3}),
+        "conv_planar_warm": ("convvae", {"model.flow": "planar", "training.kl_warmup": 2,
+                                         "training.flow_warmup": 2}),
     }
     for flow in ("none", "planar", "sylvester-householder", "maf"):
         out[f"conv_{flow}_recipe"] = ("convvae", {"model.flow": flow, **RECIPE})

@@ -29,18 +29,27 @@ MIN_SELECTED = 500  # fewer SM events than this after the channel: the channel i
 MAIN_CUTS = ("hlf:MET", "hlf:HT", "hlf:m_eff")  # beside the model in every run's scan and report
 MIN_CUT_AUC = 0.6  # COMPARISON.md omits the cuts below this AUC on every signal (multiplicities that do not separate)
 
-# name -> (model config, overrides); quick mode adds the small-size overrides below.
+PREVIOUS_DEFAULT = {"model.flow": "planar", "model.reco_loss": "mse", "model.hlf_input": False,
+                    "standardize.rotate": "none", "standardize.reflect_eta": False, "training.kl_warmup": 0,
+                    "training.flow_warmup": 0}
+"""The overrides that turn ``models/convvae.yaml`` back into the default before issue 14 (conv + planar, mse)."""
+
+# name -> (model config, overrides); quick mode adds the small-size overrides below. "default" is what
+# `darkflow train` trains with no model option (the recipe the Dark Machines channel benchmark picked).
 RUNS: dict[str, tuple[str, dict[str, Any]]] = {
-    "conv_noflow": ("convvae", {"model.flow": "none"}),
-    "conv_planar": ("convvae", {"model.flow": "planar"}),
-    "conv_iaf": ("convvae", {"model.flow": "iaf"}),
-    "graph_planar": ("graphvae", {"model.flow": "planar"}),
+    "default": ("convvae", {}),
+    "conv_planar_mse": ("convvae", PREVIOUS_DEFAULT),
+    "graph": ("graphvae", {}),
     "density": ("density", {}),
+    "hlf_density": ("hlf_density", {}),
+    "svdd": ("svdd", {}),
 }
 QUICK_MODEL = {
     "convvae": {"model.latent": 4, "model.hidden": 32, "model.channels": [8, 16], "model.context": 8},
     "graphvae": {"model.latent": 4, "model.hidden": 32, "model.channels": [16, 16], "model.context": 8},
     "density": {"model.flow_options": {"num_layers": 2, "hidden_features": 32}},
+    "hlf_density": {"model.flow_options": {"num_layers": 2, "hidden_features": 16}},
+    "svdd": {"model.hidden": [32, 16], "model.rep_dim": 8},
 }
 # Full mode: the density baseline is a small MAF (2 layers of 32, ~0.4 s per epoch here) that needs ~80 epochs to
 # converge; like every model it trains until early stopping, here within at most 300 epochs.
@@ -48,6 +57,8 @@ FULL_MODEL = {
     "convvae": {},
     "graphvae": {},
     "density": {"model.flow_options": {"num_layers": 2, "hidden_features": 32}, "training.epochs": 300},
+    "hlf_density": {},
+    "svdd": {},
 }
 
 

@@ -20,7 +20,7 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, capsys):
     assert "## Samples and their roles" in text and "| calibration | sm_calibration |" in text
     assert "| test | sm_test |" in text and "| training | sm |" in text and "| validation | sm |" in text
     assert "**eps_B = 0.001 is not resolved here**" in text and "(quick mode)" in text
-    metrics = json.loads((out / "runs" / "conv_noflow" / "scan" / "metrics.json").read_text())
+    metrics = json.loads((out / "runs" / "default" / "scan" / "metrics.json").read_text())
     assert metrics["roles"]["calibration"]["label"] == CALIBRATION and metrics["roles"]["test"]["label"] == TEST
     assert metrics["roles"]["warnings"] == []
     n_eff = metrics["roles"]["calibration"]["n_eff"]
