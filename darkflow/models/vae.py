@@ -58,6 +58,8 @@ class FlowVAE(nn.Module):
         hlf_input: take the high-level features as input and reconstruct them (Gaussian negative
             log-likelihood with a learned variance per feature with ``probabilistic``, squared error otherwise).
         hlf_scaler: the fitted :class:`HLFStandardizer`; required with ``hlf_input`` (then part of the state dict).
+        default_score: the score ``darkflow score`` marks as the default (``scan``, ``flag`` and ``report`` use it
+            unless told otherwise); one of :data:`SCORES`.
 
     Shapes:
         forward: ``objects`` ``(B, R, F)`` raw, ``mask`` bool ``(B, R)``, ``hlf`` ``(B, K)`` raw (required with
@@ -68,8 +70,11 @@ class FlowVAE(nn.Module):
                  latent: int = 8, context: int = 16, flow: str = "none", flow_options: dict | None = None,
                  reco_loss: Literal["mse", "chamfer", "gaussian", "probabilistic"] = "mse", beta: float = 1.0,
                  channels: tuple[int, ...] = (32, 64), hidden: int = 128, hlf_input: bool = False,
-                 hlf_scaler: HLFStandardizer | None = None) -> None:
+                 hlf_scaler: HLFStandardizer | None = None, default_score: str = "total") -> None:
         super().__init__()
+        if default_score not in SCORES:
+            raise ValueError(f"unknown default_score {default_score!r}; valid: {', '.join(SCORES)}")
+        self.default_score = default_score
         if encoder not in ("conv", "graph"):
             raise ValueError(f"unknown encoder {encoder!r}; valid: conv, graph")
         if reco_loss not in RECO_LOSSES:

@@ -23,6 +23,7 @@ class VAEModel(StrictModel):
     channels: list[int] = [32, 64]
     hidden: int = 128
     hlf_input: bool = False
+    default_score: Literal["total", "reco", "kl", "latent_nll", "combined"] = "total"
 
 
 class DensityModel(StrictModel):

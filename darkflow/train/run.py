@@ -362,7 +362,7 @@ def _metadata(config: TrainConfig, scaler, codes: list[int], layout: dict, optio
         "darkflow_version": __version__, "config": config.model_dump(mode="json"), "scaler": scaler.to_dict(),
         "type_codes": codes, "layout": layout, "data": str(options.data), "label": label,
         "epochs_trained": epochs, "best_val_loss": best_val_loss, "scores": list(model_scores(model)),
-        "default_score": "total", "training_file": _training_file(options.data), "diagnostics": diagnostics or {},
+        "default_score": getattr(model, "default_score", "total"), "training_file": _training_file(options.data), "diagnostics": diagnostics or {},
         "hlf_scaler": hlf_scaler.to_dict() if hlf_scaler is not None else None,
     }
 

@@ -5,7 +5,7 @@ one cut baseline ``hlf:NAME`` per high-level feature of the event file (its ``hl
 ``MET_phi``, an angle is no cut variable), ``weight``, ``event_id``, ``process`` and ``split`` (0 training,
 1 validation for events of the training file, -1 otherwise), and attributes ``process_names``, ``source``
 (the event file), ``simulation`` (copied from the event file when it has one) and ``role`` (one of
-:data:`ROLES`). The file's attributes: ``default_score`` (the model's ``total``), ``model`` and
+:data:`ROLES`). The file's attributes: ``default_score`` (the model's ``model.default_score``; ``total`` for the baselines), ``model`` and
 ``training_file``.
 
 Every input is checked against the training file: a different layout is refused; a different channel,
