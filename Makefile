@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.darkflow-installed
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 SHARED ?= $(firstword $(wildcard ../shared/data) $(wildcard shared/data))
 
-.PHONY: all install demo test test-fast bench bench-physics results lint clean
+.PHONY: all install demo test test-fast bench bench-physics bench-darkmachines results lint clean
 
 all: test
 
@@ -42,6 +42,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_scale.py
 	$(PY) benchmarks/bench_cflow.py
 	$(PY) benchmarks/bench_physics.py $(PHYSICS_FLAGS)
+	$(PY) benchmarks/bench_darkmachines.py $(DM_FLAGS)
+	$(PY) benchmarks/make_results.py
+
+## The sensitivity benchmark on the four Dark Machines channels (about 2 h on 2 cores; resumable), then RESULTS.md.
+DM_FLAGS ?=
+bench-darkmachines: $(STAMP)
+	$(PY) benchmarks/bench_darkmachines.py $(DM_FLAGS)
 	$(PY) benchmarks/make_results.py
 
 ## The physics benchmark alone (about 75 min on 2 cores; resumable: rerun to continue), then RESULTS.md.
