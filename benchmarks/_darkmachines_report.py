@@ -77,40 +77,47 @@ def _verdict(diff: tuple[float, float | None] | None) -> str:
 
 
 def statements(payload: dict[str, Any]) -> list[str]:
-    """The answers to the research questions, one bullet per comparison and channel, on median eps_S at 1e-3."""
+    """The answers to the research questions, one bullet per comparison and channel, on the median eps_S at the
+    channel's deepest resolved working point (:func:`working_point`) and on the median AUC."""
     ix = Index(payload)
-    metric = "eps_s@1e-3"
     lines = []
 
     def bullets(title: str, pairs: list[tuple[str, str]]) -> None:
-        lines.append(f"**{title}** (median eps_S at eps_B = 1e-3 over the channel's signals; difference a - b):")
+        lines.append(f"**{title}** (difference a - b of the medians over the channel's signals):")
         lines.append("")
         for a, b in pairs:
             for c in ix.channels:
+                metric = working_point(ix, c)
                 if ix.get(c, a, "median", metric) is None or ix.get(c, b, "median", metric) is None:
                     continue
-                lines.append(f"- {c}: `{a}` {ix.cell(c, a, metric)} vs `{b}` {ix.cell(c, b, metric)}: "
-                             f"{_verdict(_compare(ix, c, a, b, metric))}")
+                lines.append(f"- {c}: `{a}` vs `{b}`: {METRIC_TITLES[metric]} {ix.cell(c, a, metric)} vs "
+                             f"{ix.cell(c, b, metric)}, {_verdict(_compare(ix, c, a, b, metric))}; AUC "
+                             f"{ix.cell(c, a, 'auc')} vs {ix.cell(c, b, 'auc')}, "
+                             f"{_verdict(_compare(ix, c, a, b, 'auc'))}")
         lines.append("")
 
     bullets("Encoder", [("conv_planar_recipe:total", "graph_planar_recipe:total")])
     bullets("Flow (with the full recipe)", [(f"{m}:total", "conv_none_recipe:total") for m in FLOW_MODELS[1:]])
     bullets("Each option against the previous default `conv_planar` (mse, no warm-up)",
             [(f"{m}:total", "conv_planar:total") for m in OPTIONS])
+    bullets("The full recipe against the previous default", [("conv_planar_recipe:total", "conv_planar:total")])
     models = sorted({r["model"] for r in payload["rows"] if not r["cut"] and r["score"] != "total"})
-    lines.append("**Score** (for every VAE, the best of its scores per channel, by median eps_S at 1e-3):")
+    lines.append("**Score** (for every VAE, which of its scores has the best median eps_S at the channel's working "
+                 "point, then the best median AUC):")
     lines.append("")
     for c in ix.channels:
+        metric = working_point(ix, c)
         wins: dict[str, int] = {}
         for m in models:
-            scored = [(ix.value(c, f"{m}:{s}", metric) or -1.0, s) for s in
-                      ("total", "reco", "kl", "latent_nll", "combined") if ix.get(c, f"{m}:{s}", "median", metric)]
+            scored = [((ix.value(c, f"{m}:{s}", metric) or -1.0, ix.value(c, f"{m}:{s}", "auc") or -1.0), s)
+                      for s in ("total", "reco", "kl", "latent_nll", "combined")
+                      if ix.get(c, f"{m}:{s}", "median", metric)]
             if scored:
                 best = max(scored)[1]
                 wins[best] = wins.get(best, 0) + 1
         if wins:
-            lines.append(f"- {c}: " + ", ".join(f"`{s}` best for {n} model(s)" for s, n in
-                                                 sorted(wins.items(), key=lambda kv: -kv[1])))
+            lines.append(f"- {c} ({METRIC_TITLES[metric]}): " + ", ".join(
+                f"`{s}` best for {n} model(s)" for s, n in sorted(wins.items(), key=lambda kv: -kv[1])))
     lines.append("")
     return lines
 
@@ -124,7 +131,8 @@ def channel_table(ix: Index, channel: str, default: str | None) -> list[str]:
     shown: list[tuple[str, str]] = []
     if default:
         shown.append((default, "default recipe"))
-    shown += [(e, "best of the benchmark" if i == 0 else "") for i, e in enumerate(ranking[:5]) if e != default]
+    models = [e for e in ranking if not e.startswith("hlf:")]
+    shown += [(e, "best model of the benchmark" if i == 0 else "") for i, e in enumerate(models[:5]) if e != default]
     shown += [(f"{b}:total", "baseline") for b in BASELINES if ix.get(channel, f"{b}:total", "median", "auc")]
     if best_cut:
         shown.append((best_cut, "best fixed cut"))
@@ -142,8 +150,10 @@ def channel_table(ix: Index, channel: str, default: str | None) -> list[str]:
     lines.append("| oracle cut (best feature per signal) | oracle, not a method | "
                  + " | ".join(_fmt(o[m]) for m in metrics) + " | | |")
     ref = ix.payload["reference"]["dark_machines_best"]
-    lines.append("| Dark Machines challenge best entries (different data, same protocol; means) | reference | "
-                 + " | ".join("" for _ in metrics) + f" | {ref['auc'][channel]:.3f} | {ref['eps_s@1e-3'][channel]:.3f} |")
+    if channel in ref["auc"]:
+        lines.append("| Dark Machines challenge best entries (different data, same protocol; means) | reference | "
+                     + " | ".join("" for _ in metrics)
+                     + f" | {ref['auc'][channel]:.3f} | {ref['eps_s@1e-3'][channel]:.3f} |")
     return lines
 
 
@@ -164,25 +174,36 @@ def signal_table(ix: Index, channel: str, default: str | None) -> list[str]:
     return lines
 
 
+def working_point(ix: Index, channel: str) -> str:
+    """The deepest working point the channel resolves: eps_S at 1e-3 when the calibration sample resolves it for
+    every signal (the issue's criterion), 1e-2 otherwise."""
+    cut = ix.payload["tables"][channel]["best_fixed_cut"]
+    return "eps_s@1e-3" if cut and ix.value(channel, cut, "eps_s@1e-3") is not None else "eps_s@1e-2"
+
+
 def done_when(ix: Index, default: str | None) -> list[str]:
-    """Whether the default recipe's median eps_S at 1e-3 reaches the best fixed cut and beats every baseline."""
+    """Whether the default recipe's median eps_S reaches the best fixed cut and beats every baseline, at 1e-3
+    where the channel resolves it, else at 1e-2 (said so)."""
     if not default:
         return ["No default recipe recorded in this run."]
     lines = []
     for c in ix.channels:
-        mine = ix.value(c, default, "eps_s@1e-3")
+        metric = working_point(ix, c)
+        where = "eps_B = 1e-3" if metric == "eps_s@1e-3" else "eps_B = 1e-2 (1e-3 is not resolved in this channel)"
+        mine = ix.value(c, default, metric)
         cut = ix.payload["tables"][c]["best_fixed_cut"]
-        ref = ix.value(c, cut, "eps_s@1e-3") if cut else None
-        beats = [b for b in BASELINES if ix.get(c, f"{b}:total", "median", "eps_s@1e-3")]
-        lost = [b for b in beats if (ix.value(c, f"{b}:total", "eps_s@1e-3") or -1) >= (mine or -1)]
+        ref = ix.value(c, cut, metric) if cut else None
+        beats = [b for b in BASELINES if ix.get(c, f"{b}:total", "median", metric)]
+        lost = [b for b in beats if (ix.value(c, f"{b}:total", metric) or -1) >= (mine if mine is not None else -1)]
         if mine is None:
-            lines.append(f"- {c}: eps_S at 1e-3 not resolved (too few effective calibration events).")
+            lines.append(f"- {c}: the default's median eps_S at {where} is not resolved.")
             continue
+        spread = ix.get(c, default, "median", metric).get("std")
         cut_text = (f"{'reaches' if ref is not None and mine >= ref else 'does NOT reach'} the best fixed cut "
                     f"`{cut}` ({_fmt(ref)})")
         base_text = ("above every baseline" if not lost else
-                     "NOT above " + ", ".join(f"`{b}` ({_fmt(ix.value(c, f'{b}:total', 'eps_s@1e-3'))})" for b in lost))
-        lines.append(f"- {c}: default {_fmt(mine)}; {cut_text}; {base_text}.")
+                     "NOT above " + ", ".join(f"`{b}` ({_fmt(ix.value(c, f'{b}:total', metric))})" for b in lost))
+        lines.append(f"- {c}, median eps_S at {where}: default {_fmt(mine, spread)}; {cut_text}; {base_text}.")
     return lines
 
 
@@ -206,6 +227,9 @@ def section(payload: dict[str, Any] | None, machine_line) -> list[str]:
               "| channel | SM processes | SM after cuts | N_eff training / calibration / test | signals (events "
               "after cuts) | dropped signals (< 100 events) |", "|---|---|---|---|---|---|"]
     for c, f in payload["facts"].items():
+        if f.get("skipped"):
+            lines.append(f"| {c} | skipped: {f['skipped']} | | | | |")
+            continue
         files = f["files"]
         sig = ", ".join(f"{s} ({files[s]['events']})" for s in f["signals"])
         lines.append(f"| {c} | {', '.join(f['processes'])} | {files['sm_all']['events']:,} | "
@@ -260,8 +284,9 @@ def headline(payload: dict[str, Any] | None, machine_line) -> list[str]:
             return f"{ix.cell(c, entry, 'eps_s@1e-3')} ({_fmt(ix.value(c, entry, 'auc'))})"
 
         ref = payload["reference"]["dark_machines_best"]
+        published = f"{ref['eps_s@1e-3'][c]:.3f} ({ref['auc'][c]:.3f})" if c in ref["auc"] else "–"
         lines.append(f"| {c} | {pair(default)} | `{cut}` {pair(cut)} | {_fmt(t['oracle_median']['eps_s@1e-3'])} "
                      f"({_fmt(t['oracle_median']['auc'])}) | " + " | ".join(pair(f"{b}:total") for b in BASELINES)
-                     + f" | {ref['eps_s@1e-3'][c]:.3f} ({ref['auc'][c]:.3f}) |")
+                     + f" | {published} |")
     lines += [""] + done_when(ix, default)
     return lines

@@ -464,17 +464,17 @@ def summary_table(rows: list[dict[str, Any]], channel: str) -> dict[str, Any]:
     entries = sorted({e for e, _ in med})
     cuts = [e for e in entries if e.startswith("hlf:")]
 
-    def key(entry: str) -> tuple[float, float]:
-        a = med[(entry, "eps_s@1e-3")]["value"]
-        b = med[(entry, "auc")]["value"]
-        return (a if a is not None else -1.0, b if b is not None else -1.0)
+    def key(entry: str) -> tuple[float, ...]:
+        """Median eps_S at 1e-3, then at 1e-2 (where 1e-3 is not resolved), then the median AUC."""
+        values = (med[(entry, m)]["value"] for m in ("eps_s@1e-3", "eps_s@1e-2", "auc"))
+        return tuple(v if v is not None else -1.0 for v in values)
 
     best_cut = max(cuts, key=key) if cuts else None
     signals = sorted({r["signal"] for r in rows if r["channel"] == channel and r["signal"] not in ("median", "mean")})
     per = {(r["entry"], r["signal"], r["metric"]): r["value"] for r in rows if r["channel"] == channel}
     oracle = {}
     for s in signals:
-        pick = max(cuts, key=lambda c: (per.get((c, s, "eps_s@1e-3")) or -1.0, per.get((c, s, "auc")) or -1.0))
+        pick = max(cuts, key=lambda c: tuple(per.get((c, s, m)) or -1.0 for m in ("eps_s@1e-3", "eps_s@1e-2", "auc")))
         oracle[s] = {"cut": pick, **{m: per.get((pick, s, m)) for m in METRICS}}
     oracle_median = {m: _median([o[m] for o in oracle.values()]) for m in METRICS}
     return {"best_fixed_cut": best_cut, "oracle": oracle, "oracle_median": oracle_median,
