@@ -157,20 +157,19 @@ def channel_table(ix: Index, channel: str, default: str | None) -> list[str]:
     return lines
 
 
-def signal_table(ix: Index, channel: str, default: str | None) -> list[str]:
+def signal_table(ix: Index, channel: str, default: str | None, metric: str) -> list[str]:
+    """One row per signal: ``metric`` for the default recipe, every baseline, the best fixed cut and the oracle."""
     table = ix.payload["tables"][channel]
     entries = ([default] if default else []) + [f"{b}:total" for b in BASELINES
                                                  if ix.get(channel, f"{b}:total", "median", "auc")]
     if table["best_fixed_cut"]:
         entries.append(table["best_fixed_cut"])
-    signals = ix.signals(channel)
     lines = ["| signal | " + " | ".join(f"`{e}`" for e in entries) + " | oracle cut |",
              "|---" * (len(entries) + 2) + "|"]
-    for s in signals:
+    for s in ix.signals(channel):
         o = table["oracle"][s]
-        lines.append(f"| {s} | " + " | ".join(f"{ix.cell(channel, e, 'auc', s)} / {ix.cell(channel, e, 'eps_s@1e-3', s)}"
-                                             for e in entries)
-                     + f" | `{o['cut']}` {_fmt(o['auc'])} / {_fmt(o['eps_s@1e-3'])} |")
+        lines.append(f"| {s} | " + " | ".join(ix.cell(channel, e, metric, s) for e in entries)
+                     + f" | {_fmt(o[metric])} (`{o['cut']}`) |")
     return lines
 
 
@@ -250,9 +249,10 @@ def section(payload: dict[str, Any] | None, machine_line) -> list[str]:
     ref = payload["reference"]["darkflow_2021_chan3_auc"]
     lines += ["Published DarkFlow (2021) chan3 AUCs, on the challenge's own data (different data, same protocol): "
               + ", ".join(f"{k} {v:.3f}" for k, v in ref.items()) + ".", ""]
-    lines += ["### Per signal: AUC / eps_S at 1e-3", ""]
+    lines += ["### Per signal", "", "Mean ± standard deviation over seeds; the cuts have no seeds.", ""]
     for c in ix.channels:
-        lines += [f"#### {c}", ""] + signal_table(ix, c, default) + [""]
+        for metric, title in METRIC_TITLES.items():
+            lines += [f"#### {c}: {title}", ""] + signal_table(ix, c, default, metric) + [""]
     costs = payload.get("costs", {})
     if costs:
         lines += ["### Training time per model (mean over channels and seeds)", "",
