@@ -16,6 +16,7 @@ OPTIONS = {"conv_planar_prob": "probabilistic decoder (Cerri et al.)",
            "conv_planar_sym": "symmetry-aware preprocessing (phi relative to the leading object, eta reflection)",
            "conv_planar_hlf": "high-level features as an extra input",
            "conv_planar_warm": "KL and flow warm-up (2 epochs each)"}
+MIN_SIGNAL = 100
 FLOW_MODELS = ("conv_none_recipe", "conv_planar_recipe", "conv_sylvester-householder_recipe", "conv_maf_recipe")
 
 
@@ -96,11 +97,16 @@ def statements(payload: dict[str, Any]) -> list[str]:
                              f"{_verdict(_compare(ix, c, a, b, 'auc'))}")
         lines.append("")
 
-    bullets("Encoder", [("conv_planar_recipe:total", "graph_planar_recipe:total")])
-    bullets("Flow (with the full recipe)", [(f"{m}:total", "conv_none_recipe:total") for m in FLOW_MODELS[1:]])
-    bullets("Each option against the previous default `conv_planar` (mse, no warm-up)",
-            [(f"{m}:total", "conv_planar:total") for m in OPTIONS])
-    bullets("The full recipe against the previous default", [("conv_planar_recipe:total", "conv_planar:total")])
+    score = (default_entry(payload) or ":latent_nll").rpartition(":")[2]
+    bullets(f"Encoder (the full recipe, score `{score}`)",
+            [(f"conv_planar_recipe:{score}", f"graph_planar_recipe:{score}")])
+    bullets(f"Flow (the full recipe, score `{score}`)",
+            [(f"{m}:{score}", f"conv_none_recipe:{score}") for m in FLOW_MODELS[1:]])
+    for s in dict.fromkeys(("total", score)):
+        bullets(f"Each option against the previous default `conv_planar` (mse, no warm-up), score `{s}`",
+                [(f"{m}:{s}", f"conv_planar:{s}") for m in OPTIONS])
+    bullets("The full recipe against the previous default, each with its default score",
+            [(f"conv_planar_recipe:{score}", "conv_planar:total")])
     models = sorted({r["model"] for r in payload["rows"] if not r["cut"] and r["score"] != "total"})
     lines.append("**Score** (for every VAE, which of its scores has the best median eps_S at the channel's working "
                  "point, then the best median AUC):")
@@ -195,7 +201,12 @@ def done_when(ix: Index, default: str | None) -> list[str]:
         beats = [b for b in BASELINES if ix.get(c, f"{b}:total", "median", metric)]
         lost = [b for b in beats if (ix.value(c, f"{b}:total", metric) or -1) >= (mine if mine is not None else -1)]
         if mine is None:
-            lines.append(f"- {c}: the default's median eps_S at {where} is not resolved.")
+            auc, cut_auc = ix.value(c, default, "auc"), ix.value(c, cut, "auc") if cut else None
+            lines.append(f"- {c}: no working point is resolved (N_eff of the calibration sample "
+                         f"{ix.payload['facts'][c]['files']['sm_calibration']['n_eff']:,.0f}); median AUC: default "
+                         f"{ix.cell(c, default, 'auc')}, best fixed cut `{cut}` {_fmt(cut_auc)}"
+                         + (" (the default is below it)." if auc is not None and cut_auc is not None and auc < cut_auc
+                            else "."))
             continue
         spread = ix.get(c, default, "median", metric).get("std")
         cut_text = (f"{'reaches' if ref is not None and mine >= ref else 'does NOT reach'} the best fixed cut "
@@ -245,6 +256,9 @@ def section(payload: dict[str, Any] | None, machine_line) -> list[str]:
     for c in ix.channels:
         lines += [f"#### {c}", ""] + channel_table(ix, c, default) + [""]
     lines += ["### Does the default recipe find what a cut finds?", ""] + done_when(ix, default) + [""]
+    empty = [c for c, f in payload["facts"].items() if not f.get("skipped") and not f["signals"]]
+    if empty:
+        lines += [f"No signal reaches {MIN_SIGNAL} events in {', '.join(empty)}: that channel has no table.", ""]
     lines += ["### Which encoder, flow, option and score win", ""] + statements(payload)
     ref = payload["reference"]["darkflow_2021_chan3_auc"]
     lines += ["Published DarkFlow (2021) chan3 AUCs, on the challenge's own data (different data, same protocol): "
