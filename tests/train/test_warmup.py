@@ -25,7 +25,8 @@ from darkflow.train.run import (
 
 TINY = {"model.latent": 4, "model.context": 8, "model.hidden": 32, "model.channels": [8, 16],
         "model.flow": "planar", "model.flow_options": {"num_layers": 2}, "training.batch_size": 64,
-        "training.epochs": 4, "training.learning_rate": 3e-3, "training.patience": 10}
+        "training.epochs": 4, "training.learning_rate": 3e-3, "training.patience": 10,
+        "model.hlf_input": False}  # this module builds the model by hand, without the run's fitted hlf_scaler
 
 
 @pytest.fixture(scope="module")
@@ -191,5 +192,5 @@ def test_warmup_options_are_refused_where_they_do_not_apply(sm):
         load_train_config("density", {"training.kl_warmup": 2})
     with pytest.raises(ConfigError, match="must be shorter than training.epochs"):
         load_train_config("convvae", {"training.flow_warmup": 5, "training.epochs": 5})
-    config = load_train_config("convvae", {"training.kl_warmup": 0})
+    config = load_train_config("convvae", {"training.kl_warmup": 0, "training.flow_warmup": 0})
     assert config.training.kl_warmup == 0 and config.training.flow_warmup == 0
