@@ -84,8 +84,8 @@ def test_quick_darkmachines_benchmark_resumes_and_builds_results(tmp_path, capsy
     assert summary["default"] == f"{bench.DEFAULT_MODEL}:{bench.DEFAULT_SCORE}"
     text = "\n".join(_darkmachines_report.section(json.loads((work / "results" / "bench_darkmachines.json")
                                                              .read_text()), make_results.machine_line))
-    assert "best fixed cut" in text and "oracle cut" in text and "0.977" in text  # the challenge's chan3 reference
-    assert "default recipe" in text
+    assert "best fixed cut" in text and "oracle cut" in text and "default recipe" in text
+    assert "chan3 | skipped" in text  # the data table says why chan3 has no table
 
     stamps = {p: p.stat().st_mtime_ns for p in work.rglob("*") if p.suffix in (".pt", ".root", ".h5")
               or p.name == "result.json"}

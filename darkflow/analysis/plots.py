@@ -561,10 +561,9 @@ def latent_embeddings(model, scores: ScoresFile, events: int = LATENT_EVENTS,
             idx = np.sort(rng.choice(n, size=min(n, events), replace=False))
             objects = torch.from_numpy(handle["objects"][idx])
             mask = torch.from_numpy(handle["mask"][idx])
+            hlf = torch.from_numpy(handle["hlf"][idx])
         with torch.no_grad():
-            x = model.standardizer(objects, mask)
-            h = model.encoder(x, mask, model.types(objects))
-            out[label] = model.mu(h).double().numpy()
+            out[label] = model.posterior_mean(objects, mask, hlf=hlf).double().numpy()
     return out, notes
 
 

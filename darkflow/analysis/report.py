@@ -216,7 +216,7 @@ def _latent(options: ReportOptions, scores, background: str, files: Path, plot_o
     from darkflow.train.run import load_model
 
     model, _ = load_model(options.run)
-    if not all(hasattr(model, a) for a in ("standardizer", "encoder", "mu")):
+    if not hasattr(model, "posterior_mean"):
         return [], f"No latent projection: the model ({type(model).__name__}) has no latent space."
     embeddings, notes = plots.latent_embeddings(model, scores, options.latent_events)
     paths = plots.latent_projection(embeddings, background, files, plot_options)

@@ -112,8 +112,10 @@ class TrainConfig(StrictModel):
             raise ValueError(f"the warm-up options (training.{', training.'.join(warm)}) apply to VAE models "
                              f"only, not to model.kind {self.model.kind!r}; set them to 0")
         if warm and max(warm.values()) >= t.epochs:
-            raise ValueError(f"training.{'/'.join(warm)} ({max(warm.values())} epochs) must be shorter than "
-                             f"training.epochs ({t.epochs}): the best model is chosen after the warm-up")
+            # a warm-up as long as the run is shortened to epochs - 1: the best model is chosen after the warm-up,
+            # and `--epochs 1` with the shipped defaults must still train
+            short = {k: min(v, t.epochs - 1) for k, v in warm.items()}
+            object.__setattr__(self, "training", t.model_copy(update=short))
         return self
 
 

@@ -19,7 +19,11 @@ from darkflow.train.score import score_file
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-SMALL = {"model.latent": 4, "model.context": 8, "model.hidden": 32, "model.channels": [8, 16],
+PREVIOUS = {"model.reco_loss": "mse", "model.hlf_input": False, "model.default_score": "total",
+            "standardize.rotate": "none", "standardize.reflect_eta": False, "training.kl_warmup": 0,
+            "training.flow_warmup": 0}
+"""The default before issue 14: the tests here check mechanisms on it (the recipe has its own tests)."""
+SMALL = PREVIOUS | {"model.latent": 4, "model.context": 8, "model.hidden": 32, "model.channels": [8, 16],
          "model.flow_options": {"num_layers": 2}, "training.batch_size": 128, "training.epochs": 1}
 
 

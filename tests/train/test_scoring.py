@@ -25,7 +25,11 @@ from darkflow.train.score import ScoreWarning, score, score_file
 
 pytestmark = pytest.mark.slow
 
-FLAGS = ["--model", "convvae", "--epochs", "3", "--batch-size", "128", "-q", "--set", "model.latent=4",
+PREVIOUS = {"model.reco_loss": "mse", "model.hlf_input": False, "model.default_score": "total",
+            "standardize.rotate": "none", "standardize.reflect_eta": False, "training.kl_warmup": 0,
+            "training.flow_warmup": 0}
+"""The default before issue 14: these tests check mechanisms (scores, diagnostics, early stopping) on it."""
+FLAGS = ["--model", "convvae", "--set", "model.reco_loss=mse", "--set", "model.hlf_input=false", "--set", "model.default_score=total", "--set", "standardize.rotate=none", "--set", "standardize.reflect_eta=false", "--set", "training.kl_warmup=0", "--set", "training.flow_warmup=0", "--epochs", "3", "--batch-size", "128", "-q", "--set", "model.latent=4",
          "--set", "model.context=8", "--set", "model.hidden=32", "--set", "model.channels=[8, 16]",
          "--set", "training.learning_rate=3e-3", "--set", "training.patience=10"]
 
@@ -249,7 +253,7 @@ def test_runs_without_a_training_file_description(files, trained, tmp_path):
 def test_early_stopping_is_recorded_as_converged(files, tmp_path):
     from darkflow.train.run import TrainOptions, load_train_config, train
 
-    overrides = {"model.latent": 4, "model.context": 8, "model.hidden": 32, "model.channels": [8, 16],
+    overrides = PREVIOUS | {"model.latent": 4, "model.context": 8, "model.hidden": 32, "model.channels": [8, 16],
                  "training.epochs": 6, "training.batch_size": 256, "training.learning_rate": 0.0,
                  "training.patience": 1}  # a frozen model: epoch 1 cannot improve on epoch 0
     summary = train(load_train_config("convvae", overrides),

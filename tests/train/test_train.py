@@ -18,7 +18,11 @@ from darkflow.train.score import score
 
 pytestmark = pytest.mark.slow
 
-SMALL = {"model.latent": 4, "model.context": 8, "model.hidden": 32, "model.channels": [8, 16],
+PREVIOUS = {"model.reco_loss": "mse", "model.hlf_input": False, "model.default_score": "total",
+            "standardize.rotate": "none", "standardize.reflect_eta": False, "training.kl_warmup": 0,
+            "training.flow_warmup": 0}
+"""The default before issue 14: the tests here check mechanisms on it (the recipe has its own tests)."""
+SMALL = PREVIOUS | {"model.latent": 4, "model.context": 8, "model.hidden": 32, "model.channels": [8, 16],
          "model.flow_options": {"num_layers": 2}, "training.batch_size": 128, "training.epochs": 4,
          "training.learning_rate": 3e-3, "training.patience": 10}
 
