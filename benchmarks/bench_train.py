@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import record  # noqa: E402
 
-PREVIOUS_DEFAULT = {"model.reco_loss": "mse", "model.hlf_input": False, "standardize.rotate": "none",
-                    "standardize.reflect_eta": False, "training.kl_warmup": 0, "training.flow_warmup": 0}
+PREVIOUS_DEFAULT = {"model.reco_loss": "mse", "model.hlf_input": False, "model.default_score": "total",
+                    "standardize.rotate": "none", "standardize.reflect_eta": False, "training.kl_warmup": 0,
+                    "training.flow_warmup": 0}
 """The options that make ``models/convvae.yaml`` the recipe of the previous default (before issue 14)."""
 
 

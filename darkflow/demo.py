@@ -30,8 +30,8 @@ MAIN_CUTS = ("hlf:MET", "hlf:HT", "hlf:m_eff")  # beside the model in every run'
 MIN_CUT_AUC = 0.6  # COMPARISON.md omits the cuts below this AUC on every signal (multiplicities that do not separate)
 
 PREVIOUS_DEFAULT = {"model.flow": "planar", "model.reco_loss": "mse", "model.hlf_input": False,
-                    "standardize.rotate": "none", "standardize.reflect_eta": False, "training.kl_warmup": 0,
-                    "training.flow_warmup": 0}
+                    "model.default_score": "total", "standardize.rotate": "none", "standardize.reflect_eta": False,
+                    "training.kl_warmup": 0, "training.flow_warmup": 0}
 """The overrides that turn ``models/convvae.yaml`` back into the default before issue 14 (conv + planar, mse)."""
 
 # name -> (model config, overrides); quick mode adds the small-size overrides below. "default" is what
@@ -227,7 +227,7 @@ def _analyse(options: DemoOptions) -> None:
         score(run, _inputs(options), scores, notify=lambda kind, line: _say(options, f"4/6 score: {kind}: {line}"))
         main_cuts = [c for c in MAIN_CUTS if c in _cut_scores(scores)]
         scan(ScanOptions(scores=scores, background=TEST, calibration=CALIBRATION, out=run / "scan",
-                         score=",".join(["total", *main_cuts]), signals=",".join(SIGNALS)))
+                         score=",".join([default_score(scores), *main_cuts]), signals=",".join(SIGNALS)))
         report(ReportOptions(run=run, scan=run / "scan", scores=scores, out=run / "report" / "REPORT.md"))
     first = options.out / "runs" / next(iter(RUNS)) / "scores.h5"
     cuts = _cut_scores(first)
@@ -260,8 +260,21 @@ def _flag(options: DemoOptions) -> list[str]:
     return lines
 
 
+def default_score(scores: Path) -> str:
+    """The default score of a scores file (the run's ``model.default_score``)."""
+    import h5py
+
+    with h5py.File(scores, "r") as handle:
+        return str(handle.attrs.get("default_score", "total"))
+
+
+def run_score(options: DemoOptions, name: str) -> str:
+    """The score the demo compares for run ``name``: its default score."""
+    return default_score(options.out / "runs" / name / "scores.h5")
+
+
 def comparison_plots(options: DemoOptions, cuts: dict[str, list[tuple[str, str]]] | None = None) -> list[Path]:
-    """``OUT/comparison/roc_models_SIGNAL_total.png`` (and PDF): every model's ROC for each signal on the test
+    """``OUT/comparison/roc_models_SIGNAL_default.png`` (and PDF): every model's ROC (its default score) for each signal on the test
     sample, and the cut baselines ``cuts[signal]`` ((label, hlf score) pairs) beside them."""
     from darkflow.analysis.plots import load_options, roc_models
     from darkflow.analysis.thresholds import read_scores, select_roles
@@ -273,9 +286,9 @@ def comparison_plots(options: DemoOptions, cuts: dict[str, list[tuple[str, str]]
     first = next(iter(roles.values()))
     paths = []
     for signal in SIGNALS:
-        curves: dict = {name: (r.test, r.signals[signal]) for name, r in roles.items()}
+        curves: dict = {name: (r.test, r.signals[signal], run_score(options, name)) for name, r in roles.items()}
         curves |= {label: (first.test, first.signals[signal], cut) for label, cut in (cuts or {}).get(signal, [])}
-        written = roc_models(curves, signal, "total", options.out / "comparison", plot_options)
+        written = roc_models(curves, signal, "default", options.out / "comparison", plot_options)
         paths += [p for p in written if p.suffix == ".png"]
     return paths
 
@@ -309,7 +322,7 @@ def comparison(options: DemoOptions, flag_lines: list[str] | None = None) -> Pat
     models = {name: json.loads((options.out / "runs" / name / "scan" / "metrics.json").read_text()) for name in RUNS}
     first = next(iter(models.values()))
     keys = [eps_label(e) for e in first["eps_b"]]
-    entries = [compare.entries_from_metrics(name, m, "total") for name, m in models.items()]
+    entries = [compare.entries_from_metrics(name, m, run_score(options, name)) for name, m in models.items()]
     cut_path = options.out / "cuts" / "scan" / "metrics.json"
     cuts = compare.cut_entries(json.loads(cut_path.read_text())) if cut_path.is_file() else []
     deepest = compare.deepest_resolved(entries + cuts, keys)
@@ -358,7 +371,7 @@ def comparison(options: DemoOptions, flag_lines: list[str] | None = None) -> Pat
               "the threshold is a calibration score), with the effective number of calibration events above it, "
               "and the efficiency of the independent test sample above the same threshold with its 68% interval: "
               "the two should agree within the test interval.", "",
-              *compare.threshold_table(models, "total", keys), ""]
+              *compare.threshold_table(models, {name: run_score(options, name) for name in models}, keys), ""]
     lines += ["## ROC curves", "", "Every model, one plot per signal, with the best fixed cut and the signal's oracle "
               f"cut (test sample; curves stop where eps_B < {first['min_effective_events']:g}/N_eff of the test "
               "sample).", ""]

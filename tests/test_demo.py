@@ -42,7 +42,7 @@ def test_demo_quick_end_to_end_and_reuse(tmp_path, capsys):
         assert "## Samples and their roles" in report.read_text()
         assert len(list((run / "report" / "REPORT_files").glob("*.png"))) >= 4
     for signal in SIGNALS:
-        png = out / "comparison" / f"roc_models_{signal}_total.png"
+        png = out / "comparison" / f"roc_models_{signal}_default.png"
         assert png.stat().st_size > 10_000 and f"(comparison/{png.name})" in text
     assert "darkflow flag --scores" in text
     generated = {p.relative_to(out): p.stat().st_mtime_ns for p in (out / "generated").rglob("*.root")}

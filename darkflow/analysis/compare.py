@@ -142,15 +142,17 @@ def signal_table(entries: list[Entry], signal: str, eps_keys: list[str], labels:
     return _markdown(*signal_rows(entries, signal, eps_keys, labels))
 
 
-def threshold_table(models: dict[str, dict[str, Any]], score: str, eps_keys: list[str]) -> list[str]:
+def threshold_table(models: dict[str, dict[str, Any]], score: str | dict[str, str], eps_keys: list[str]) -> list[str]:
     """Markdown lines: per model and working point, the calibration threshold's statistics and the test closure.
 
-    ``models`` maps a model name to its ``metrics.json``; the values do not depend on the signal.
+    ``models`` maps a model name to its ``metrics.json``; ``score`` is the score of every model, or one per model
+    name; the values do not depend on the signal.
     """
     header = ["model"] + [f"eps_B = {k}: calibration (N_eff above) / test" for k in eps_keys]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for name, metrics in models.items():
-        row = next((r for r in metrics["rows"] if r["score"] == score), None)
+        wanted = score[name] if isinstance(score, dict) else score
+        row = next((r for r in metrics["rows"] if r["score"] == wanted), None)
         cells = []
         for key in eps_keys:
             if row is None or not row.get(f"resolved@{key}"):

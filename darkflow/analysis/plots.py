@@ -39,6 +39,7 @@ STYLES = ("CMS", "ATLAS", "LHCb", "ALICE")
 NEUTRAL_STYLE = "ROOT"  # mplhep's experiment-free style
 LATENT_EVENTS = 2000
 COLLAPSED = 0.01  # a principal component with less variance than this fraction is called collapsed
+CUT_PREFIX = "hlf:"
 LINESTYLES = ("-", "--", "-.", (0, (4, 1, 1, 1, 1, 1)))  # ":" is kept for reference lines
 UNRESOLVED = {"facecolor": "0.85", "edgecolor": "0.55", "hatch": "//", "lw": 0, "alpha": 0.6}
 
@@ -331,13 +332,15 @@ def roc_models(curves: dict[str, tuple[Sample, Sample] | tuple[Sample, Sample, s
     with fig as (_, ax):
         n_eff, models, cuts = {}, 0, 0
         for name, (bkg, sig, name_score) in specs.items():
-            if name_score == score:
+            label = name
+            if not name_score.startswith(CUT_PREFIX):
                 line = {"ls": LINESTYLES[models % 4]}
                 models += 1
+                label = name if name_score == score else f"{name} ({name_score})"
             else:
                 line = {"ls": LINESTYLES[cuts % 4], "color": ("black", "0.55")[cuts % 2]}
                 cuts += 1
-            n_eff[name] = _roc_curve(ax, bkg, sig, name_score, name, **line)
+            n_eff[label] = _roc_curve(ax, bkg, sig, name_score, label, **line)
         _roc_frame(ax, n_eff, rf"Signal efficiency $\varepsilon_S$ ({signal})")
     return fig.paths
 
