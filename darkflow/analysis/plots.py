@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from darkflow.analysis.binning import readable_log_ticks, score_binning, score_scale
+from darkflow.analysis.compare import CUT_PREFIX
 from darkflow.analysis.metrics import MIN_EFFECTIVE_EVENTS, effective_count, weighted_auc, weighted_roc
 from darkflow.analysis.thresholds import Sample, ScoresFile
 from darkflow.errors import ConfigError, InputError
@@ -39,7 +40,6 @@ STYLES = ("CMS", "ATLAS", "LHCb", "ALICE")
 NEUTRAL_STYLE = "ROOT"  # mplhep's experiment-free style
 LATENT_EVENTS = 2000
 COLLAPSED = 0.01  # a principal component with less variance than this fraction is called collapsed
-CUT_PREFIX = "hlf:"
 LINESTYLES = ("-", "--", "-.", (0, (4, 1, 1, 1, 1, 1)))  # ":" is kept for reference lines
 UNRESOLVED = {"facecolor": "0.85", "edgecolor": "0.55", "hatch": "//", "lw": 0, "alpha": 0.6}
 

@@ -100,12 +100,11 @@ HLF_MODELS: tuple[str, ...] = ("hlf_density",)
 def load_model(run: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The trained model of a run directory (or a model.pt path) and its metadata, in eval mode."""
     from darkflow.config import validate
+    from darkflow.models.hlf_scaler import HLFStandardizer
     from darkflow.models.scaler import Standardizer
 
     state, meta, path = load_weights(run, MODEL_FILE, "trained model",
                                      "run 'darkflow train' first (or pass a run directory)")
-    from darkflow.models.hlf_scaler import HLFStandardizer
-
     config = validate(TrainConfig, meta["config"], str(path))
     hlf_scaler = HLFStandardizer.from_dict(meta["hlf_scaler"]) if meta.get("hlf_scaler") else None
     model = build_model(config, Standardizer.from_dict(meta["scaler"]), meta["type_codes"], hlf_scaler)
@@ -122,35 +121,29 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _fit_scaler(dataset_path: str, train_idx: np.ndarray, config: TrainConfig, layout: dict):
+def _training_blocks(dataset_path: str, train_idx: np.ndarray, *datasets: str):
+    """The ``datasets`` of the training events, in blocks of at most 65,536 events (one tuple per block)."""
     import h5py
 
+    with h5py.File(dataset_path, "r") as h:
+        for lo in range(0, len(train_idx), 65_536):
+            idx = train_idx[lo : lo + 65_536]
+            yield tuple(h[name][idx] for name in datasets)
+
+
+def _fit_scaler(dataset_path: str, train_idx: np.ndarray, config: TrainConfig, layout: dict):
     from darkflow.models.scaler import Standardizer
 
     s = config.standardize
     scaler = Standardizer(layout["features"], layout["rows"], s.phi, s.log, rotate=s.rotate,
                           reflect_eta=s.reflect_eta, reflect_phi=s.reflect_phi)
-
-    def blocks():
-        with h5py.File(dataset_path, "r") as h:
-            for lo in range(0, len(train_idx), 65_536):
-                idx = train_idx[lo : lo + 65_536]
-                yield h["objects"][idx], h["mask"][idx]
-
-    return scaler.fit(blocks())
+    return scaler.fit(_training_blocks(dataset_path, train_idx, "objects", "mask"))
 
 
 def _fit_hlf_scaler(dataset_path: str, train_idx: np.ndarray, names: list[str]):
-    import h5py
-
     from darkflow.models.hlf_scaler import HLFStandardizer
 
-    def blocks():
-        with h5py.File(dataset_path, "r") as h:
-            for lo in range(0, len(train_idx), 65_536):
-                yield h["hlf"][train_idx[lo : lo + 65_536]]
-
-    return HLFStandardizer(names).fit(blocks())
+    return HLFStandardizer(names).fit(hlf for (hlf,) in _training_blocks(dataset_path, train_idx, "hlf"))
 
 
 METRIC_COLUMNS = ("epoch", "seconds", "train_loss", "val_loss", "val_reco", "val_kl", "val_latent_nll")

@@ -46,31 +46,26 @@ def monitoring_callbacks(ckpt_dir: Path, patience: int, start: int) -> tuple[Any
         return (ModelCheckpoint(save_last=True, **best_options),
                 EarlyStopping(monitor="val_loss", mode="min", patience=patience), [])
 
-    class BestAfterWarmup(ModelCheckpoint):
+    class AfterWarmup:
+        """Runs the end-of-epoch and end-of-validation checks of the callback it precedes from epoch ``start`` on."""
+
+        def on_train_epoch_end(self, trainer, module) -> None:
+            if trainer.current_epoch >= start:
+                super().on_train_epoch_end(trainer, module)
+
+        def on_validation_end(self, trainer, module) -> None:
+            if trainer.current_epoch >= start:
+                super().on_validation_end(trainer, module)
+
+    class BestAfterWarmup(AfterWarmup, ModelCheckpoint):
         """``best.ckpt`` among the epochs from ``start`` on."""
 
         def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
             if trainer.current_epoch >= start:
                 super().on_train_batch_end(trainer, *args, **kwargs)
 
-        def on_train_epoch_end(self, trainer, module) -> None:
-            if trainer.current_epoch >= start:
-                super().on_train_epoch_end(trainer, module)
-
-        def on_validation_end(self, trainer, module) -> None:
-            if trainer.current_epoch >= start:
-                super().on_validation_end(trainer, module)
-
-    class EarlyStoppingAfterWarmup(EarlyStopping):
+    class EarlyStoppingAfterWarmup(AfterWarmup, EarlyStopping):
         """Early stopping whose patience counts from epoch ``start``."""
-
-        def on_train_epoch_end(self, trainer, module) -> None:
-            if trainer.current_epoch >= start:
-                super().on_train_epoch_end(trainer, module)
-
-        def on_validation_end(self, trainer, module) -> None:
-            if trainer.current_epoch >= start:
-                super().on_validation_end(trainer, module)
 
     # best before last: Lightning keeps the order of checkpoint callbacks, so last.ckpt holds the updated best
     last = ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=0, save_last=True, enable_version_counter=False)
