@@ -30,12 +30,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import shutil
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _record import record  # noqa: E402
-from bench_physics import Timings, _clock, _cores, _init_worker, _mean_std, _stat, _subset, _write_json  # noqa: E402
+from bench_physics import Timings, _clock, _cores, _mean_std, _stat, _subset, _write_json, run_pool  # noqa: E402
 
 SCRIPT = "bench_darkmachines"
 CHANNELS = ("chan1", "chan2a", "chan2b", "chan3")
@@ -377,38 +377,20 @@ def run_units(work: Path, sizes: Sizes, units: list[tuple[str, str, int]], jobs:
     start = time.perf_counter()
     spent: list[float] = []
 
-    def done(key: tuple[str, str, int], payload: dict[str, Any], left: int) -> None:
+    def done(key: tuple[str, str, int], payload: dict[str, Any], remaining: list[tuple]) -> None:
         results[key] = payload
         spent.append(payload["unit_seconds"])
         timings.add(f"unit/{key[0]}/{key[1]}/s{key[2]:02d}", seconds=payload["unit_seconds"],
                     train_seconds=payload["train_seconds"], score_seconds=payload["score_seconds"],
                     epochs=payload["epochs"], jobs=jobs, threads=threads)
-        eta = sum(spent) / len(spent) * left / jobs
+        eta = sum(spent) / len(spent) * len(remaining) / jobs
         total = payload["scores"].get("total", {})
         aucs = [r["auc"] for r in total.values() if r.get("auc") is not None]
         _say(f"[{len(results)}/{len(units)}] {key[0]} {key[1]} seed {key[2]}: {payload['unit_seconds']:.0f} s "
              f"({payload['epochs']} epochs), median AUC {_median(aucs):.3f} | elapsed "
              f"{_clock(time.perf_counter() - start)}, ETA {_clock(eta)}")
 
-    if jobs == 1:
-        _init_worker(threads)
-        for i, unit in enumerate(todo):
-            done(unit, run_unit(str(work), *unit, asdict(sizes)), len(todo) - i - 1)
-    else:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(threads,)) as pool:
-            pending: dict[Future, tuple[str, str, int]] = {}
-            queue = list(todo)
-            while queue or pending:
-                while queue and len(pending) < jobs:
-                    unit = queue.pop(0)
-                    pending[pool.submit(run_unit, str(work), *unit, asdict(sizes))] = unit
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    unit = pending.pop(future)
-                    done(unit, future.result(), len(queue) + len(pending))
+    run_pool(functools.partial(run_unit, str(work), sizes_dict=asdict(sizes)), todo, jobs, threads, done)
     return [results[u] for u in units]
 
 

@@ -31,12 +31,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -344,6 +346,36 @@ def _init_worker(threads: int) -> None:
         pass
 
 
+def run_pool(function: Callable[..., dict[str, Any]], units: list[tuple], jobs: int, threads: int,
+             done: Callable[[tuple, dict[str, Any], list[tuple]], None],
+             announce: Callable[[tuple], None] | None = None) -> None:
+    """``function(*unit)`` for every unit, ``jobs`` at a time (in spawned processes with ``threads`` torch threads
+    each when ``jobs > 1``); ``done(unit, result, units still to finish)`` after each, in the main process."""
+    if jobs == 1:
+        _init_worker(threads)
+        for i, unit in enumerate(units):
+            if announce:
+                announce(unit)
+            done(unit, function(*unit), units[i + 1 :])
+        return
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        pending: dict[Future, tuple] = {}
+        queue = list(units)
+        while queue or pending:
+            while queue and len(pending) < jobs:
+                unit = queue.pop(0)
+                if announce:
+                    announce(unit)
+                pending[pool.submit(function, *unit)] = unit
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                unit = pending.pop(future)
+                done(unit, future.result(), queue + list(pending.values()))
+
+
 def run_units(work: Path, sizes: Sizes, models: list[str], seeds: list[int], jobs: int,
               timings: Timings) -> list[dict[str, Any]]:
     """Every (model, seed) unit, skipping those with a result, ``jobs`` at a time; progress and ETA."""
@@ -383,27 +415,8 @@ def run_units(work: Path, sizes: Sizes, models: list[str], seeds: list[int], job
              f"({payload['epochs']} epochs), mean AUC {sum(auc) / max(1, len(auc)):.3f} | elapsed "
              f"{_clock(time.perf_counter() - start)}, ETA {_clock(left) if math.isfinite(left) else '?'}")
 
-    if jobs == 1:
-        _init_worker(threads)
-        for i, (m, s) in enumerate(todo):
-            _say(f"train {m} seed {s} ...")
-            done((m, s), run_unit(str(work), m, s, asdict(sizes)), todo[i + 1 :])
-    else:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                 initargs=(threads,)) as pool:
-            pending: dict[Future, tuple[str, int]] = {}
-            queue = list(todo)
-            while queue or pending:
-                while queue and len(pending) < jobs:
-                    m, s = queue.pop(0)
-                    _say(f"train {m} seed {s} ...")
-                    pending[pool.submit(run_unit, str(work), m, s, asdict(sizes))] = (m, s)
-                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    key = pending.pop(future)
-                    done(key, future.result(), queue + list(pending.values()))
+    run_pool(functools.partial(run_unit, str(work), sizes_dict=asdict(sizes)), todo, jobs, threads, done,
+             announce=lambda unit: _say(f"train {unit[0]} seed {unit[1]} ..."))
     return [results[u] for u in units]
 
 
