@@ -532,19 +532,53 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     func: Callable[[argparse.Namespace], int] = args.func
-    from darkflow.errors import DarkFlowError
+    return run_guarded(args.command, lambda: func(args))
+
+
+def run_guarded(command: str, body: Callable[[], int]) -> int:
+    """Run one command with SIGINT and SIGTERM handled and every failure reported as one line on stderr.
+
+    Exit status: the command's own; 2 for a user error (:class:`DarkFlowError`); 130 or 143 for SIGINT or
+    SIGTERM; 1 for an operating-system error (disk full, ...) or an internal error. ``DARKFLOW_DEBUG=1`` shows
+    the traceback of an internal error.
+    """
+    import os
+
+    from darkflow.errors import DarkFlowError, Interrupted
     from darkflow.progress import progress_interval
+    from darkflow.signals import exit_status, handle_signals
+
+    def say(kind: str, message: str) -> None:
+        print(f"darkflow {command}: {kind}: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
     try:
-        progress_interval()  # a malformed DARKFLOW_PROGRESS_INTERVAL fails before any work
-        return func(args)
+        with handle_signals():
+            progress_interval()  # a malformed DARKFLOW_PROGRESS_INTERVAL fails before any work
+            return body()
     except DarkFlowError as err:
-        message = " ".join(str(err).split())
-        print(f"darkflow {args.command}: error: {message}", file=sys.stderr)
+        say("error", str(err))
         return 2
+    except Interrupted as err:
+        say("interrupted", f"{err}; no partial output was left")
+        return exit_status(err)
     except KeyboardInterrupt:
-        print(f"darkflow {args.command}: interrupted", file=sys.stderr)
+        say("interrupted", "interrupted by SIGINT; no partial output was left")
         return 130
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as err:
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        say("error", f"{err.strerror or err}{where}")
+        return 1
+
+    except Exception as err:
+        if os.environ.get("DARKFLOW_DEBUG"):
+            raise
+        say("internal error", f"{type(err).__name__}: {err} (a bug: please report it with the command; "
+            "DARKFLOW_DEBUG=1 shows the traceback)")
+        return 1
 
 
 if __name__ == "__main__":

@@ -46,17 +46,95 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping from ``path``; a missing file or a non-mapping document is an :class:`InputError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"config file not found: {path}")
+YAML_MAX_BYTES = 1 << 20
+"""Largest YAML file read (configs are a few kB)."""
+YAML_MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists."""
+YAML_MAX_ALIASES = 100
+"""Most ``*alias`` references in one document."""
+YAML_MAX_VALUES = 100_000
+"""Most values a document may expand to once aliases are followed (a 300-byte alias bomb expands to 10^9)."""
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (no ``!!python`` tags) with limits on nesting depth and alias count."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > YAML_MAX_ALIASES:
+                raise _LimitError(f"more than {YAML_MAX_ALIASES} aliases")
+        self._depth += 1
+        if self._depth > YAML_MAX_DEPTH:
+            raise _LimitError(f"nested deeper than {YAML_MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _LimitError(Exception):
+    pass
+
+
+def _count_values(data: Any, budget: int) -> int:
+    """Values in ``data`` with shared (aliased) parts counted each time; stops past ``budget``."""
+    stack, count = [data], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > budget:
+            break
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def load_yaml_text(text: str, where: str) -> Any:
+    """Parse one YAML document safely and within the limits above; every problem is a one-line
+    :class:`ConfigError` naming ``where`` (and the line, for syntax errors)."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(text, Loader=_LimitedLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _LimitError as err:
+        raise ConfigError(f"{where}: refused: {err} (limit of a DarkFlow config)") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ConfigError(f"{where}{line}: not valid YAML ({problem}); only plain YAML is read, no tags "
+                          "such as !!python") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: refused: nested deeper than {YAML_MAX_DEPTH} levels") from None
+    if _count_values(data, YAML_MAX_VALUES) > YAML_MAX_VALUES:
+        raise ConfigError(f"{where}: refused: expands to more than {YAML_MAX_VALUES:,} values through aliases")
+    return data
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read a YAML mapping from ``path`` (UTF-8, at most 1 MiB, safe tags only, bounded depth and aliases).
+
+    Raises:
+        InputError: the file is missing, not a regular file, unreadable, too large or not UTF-8.
+        ConfigError: not valid YAML, over a limit, or not a mapping.
+    """
+    from darkflow.fileio import check_input
+
+    path = check_input(path, what)
+    if path.stat().st_size > YAML_MAX_BYTES:
+        raise InputError(f"{what} {path} is larger than {YAML_MAX_BYTES >> 20} MiB; a DarkFlow config is a few kB")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{what} {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    data = load_yaml_text(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -149,8 +227,8 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} must look like key=value or key.sub=value")
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+        value = load_yaml_text(raw, f"override {key.strip()}")
+    except ConfigError:
         value = raw
     return key.strip(), value
 

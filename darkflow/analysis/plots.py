@@ -88,16 +88,9 @@ class PlotOptions:
 
 def load_options(path: str | Path | None, **overrides: Any) -> PlotOptions:
     """Options from a YAML file (defaults when ``None``), then the non-``None`` ``overrides``."""
-    import yaml
+    from darkflow.config import read_yaml
 
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"plot options file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of plot options")
+    data: dict[str, Any] = read_yaml(path, "plot options file") if path is not None else {}
     data |= {k: v for k, v in overrides.items() if v is not None}
     return PlotOptions.from_dict(data)
 

@@ -229,7 +229,7 @@ def _latent(options: ReportOptions, scores, background: str, files: Path, plot_o
 
 def report(options: ReportOptions) -> dict[str, Any]:
     """Write ``options.out`` (Markdown), the same as ``.html`` and the plots in ``<stem>_files/``."""
-    import yaml
+    from darkflow.config import read_yaml
 
     _check_inputs(options)
     run, scan_dir, out = Path(options.run), Path(options.scan), Path(options.out)
@@ -242,8 +242,8 @@ def report(options: ReportOptions) -> dict[str, Any]:
     score = scores.score_name(options.score)
     simulation = all(s.simulation for s in [roles.test, *roles.signals.values()])
     plot_options = plots.load_options(options.config, style=options.style, simulation=simulation or None)
+    read_yaml(run / "config.yaml", "run configuration")
     config_text = (run / "config.yaml").read_text()
-    yaml.safe_load(config_text)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     files = out.with_name(f"{out.stem}_files")
