@@ -30,10 +30,10 @@ from _record import record  # noqa: E402
 HERE = Path(__file__).resolve().parent
 REAL = "nanoAOD_2015_CMS_Open_Data_ttbar.root"
 COLLECTIONS = {
-    "Jet": ["pt", "eta", "phi", "mass", "btagDeepB"],
-    "Electron": ["pt", "eta", "phi", "mass", "charge"],
-    "Muon": ["pt", "eta", "phi", "mass", "charge"],
-    "Photon": ["pt", "eta", "phi", "mass"],
+    "Jet": ["pt", "eta", "phi", "mass", "btagDeepB", "jetId"],
+    "Electron": ["pt", "eta", "phi", "mass", "charge", "cutBased", "pfRelIso03_all"],
+    "Muon": ["pt", "eta", "phi", "mass", "charge", "mediumId", "pfRelIso04_all"],
+    "Photon": ["pt", "eta", "phi", "mass", "cutBased", "pfRelIso03_all"],
 }
 SCALARS = ["MET_pt", "MET_phi", "genWeight", "event"]
 
