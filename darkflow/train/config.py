@@ -8,20 +8,27 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_va
 
 from darkflow.config import FlowName, Fraction, StrictModel
 
+FinitePositive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+"""A config value that must be finite and above zero (a learning rate)."""
+FiniteNonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+"""A config value that must be finite and zero or more (a weight decay, a noise level, a KL weight)."""
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
+"""A random seed: what numpy and Lightning accept (0 to 2**32 - 1)."""
+
 
 class VAEModel(StrictModel):
     """:class:`darkflow.models.vae.FlowVAE` options."""
 
     kind: Literal["vae"] = "vae"
     encoder: Literal["conv", "graph"] = "conv"
-    latent: int = 8
-    context: int = 16
+    latent: PositiveInt = 8
+    context: NonNegativeInt = 16
     flow: FlowName = "none"
     flow_options: dict = {}
     reco_loss: Literal["mse", "chamfer", "gaussian", "probabilistic"] = "mse"
-    beta: float = 1.0
-    channels: list[int] = [32, 64]
-    hidden: int = 128
+    beta: FiniteNonNegative = 1.0
+    channels: Annotated[list[PositiveInt], Field(min_length=1)] = [32, 64]
+    hidden: PositiveInt = 128
     hlf_input: bool = False
     default_score: Literal["total", "reco", "kl", "latent_nll", "combined"] = "total"
 
@@ -32,7 +39,7 @@ class DensityModel(StrictModel):
     kind: Literal["density"] = "density"
     flow: FlowName = "maf"
     flow_options: dict = {}
-    noise: float = 0.05
+    noise: FiniteNonNegative = 0.05
 
 
 class HLFDensityModel(StrictModel):
@@ -66,23 +73,23 @@ class Standardization(StrictModel):
 
 
 class Training(StrictModel):
-    """Lightning trainer and optimisation options."""
+    """Lightning trainer and optimisation options (counts of at least 1, a finite learning rate above 0)."""
 
-    epochs: int = 30
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
+    epochs: PositiveInt = 30
+    batch_size: PositiveInt = 256
+    learning_rate: FinitePositive = 1e-3
+    weight_decay: FiniteNonNegative = 0.0
     val_fraction: Fraction = 0.2
-    patience: int = 5
-    gradient_clip: float = 5.0
-    seed: int = 1
+    patience: NonNegativeInt = 5
+    gradient_clip: FiniteNonNegative = 5.0
+    seed: Seed = 1
     event_weights: Literal["use", "abs", "ignore"] = "use"
-    num_workers: int = 0
+    num_workers: NonNegativeInt = 0
     in_memory: bool | None = None
     accelerator: str = "cpu"
-    devices: int = 1
+    devices: PositiveInt = 1
     strategy: str = "auto"
-    num_nodes: int = 1
+    num_nodes: PositiveInt = 1
     kl_warmup: NonNegativeInt = 0
     flow_warmup: NonNegativeInt = 0
 
@@ -91,9 +98,9 @@ class IsolationForestConfig(StrictModel):
     """:class:`darkflow.models.isoforest.IsolationForestModel` options (scikit-learn's IsolationForest)."""
 
     kind: Literal["isoforest"] = "isoforest"
-    n_estimators: int = 200
-    max_samples: int = 256
-    seed: int = 1
+    n_estimators: PositiveInt = 200
+    max_samples: PositiveInt = 256
+    seed: Seed = 1
 
 
 class TrainConfig(StrictModel):

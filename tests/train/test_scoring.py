@@ -254,8 +254,8 @@ def test_early_stopping_is_recorded_as_converged(files, tmp_path):
     from darkflow.train.run import TrainOptions, load_train_config, train
 
     overrides = PREVIOUS | {"model.latent": 4, "model.context": 8, "model.hidden": 32, "model.channels": [8, 16],
-                 "training.epochs": 6, "training.batch_size": 256, "training.learning_rate": 0.0,
-                 "training.patience": 1}  # a frozen model: epoch 1 cannot improve on epoch 0
+                 "training.epochs": 6, "training.batch_size": 256, "training.learning_rate": 1e-30,
+                 "training.patience": 1}  # frozen (lr 1e-30 moves no float32 weight): epoch 1 cannot improve on epoch 0
     summary = train(load_train_config("convvae", overrides),
                     TrainOptions(data=str(files["held"]), out=str(tmp_path / "run"), progress=False))
     diag = load_model(tmp_path / "run")[1]["diagnostics"]
