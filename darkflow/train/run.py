@@ -29,7 +29,7 @@ import torch
 import yaml
 
 from darkflow import __version__
-from darkflow.checkpoint import load_weights, save_weights
+from darkflow.checkpoint import load_state, load_weights, save_weights
 from darkflow.config import StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import publish, write_text_atomic
@@ -97,18 +97,33 @@ HLF_MODELS: tuple[str, ...] = ("hlf_density",)
 """Model kinds that read only the high-level features."""
 
 
+RUN_KEYS = ("config", "scaler", "type_codes", "layout")
+"""The metadata keys ``model.pt`` needs to rebuild its model."""
+
+
 def load_model(run: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The trained model of a run directory (or a model.pt path) and its metadata, in eval mode."""
+    """The trained model of a run directory (or a model.pt path) and its metadata, in eval mode.
+
+    Raises:
+        InputError: no run there, or a damaged ``model.pt`` (see :func:`darkflow.checkpoint.load_weights`),
+            metadata that does not describe a model, or weights that do not fit the model it describes.
+    """
     from darkflow.config import validate
     from darkflow.models.hlf_scaler import HLFStandardizer
     from darkflow.models.scaler import Standardizer
 
     state, meta, path = load_weights(run, MODEL_FILE, "trained model",
-                                     "run 'darkflow train' first (or pass a run directory)")
+                                     "run 'darkflow train' first (or give a run directory)", required=RUN_KEYS)
+    if not isinstance(meta["config"], dict):
+        raise InputError(f"{path}: the trained model's metadata holds no config mapping; the file is damaged")
     config = validate(TrainConfig, meta["config"], str(path))
-    hlf_scaler = HLFStandardizer.from_dict(meta["hlf_scaler"]) if meta.get("hlf_scaler") else None
-    model = build_model(config, Standardizer.from_dict(meta["scaler"]), meta["type_codes"], hlf_scaler)
-    model.load_state_dict(state)
+    try:
+        hlf_scaler = HLFStandardizer.from_dict(meta["hlf_scaler"]) if meta.get("hlf_scaler") else None
+        model = build_model(config, Standardizer.from_dict(meta["scaler"]), meta["type_codes"], hlf_scaler)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+        raise InputError(f"{path}: the trained model's metadata does not describe a model ({type(err).__name__}: "
+                         f"{err}); the file is damaged") from None
+    load_state(model, state, path, "trained model")
     model.eval()
     return model, meta
 
