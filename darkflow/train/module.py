@@ -10,7 +10,16 @@ from darkflow.errors import DarkFlowError
 
 
 class NonFiniteLoss(DarkFlowError):
-    """The training loss became NaN or inf."""
+    """The training or validation loss became NaN or inf.
+
+    Attributes:
+        what: which loss, its value and where (``"the validation loss became nan at epoch 3"``).
+        epoch: the epoch it happened in.
+    """
+
+    def __init__(self, what: str, epoch: int) -> None:
+        self.what, self.epoch = what, epoch
+        super().__init__(f"{what}; lower training.learning_rate or training.gradient_clip, or check the inputs")
 
 
 class DarkFlowModule(L.LightningModule):
@@ -76,16 +85,21 @@ class DarkFlowModule(L.LightningModule):
         self._set_schedule(*schedule(self.current_epoch, batch_idx, batches, self.kl_warmup, self.flow_warmup))
         loss, means = self._step(batch, sample=True)
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(
-                f"the training loss became {loss.item()} at epoch {self.current_epoch}, batch {batch_idx}; "
-                "lower training.learning_rate, raise training.gradient_clip or check the inputs"
-            )
+            raise NonFiniteLoss(f"the training loss became {loss.item()} at epoch {self.current_epoch}, batch "
+                                f"{batch_idx}", self.current_epoch)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["mask"]),
                  sync_dist=True)
         return loss
 
     def on_validation_epoch_start(self) -> None:
         self._set_schedule(1.0, True)
+
+    def on_train_start(self) -> None:
+        """The configured learning rate and weight decay, also on resume (the checkpoint's optimizer state,
+        restored before this hook, holds the values the run was started with)."""
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"], group["weight_decay"] = self.learning_rate, self.weight_decay
 
     def on_train_end(self) -> None:
         self._set_schedule(1.0, True)
@@ -101,12 +115,23 @@ class DarkFlowModule(L.LightningModule):
             self._val[key].update(value, w)
 
     def on_validation_epoch_end(self) -> None:
-        """The weighted mean over all validation events of all processes (torchmetrics syncs the sums)."""
-        for key, metric in sorted(self._val.items()):
+        """The weighted mean over all validation events of all processes (torchmetrics syncs the sums).
+
+        Raises:
+            NonFiniteLoss: the validation loss is NaN or inf (every process sees the same value), before any
+                checkpoint of this epoch is written.
+        """
+        values = {key: metric.compute() for key, metric in sorted(self._val.items())}
+        for metric in self._val.values():
+            metric.reset()
+        total = values.get("total")
+        if total is not None and not torch.isfinite(total):
+            raise NonFiniteLoss(f"the validation loss became {total.item()} at epoch {self.current_epoch}",
+                                self.current_epoch)
+        for key, value in values.items():
             name = "val_loss" if key == "total" else f"val_{key}"
             # already global; sync_dist only averages equal values (and keeps Lightning from warning)
-            self.log(name, metric.compute().to(torch.float32), prog_bar=key == "total", sync_dist=True)
-            metric.reset()
+            self.log(name, value.to(torch.float32), prog_bar=key == "total", sync_dist=True)
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)

@@ -1,13 +1,13 @@
 """``darkflow train``: a run directory with the resolved config, scaler, split, metrics and the model.
 
-Run directory::
+Run directory (built in ``OUT.partial`` and renamed to ``OUT`` when complete: :mod:`darkflow.train.rundir`)::
 
     config.yaml      the resolved TrainConfig (plus the data file)
     scaler.json      the standardization fitted on the training split of the SM file
     hlf_scaler.json  the standardization of the high-level features (for models that take them as input)
     split.npz        the train and validation event indices
     metrics.csv      one row per epoch
-    checkpoints/     Lightning checkpoints (best.ckpt, last.ckpt) for --resume
+    checkpoints/     Lightning checkpoints: best.ckpt, and last.ckpt written after every epoch to resume from
     model.pt         the best model: {"state_dict": tensors, "metadata": JSON}, loads with weights_only=True
 
 The metadata holds, beside what rebuilds the model, ``training_file`` (what the training file was prepared
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
-import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,12 @@ import yaml
 from darkflow import __version__
 from darkflow.checkpoint import load_state, load_weights, save_weights
 from darkflow.config import StrictModel
-from darkflow.errors import InputError
-from darkflow.fileio import publish, write_text_atomic
+from darkflow.errors import ConfigError, DataError, InputError, Interrupted
+from darkflow.fileio import atomic_output, check_input, write_text_atomic
 from darkflow.train.config import TrainConfig
 from darkflow.train.config import load_train_config as load_train_config  # re-exported
 from darkflow.train.diagnostics import warnings_for
-
-MODEL_FILE = "model.pt"
+from darkflow.train.rundir import LAST_CHECKPOINT, MODEL_FILE, RunKept, plan_run, staged
 
 
 class TrainOptions(StrictModel):
@@ -161,36 +160,6 @@ def _fit_hlf_scaler(dataset_path: str, train_idx: np.ndarray, names: list[str]):
     return HLFStandardizer(names).fit(hlf for (hlf,) in _training_blocks(dataset_path, train_idx, "hlf"))
 
 
-METRIC_COLUMNS = ("epoch", "seconds", "train_loss", "val_loss", "val_reco", "val_kl", "val_latent_nll")
-
-
-class _MetricsCSV:
-    """Lightning callback writing one row per epoch to ``metrics.csv`` (after training and validation)."""
-
-    def __new__(cls, path: Path):
-        import lightning as L
-
-        class MetricsCSV(L.Callback):
-            def __init__(self) -> None:
-                self.path = path
-                self.start = time.perf_counter()
-
-            def on_train_epoch_end(self, trainer, module) -> None:
-                if not trainer.is_global_zero:
-                    return
-                metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-                row = {"epoch": trainer.current_epoch, "seconds": round(time.perf_counter() - self.start, 3)}
-                row |= {k: metrics.get(k, "") for k in METRIC_COLUMNS[2:]}
-                new = not self.path.exists()
-                with open(self.path, "a", newline="") as handle:
-                    writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
-                    if new:
-                        writer.writeheader()
-                    writer.writerow(row)
-
-        return MetricsCSV()
-
-
 def _quiet_lightning() -> None:
     """Keep Lightning's start-up chatter (accelerator lines, tips) out of the output; warnings stay."""
     import logging
@@ -210,96 +179,185 @@ def _expected_warnings() -> None:
 
 
 def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
-    """Train a model on the SM file ``options.data`` into ``options.out``; returns the run's summary."""
+    """Train a model on the SM file ``options.data`` into the run directory ``options.out``; returns the run's
+    summary.
+
+    Everything that can be checked is checked before anything is written (the run folder, the training file
+    and its values, the resumed state, the trainer options). The run is built in ``OUT.partial`` and
+    published as ``OUT`` when ``model.pt`` is written (:mod:`darkflow.train.rundir`).
+
+    Raises:
+        InputError, ConfigError, DataError: one line each; nothing new is left (except a kept
+            :class:`~darkflow.train.rundir.RunKept` staging folder after a non-finite loss).
+        darkflow.errors.Interrupted: SIGINT or SIGTERM (Lightning's own SIGTERM handling included).
+    """
+    import signal
+
     import lightning as L
 
     from darkflow.data_prep.dataset import EventDataset
-    from darkflow.models.hlf_scaler import HLFStandardizer
-    from darkflow.models.scaler import Standardizer
     from darkflow.train.data import EventBatches, batch_loader
-    from darkflow.train.module import DarkFlowModule
+    from darkflow.train.epoch_end import AtomicCheckpointIO, MetricsCSV
+    from darkflow.train.input_checks import check_training_values
+    from darkflow.train.module import DarkFlowModule, NonFiniteLoss
     from darkflow.train.progress import epoch_progress
     from darkflow.train.warmup import monitoring_callbacks
 
     _quiet_lightning()
-    out = Path(options.out)
-    ckpt_dir = out / "checkpoints"
-    last = ckpt_dir / "last.ckpt"
-    if options.resume and not last.is_file():
-        raise InputError(f"--resume: no checkpoint at {last}; start the run without --resume")
-    if not options.resume and (out / MODEL_FILE).exists():
-        raise InputError(f"{out} already holds a trained model; choose another --out or pass --resume")
+    # Under DDP every process runs this function; the launcher's environment tells which one this is.
+    # Only process 0 writes the run directory (what the others would write is the same).
+    lead = _launch_rank() == 0
+    check_input(options.data, "training file")
+    plan = plan_run(options.out, options.resume, inputs=[options.data], lead=lead)
     full = EventDataset(options.data)
     layout = full.layout
     t = config.training
     L.seed_everything(t.seed, workers=True, verbose=False)
-    # Under DDP every process runs this function; the launcher's environment tells which one this is.
-    # Only process 0 writes the run directory (what the others would write is the same).
-    lead = _launch_rank() == 0
-    out.mkdir(parents=True, exist_ok=True)
-    if options.resume:
-        split = np.load(out / "split.npz")
-        train_idx, val_idx = split["train"], split["val"]
-        scaler = Standardizer.from_json((out / "scaler.json").read_text())
-        saved = out / "hlf_scaler.json"
-        hlf_scaler = (HLFStandardizer.from_dict(json.loads(saved.read_text())) if saved.is_file()
-                      else _fit_hlf_scaler(options.data, train_idx, full.hlf_names))
+    if plan.source is not None:
+        train_idx, val_idx, scaler, hlf_scaler = _resumed_state(plan.source, len(full))
     else:
         train_idx, val_idx = _split(len(full), t.val_fraction, t.seed)
-        scaler = _fit_scaler(options.data, train_idx, config, layout)
-        hlf_scaler = _fit_hlf_scaler(options.data, train_idx, full.hlf_names)
-        if lead:
-            _save_split(out / "split.npz", train_idx, val_idx)
-            write_text_atomic(out / "scaler.json", scaler.to_json())
-            write_text_atomic(out / "hlf_scaler.json", json.dumps(hlf_scaler.to_dict()))
-            (out / "metrics.csv").unlink(missing_ok=True)
     _check_processes(t, len(train_idx), len(val_idx))
-    resolved = {"data": str(options.data), **config.model_dump(mode="json")}
-    if lead:
-        write_text_atomic(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    check_training_values(options.data, train_idx, val_idx, t.event_weights)
+    if plan.source is None:
+        scaler = _fit_scaler(options.data, train_idx, config, layout)
+    if plan.source is None or hlf_scaler is None:
+        hlf_scaler = _fit_hlf_scaler(options.data, train_idx, full.hlf_names)
     codes = type_codes(layout["rows"])
     model = build_model(config, scaler, codes, hlf_scaler)
+    resolved = {"data": str(options.data), **config.model_dump(mode="json")}
+
+    def write_state(run_dir: Path) -> None:
+        if lead:
+            _save_split(run_dir / "split.npz", train_idx, val_idx)
+            write_text_atomic(run_dir / "scaler.json", scaler.to_json())
+            write_text_atomic(run_dir / "hlf_scaler.json", json.dumps(hlf_scaler.to_dict()))
+            write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+
     if config.model.kind == "isoforest":
-        return _fit_forest(model, config, options, full, train_idx, layout, codes, scaler, hlf_scaler)
+        with staged(plan, lead) as run_dir:
+            write_state(run_dir)
+            return _fit_forest(model, config, options, full, train_idx, layout, codes, scaler, hlf_scaler, run_dir)
     module = DarkFlowModule(model, t.learning_rate, t.weight_decay, t.event_weights, t.kl_warmup, t.flow_warmup)
+    checkpoint = plan.checkpoint
+    if checkpoint is not None:
+        _check_checkpoint(plan.source / LAST_CHECKPOINT, module)
     train_set = EventBatches(options.data, train_idx, t.in_memory)
-    if hasattr(model, "fit_center") and not options.resume:
+    if hasattr(model, "fit_center") and checkpoint is None:
         # Deep SVDD's centre: fitted once on every training event (each DDP process alike, before the
-        # processes split the batches); on --resume it comes back with the checkpoint's buffers.
+        # processes split the batches); on resume it comes back with the checkpoint's buffers.
         model.fit_center(train_set[np.arange(lo, min(lo + t.batch_size, len(train_set)))]
                          for lo in range(0, len(train_set), t.batch_size))
     train_loader = batch_loader(train_set, t.batch_size, True, t.num_workers, seed=t.seed)
     val_loader = batch_loader(EventBatches(options.data, val_idx, t.in_memory), t.batch_size, False, t.num_workers)
     warmup = max(t.kl_warmup, t.flow_warmup)
-    best, early, others = monitoring_callbacks(ckpt_dir, t.patience, warmup)
-    trainer = L.Trainer(
-        max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
-        num_nodes=t.num_nodes, gradient_clip_val=t.gradient_clip, logger=False, default_root_dir=out,
-        callbacks=[best, *others, early, _MetricsCSV(out / "metrics.csv")]
+    run_dir = plan.staging
+    best, early, others = monitoring_callbacks(run_dir / "checkpoints", t.patience, warmup)
+    last = others[0]
+    trainer = _trainer(
+        t, default_root_dir=run_dir, plugins=[AtomicCheckpointIO()],
+        callbacks=[best, *others, early, MetricsCSV(run_dir / "metrics.csv")]
         + ([epoch_progress("train", {"train_loss": "train loss", "val_loss": "validation loss"})]
            if options.progress else []),
-        enable_progress_bar=options.progress, enable_model_summary=False, num_sanity_val_steps=0,
-        use_distributed_sampler=False,  # EventBatchSampler shares every global batch out among the processes
-        deterministic="warn",  # on GPUs some scatter kernels have no deterministic version
-    )
+        enable_progress_bar=options.progress)
     import warnings
 
-    with warnings.catch_warnings():
-        _expected_warnings()
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if options.resume else None)
-    if not trainer.is_global_zero:
-        return {}
-    state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-    module.load_state_dict(state)
-    fit_score_scales(model, options.data, val_idx)
-    best_score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
-    diagnostics = _diagnostics(model, options.data, val_idx, out / "metrics.csv", t.patience, early.stopped_epoch > 0,
-                               warmup)
-    metadata = _metadata(config, scaler, codes, layout, options, full.label, model, trainer.current_epoch, best_score,
-                         diagnostics, hlf_scaler)
-    save_weights(out / MODEL_FILE, model, metadata)
-    return {"out": out, "epochs": trainer.current_epoch, "best_val_loss": best_score, "diagnostics": diagnostics,
-            "warnings": warnings_for(diagnostics)}
+    with staged(plan, lead) as run_dir:
+        write_state(run_dir)
+        try:
+            with warnings.catch_warnings():
+                _expected_warnings()
+                trainer.fit(module, train_loader, val_loader, ckpt_path=str(checkpoint) if checkpoint else None)
+        except NonFiniteLoss as err:
+            raise _stopped(err, last.epoch, run_dir) from None
+        if trainer.received_sigterm:  # Lightning stops gracefully on SIGTERM; a stopped run is not a result
+            raise Interrupted(signal.SIGTERM)
+        if not trainer.is_global_zero:
+            return {}
+        best_path = Path(best.best_model_path or run_dir / "checkpoints" / "best.ckpt")
+        state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+        fit_score_scales(model, options.data, val_idx)
+        best_score = float(best.best_model_score) if best.best_model_score is not None else float("nan")
+        diagnostics = _diagnostics(model, options.data, val_idx, run_dir / "metrics.csv", t.patience,
+                                   early.stopped_epoch > 0, warmup)
+        metadata = _metadata(config, scaler, codes, layout, options, full.label, model, trainer.current_epoch,
+                             best_score, diagnostics, hlf_scaler)
+        save_weights(run_dir / MODEL_FILE, model, metadata)
+    return {"out": plan.out, "epochs": trainer.current_epoch, "best_val_loss": best_score,
+            "diagnostics": diagnostics, "warnings": warnings_for(diagnostics)}
+
+
+def _trainer(t, **options: Any):
+    """The Lightning trainer of the training options ``t``; a bad accelerator, device count or strategy is one
+    :class:`ConfigError` line, before anything is written."""
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(
+            max_epochs=t.epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+            num_nodes=t.num_nodes, gradient_clip_val=t.gradient_clip, logger=False, enable_model_summary=False,
+            num_sanity_val_steps=0,
+            use_distributed_sampler=False,  # EventBatchSampler shares every global batch out among the processes
+            deterministic="warn",  # on GPUs some scatter kernels have no deterministic version
+            **options)
+    except (MisconfigurationException, ValueError) as err:
+        text = " ".join(str(err).split()).replace("`", "")
+        raise ConfigError(f"training options (accelerator {t.accelerator!r}, devices {t.devices}, strategy "
+                          f"{t.strategy!r}, num_nodes {t.num_nodes}): {text[:300]}") from None
+
+
+def _stopped(err, kept: int | None, staging: Path) -> DataError:
+    """The one-line error for a non-finite loss: which loss and epoch, and where the last good checkpoint is."""
+    if kept is None:
+        return DataError(f"{err.what}, before any epoch had finished, so no checkpoint was kept; train again "
+                         "with a lower training.learning_rate (or training.gradient_clip)")
+    return RunKept(f"{err.what}; the last good checkpoint (epoch {kept}) is kept in {staging}: resume the run "
+                   "from it with a lower training.learning_rate (or training.gradient_clip)")
+
+
+def _resumed_state(source: Path, n_events: int):
+    """``(train_idx, val_idx, scaler, hlf_scaler or None)`` of the run folder ``source``, checked against the
+    training file's ``n_events``."""
+    from darkflow.models.hlf_scaler import HLFStandardizer
+    from darkflow.models.scaler import Standardizer
+
+    name = "split.npz"
+    try:
+        with np.load(source / name) as split:
+            train_idx, val_idx = np.asarray(split["train"]), np.asarray(split["val"])
+        name = "scaler.json"
+        scaler = Standardizer.from_json((source / name).read_text())
+        name = "hlf_scaler.json"
+        saved = source / name
+        hlf_scaler = HLFStandardizer.from_dict(json.loads(saved.read_text())) if saved.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as err:
+        reason = getattr(err, "strerror", None) or " ".join(str(err).split())[:120]
+        raise InputError(f"cannot resume {source}: its {name} is missing or damaged ({reason})") from None
+    for idx in (train_idx, val_idx):
+        if idx.ndim != 1 or not len(idx) or not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0:
+            raise InputError(f"cannot resume {source}: its split.npz is damaged (expected two lists of event indices)")
+        if idx.max() >= n_events:
+            raise InputError(f"cannot resume {source}: its split holds event {idx.max()} but the training file has "
+                             f"{n_events} events; resume with the training file the run was started with")
+    return train_idx, val_idx, scaler, hlf_scaler
+
+
+def _check_checkpoint(path: Path, module: torch.nn.Module) -> None:
+    """Refuse a ``last.ckpt`` that cannot be read, or whose weights do not fit the model of this config."""
+    from darkflow.checkpoint import mismatch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)  # as Lightning itself loads it
+        state = ckpt["state_dict"]
+    except Exception as err:  # noqa: BLE001 (a damaged file raises many types)
+        reason = " ".join(str(err).split()).split(". ")[0][:120]
+        raise InputError(f"cannot resume from {path}: the checkpoint is truncated or damaged ({reason})") from None
+    differ = mismatch(module.state_dict(), state)
+    if differ:
+        raise InputError(f"cannot resume from {path}: its weights do not fit the model of this config ({differ} "
+                         "tensor(s)); resume with the model options the run was started with")
 
 
 def fit_score_scales(model: torch.nn.Module, data: str, val_idx: np.ndarray) -> None:
@@ -322,9 +380,8 @@ def _launch_rank() -> int:
 
 
 def _save_split(path: Path, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, train=train_idx, val=val_idx)
-    publish(tmp, path)
+    with atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, train=train_idx, val=val_idx)
 
 
 def _check_processes(t, n_train: int, n_val: int) -> None:
@@ -376,7 +433,7 @@ def _metadata(config: TrainConfig, scaler, codes: list[int], layout: dict, optio
 
 
 def _fit_forest(model, config: TrainConfig, options: TrainOptions, full, train_idx, layout, codes, scaler,
-                hlf_scaler=None):
+                hlf_scaler, run_dir: Path):
     """The isolation-forest baseline: no gradient training, one scikit-learn fit on the training split."""
     import h5py
 
@@ -385,9 +442,8 @@ def _fit_forest(model, config: TrainConfig, options: TrainOptions, full, train_i
     model.fit(x.double().numpy())
     metadata = _metadata(config, scaler, codes, layout, options, full.label, model, 0, float("nan"),
                          hlf_scaler=hlf_scaler)
-    out = Path(options.out)
-    save_weights(out / MODEL_FILE, model, metadata)
-    return {"out": out, "epochs": 0, "best_val_loss": float("nan"), "diagnostics": {}, "warnings": []}
+    save_weights(run_dir / MODEL_FILE, model, metadata)
+    return {"out": Path(options.out), "epochs": 0, "best_val_loss": float("nan"), "diagnostics": {}, "warnings": []}
 
 
 def model_scores(model: torch.nn.Module) -> tuple[str, ...]:

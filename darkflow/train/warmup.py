@@ -31,43 +31,9 @@ def schedule(epoch: int, batch: int, batches: float, kl_warmup: int, flow_warmup
 
 
 def monitoring_callbacks(ckpt_dir: Path, patience: int, start: int) -> tuple[Any, Any, list[Any]]:
-    """``(best, early, others)``: the Lightning callbacks that keep ``best.ckpt`` (lowest ``val_loss``),
-    ``last.ckpt`` (every epoch, for ``--resume``) and stop early, all ignoring the epochs before ``start``.
+    """``(best, early, others)``: the Lightning callbacks that keep ``best.ckpt`` (lowest ``val_loss``) and stop
+    early, both ignoring the epochs before ``start``, and in ``others`` the one that writes ``last.ckpt`` at the
+    end of every epoch, warm-up epochs included (:mod:`darkflow.train.epoch_end`)."""
+    from darkflow.train.epoch_end import BestCheckpoint, EarlyStop, LastCheckpoint
 
-    With ``start == 0`` these are the plain ``ModelCheckpoint`` and ``EarlyStopping`` (so runs without warm-up
-    resume from older checkpoints); otherwise ``best`` and ``early`` skip their checks before epoch ``start``
-    and a second ``ModelCheckpoint`` in ``others`` writes ``last.ckpt`` every epoch.
-    """
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-
-    best_options = {"dirpath": ckpt_dir, "filename": "best", "monitor": "val_loss", "mode": "min", "save_top_k": 1,
-                    "enable_version_counter": False}
-    if start == 0:
-        return (ModelCheckpoint(save_last=True, **best_options),
-                EarlyStopping(monitor="val_loss", mode="min", patience=patience), [])
-
-    class AfterWarmup:
-        """Runs the end-of-epoch and end-of-validation checks of the callback it precedes from epoch ``start`` on."""
-
-        def on_train_epoch_end(self, trainer, module) -> None:
-            if trainer.current_epoch >= start:
-                super().on_train_epoch_end(trainer, module)
-
-        def on_validation_end(self, trainer, module) -> None:
-            if trainer.current_epoch >= start:
-                super().on_validation_end(trainer, module)
-
-    class BestAfterWarmup(AfterWarmup, ModelCheckpoint):
-        """``best.ckpt`` among the epochs from ``start`` on."""
-
-        def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
-            if trainer.current_epoch >= start:
-                super().on_train_batch_end(trainer, *args, **kwargs)
-
-    class EarlyStoppingAfterWarmup(AfterWarmup, EarlyStopping):
-        """Early stopping whose patience counts from epoch ``start``."""
-
-    # best before last: Lightning keeps the order of checkpoint callbacks, so last.ckpt holds the updated best
-    last = ModelCheckpoint(dirpath=ckpt_dir, monitor=None, save_top_k=0, save_last=True, enable_version_counter=False)
-    return (BestAfterWarmup(save_last=False, **best_options),
-            EarlyStoppingAfterWarmup(monitor="val_loss", mode="min", patience=patience), [last])
+    return BestCheckpoint(ckpt_dir, start), EarlyStop(patience, start), [LastCheckpoint(Path(ckpt_dir) / "last.ckpt")]
