@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from darkflow.errors import ConfigError, InputError
-from darkflow.fileio import publish
+from darkflow.errors import ConfigError
+from darkflow.fileio import atomic_output, check_output
 
 NOT_EXPORTABLE = {
     "cnf": "its ODE solver (torchdiffeq) takes a data-dependent number of steps",
@@ -66,6 +65,7 @@ def export_vae_onnx(run: str | os.PathLike, out: str | os.PathLike) -> Path:
     from darkflow.train.run import load_model
 
     run, out = Path(run), Path(out)
+    check_output(out, [run, Path(run) / "model.pt"])
     model, meta = load_model(run)
     kind = meta["config"]["model"].get("kind", "vae")
     if kind != "vae":
@@ -75,8 +75,6 @@ def export_vae_onnx(run: str | os.PathLike, out: str | os.PathLike) -> Path:
     if flow in NOT_EXPORTABLE:
         raise ConfigError(f"{run}: the {flow!r} flow cannot be exported to ONNX ({NOT_EXPORTABLE[flow]}); "
                           f"every other flow can")
-    if not out.parent.is_dir():
-        raise InputError(f"output folder does not exist: {out.parent}")
     _check_onnx()
     import onnx
 
@@ -92,9 +90,7 @@ def export_vae_onnx(run: str | os.PathLike, out: str | os.PathLike) -> Path:
         inputs += (torch.zeros(3, len(meta["hlf_scaler"]["names"])),)
         input_names.append("hlf")
         shapes += ({0: batch},)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_output(out, inputs=[run, run / "model.pt"]) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
             # torch.onnx notes that the inputs share one batch axis name; that is the intent.
             warnings.filterwarnings("ignore", message=r".*axis name: batch will not be used.*")
@@ -111,8 +107,5 @@ def export_vae_onnx(run: str | os.PathLike, out: str | os.PathLike) -> Path:
                            "flow": flow, "encoder": meta["config"]["model"].get("encoder", "")}.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, str(value)
-        onnx.save(proto, tmp)
-        publish(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        onnx.save(proto, str(tmp))
     return out

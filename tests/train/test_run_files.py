@@ -152,3 +152,15 @@ def test_the_command_line_reports_a_truncated_run_in_one_line(run, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "truncated or damaged" in err[0] and "pickle" not in err[0]
     assert not (tmp_path / "s.h5").exists()
+
+
+def test_export_checks_its_output_before_it_reads_the_run(run, tmp_path):
+    from darkflow.train.export import export_vae_onnx
+
+    out, _, _ = run
+    before = (out / "model.pt").read_bytes()
+    with pytest.raises(InputError, match="output folder does not exist"):
+        export_vae_onnx(tmp_path / "no_run", tmp_path / "missing" / "m.onnx")  # the output is checked first
+    with pytest.raises(InputError, match="is also an input"):
+        export_vae_onnx(out, out / "model.pt")
+    assert (out / "model.pt").read_bytes() == before and not leftovers(out)
