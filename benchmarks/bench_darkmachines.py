@@ -305,6 +305,7 @@ def run_unit(work: str, channel: str, model: str, seed: int, sizes_dict: dict[st
 
     from darkflow.analysis.scan import ScanOptions, scan
     from darkflow.train.run import MODEL_FILE, TrainOptions, train
+    from darkflow.train.rundir import staging_path
     from darkflow.train.score import score
 
     sizes = Sizes(**sizes_dict)
@@ -316,6 +317,7 @@ def run_unit(work: str, channel: str, model: str, seed: int, sizes_dict: dict[st
     if not ((run / MODEL_FILE).is_file() and info_path.is_file()):
         if run.exists():
             shutil.rmtree(run)
+        shutil.rmtree(staging_path(run), ignore_errors=True)  # an interrupted training: redo it from scratch
         config = train_config(model, seed, sizes, facts["files"]["sm_train"]["events"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

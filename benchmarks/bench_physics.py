@@ -295,6 +295,7 @@ def run_unit(work: str, model: str, seed: int, sizes_dict: dict[str, Any]) -> di
 
     from darkflow.analysis.scan import ScanOptions, scan
     from darkflow.train.run import MODEL_FILE, TrainOptions, train
+    from darkflow.train.rundir import staging_path
     from darkflow.train.score import score
 
     sizes = Sizes(**sizes_dict)
@@ -305,6 +306,7 @@ def run_unit(work: str, model: str, seed: int, sizes_dict: dict[str, Any]) -> di
     if not ((run / MODEL_FILE).is_file() and info_path.is_file()):
         if run.exists():
             shutil.rmtree(run)  # an interrupted training: redo it from scratch
+        shutil.rmtree(staging_path(run), ignore_errors=True)
         config = train_config(model, seed, sizes)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Lightning's hints (few workers, ...) would drown the progress
@@ -515,6 +517,7 @@ def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: in
     import h5py
 
     from darkflow.train.run import TrainOptions, train
+    from darkflow.train.rundir import staging_path
     from darkflow.train.score import score
 
     est = work / "estimate"
@@ -541,7 +544,8 @@ def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: in
     cached = est / "costs.json"
     per_model: dict[str, dict[str, float]] = json.loads(cached.read_text()) if cached.is_file() else {}
     if any(m not in per_model for m in models):  # a first, untimed run pays the one-off imports and warm-up
-        shutil.rmtree(est / "warm-up", ignore_errors=True)
+        for folder in (est / "warm-up", staging_path(est / "warm-up")):
+            shutil.rmtree(folder, ignore_errors=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             train(train_config(models[0], 1, sizes, epochs=1), TrainOptions(data=str(small), out=str(est / "warm-up"),
@@ -550,7 +554,8 @@ def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: in
         if model in per_model:
             continue
         run = est / model
-        shutil.rmtree(run, ignore_errors=True)
+        for folder in (run, staging_path(run)):
+            shutil.rmtree(folder, ignore_errors=True)
         config = train_config(model, 1, sizes, epochs=2)
         start, cpu = time.perf_counter(), time.process_time()
         with warnings.catch_warnings():

@@ -184,6 +184,7 @@ def run_config(name: str, options: DemoOptions):
 
 def _train(options: DemoOptions) -> None:
     from darkflow.train.run import TrainOptions, train
+    from darkflow.train.rundir import staging_path
 
     for name in RUNS:
         run = options.out / "runs" / name
@@ -192,6 +193,7 @@ def _train(options: DemoOptions) -> None:
             continue
         if run.exists():
             shutil.rmtree(run)
+        shutil.rmtree(staging_path(run), ignore_errors=True)  # an interrupted training: start it again
         config = run_config(name, options)
         _say(options, f"3/6 train: {name} (at most {config.training.epochs} epochs, early stopping)")
         start = time.perf_counter()
