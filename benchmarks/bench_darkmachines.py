@@ -318,6 +318,7 @@ def run_unit(work: str, channel: str, model: str, seed: int, sizes_dict: dict[st
         if run.exists():
             shutil.rmtree(run)
         shutil.rmtree(staging_path(run), ignore_errors=True)  # an interrupted training: redo it from scratch
+        run.parent.mkdir(parents=True, exist_ok=True)
         config = train_config(model, seed, sizes, facts["files"]["sm_train"]["events"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

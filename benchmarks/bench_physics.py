@@ -307,6 +307,7 @@ def run_unit(work: str, model: str, seed: int, sizes_dict: dict[str, Any]) -> di
         if run.exists():
             shutil.rmtree(run)  # an interrupted training: redo it from scratch
         shutil.rmtree(staging_path(run), ignore_errors=True)
+        run.parent.mkdir(parents=True, exist_ok=True)
         config = train_config(model, seed, sizes)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Lightning's hints (few workers, ...) would drown the progress

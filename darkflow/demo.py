@@ -194,6 +194,7 @@ def _train(options: DemoOptions) -> None:
         if run.exists():
             shutil.rmtree(run)
         shutil.rmtree(staging_path(run), ignore_errors=True)  # an interrupted training: start it again
+        run.parent.mkdir(parents=True, exist_ok=True)
         config = run_config(name, options)
         _say(options, f"3/6 train: {name} (at most {config.training.epochs} epochs, early stopping)")
         start = time.perf_counter()

@@ -194,6 +194,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     import signal
 
     import lightning as L
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from darkflow.data_prep.dataset import EventDataset
     from darkflow.train.data import EventBatches, batch_loader
@@ -270,7 +271,9 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
                 trainer.fit(module, train_loader, val_loader, ckpt_path=str(checkpoint) if checkpoint else None)
         except NonFiniteLoss as err:
             raise _stopped(err, last.epoch, run_dir) from None
-        if trainer.received_sigterm:  # Lightning stops gracefully on SIGTERM; a stopped run is not a result
+        except SIGTERMException:  # Lightning's own SIGTERM handling: a SystemExit that would exit 0
+            raise Interrupted(signal.SIGTERM) from None
+        if trainer.received_sigterm:  # a run Lightning stopped on SIGTERM is not a result
             raise Interrupted(signal.SIGTERM)
         if not trainer.is_global_zero:
             return {}

@@ -50,14 +50,12 @@ class RunPlan:
         source: the folder whose split, scalers and ``last.ckpt`` a resume reads (``staging`` after a kill,
             ``out`` for a complete run), or None for a new run.
         copy: the staging folder is made as a copy of ``out`` (the resume of a complete run).
-        existed: the staging folder existed before this command (a killed run): it is kept on failure.
     """
 
     out: Path
     staging: Path
     source: Path | None
     copy: bool
-    existed: bool
 
     @property
     def checkpoint(self) -> Path | None:
@@ -80,15 +78,15 @@ def plan_run(out: str | Path, resume: bool, inputs: Iterable[str | Path] = (), l
     out = Path(out)
     staging = staging_path(out)
     if not lead:
-        source = staging if (staging / "split.npz").is_file() else out if resume else None
-        return RunPlan(out, staging, source if resume else None, False, True)
+        source = (staging if (staging / "split.npz").is_file() else out) if resume else None
+        return RunPlan(out, staging, source, False)
     inputs = list(inputs)
-    check_output(out, inputs, directory=True, what="run folder")
+    check_output(out, inputs, directory=True, what="run")
     check_output(staging, inputs, directory=True, what="staging folder")
     done = (out / MODEL_FILE).is_file()
     if staging.is_dir() and resume:
         has_state = (staging / "split.npz").is_file() and (staging / "scaler.json").is_file()
-        return RunPlan(out, staging, staging if has_state else None, False, True)
+        return RunPlan(out, staging, staging if has_state else None, False)
     if staging.is_dir():
         last = staging / LAST_CHECKPOINT
         kept = "with its last checkpoint" if last.is_file() else "before its first epoch ended"
@@ -99,14 +97,14 @@ def plan_run(out: str | Path, resume: bool, inputs: Iterable[str | Path] = (), l
             raise InputError(f"{out} already holds a trained model; choose another run folder or resume it")
         if out.exists():
             raise InputError(f"{out} exists and is not a finished run; give a new folder name for the run")
-        return RunPlan(out, staging, None, False, False)
+        return RunPlan(out, staging, None, False)
     if not done:
         raise InputError(f"nothing to resume at {out}: neither a finished run ({out / MODEL_FILE}) nor an "
                          f"interrupted one ({staging}); start the run without resuming")
     if not (out / LAST_CHECKPOINT).is_file():
         raise InputError(f"{out} holds a finished run without {LAST_CHECKPOINT} (a model trained in one step, "
                          "or the file was removed): there is nothing to resume")
-    return RunPlan(out, staging, out, True, False)
+    return RunPlan(out, staging, out, True)
 
 
 @contextlib.contextmanager

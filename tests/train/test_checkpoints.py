@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import shutil
+import time
 import warnings
 
 import numpy as np
@@ -197,3 +198,32 @@ def test_a_diverging_resume_keeps_the_last_good_checkpoint_and_resumes_from_it(s
                     TrainOptions(data=str(sm), out=str(out), resume=True, progress=False))
     assert summary["epochs"] == 4 and not staging.exists() and not leftovers(tmp_path)
     assert [int(r["epoch"]) for r in rows(out / "metrics.csv")] == [0, 1, 2, 3]
+
+
+def test_lightning_s_own_sigterm_handling_ends_as_an_interrupt(sm, tmp_path):
+    import os
+    import signal
+    import threading
+
+    from darkflow.errors import Interrupted
+
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))  # a handler that returns
+
+    def terminate_after_an_epoch() -> None:
+        metrics = tmp_path / "run.partial" / "metrics.csv"
+        while not (metrics.is_file() and len(metrics.read_text().splitlines()) > 1):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=terminate_after_an_epoch, daemon=True)
+    sender.start()
+    try:
+        with pytest.raises(Interrupted) as err:  # not Lightning's SIGTERMException, a SystemExit with status 0
+            train(load_train_config("convvae", TINY | {"training.epochs": 200}),
+                  TrainOptions(data=str(sm), out=str(tmp_path / "run"), progress=False))
+    finally:
+        sender.join(timeout=60)
+        signal.signal(signal.SIGTERM, previous)
+    assert err.value.signum == signal.SIGTERM and seen == [signal.SIGTERM]
+    assert list(tmp_path.iterdir()) == []
