@@ -192,6 +192,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
         darkflow.errors.Interrupted: SIGINT or SIGTERM (Lightning's own SIGTERM handling included).
     """
     import signal
+    import warnings
 
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -261,8 +262,6 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
         + ([epoch_progress("train", {"train_loss": "train loss", "val_loss": "validation loss"})]
            if options.progress else []),
         enable_progress_bar=options.progress)
-    import warnings
-
     with staged(plan, lead) as run_dir:
         write_state(run_dir)
         try:
