@@ -213,17 +213,21 @@ def test_two_workers_get_different_seeds(tmp_path):
     first, second = arr[:30], arr[30:]
     assert not np.allclose(ak.to_numpy(first.MET_pt), ak.to_numpy(second.MET_pt))
     assert not list(tmp_path.glob(".darkflow-*")), "worker parts must be cleaned up"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "worker parts must be cleaned up"
 
 
 def test_interrupt_leaves_no_half_file(tmp_path):
+    from darkflow.fileio import leftovers
+
+    out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "darkflow", "generate", "--process", "ttbar", "--events", "100000",
-                             "--out", str(tmp_path), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--out", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # a shell that starts the suite in the background makes its children ignore SIGINT
                             # (POSIX), and Python then raises no KeyboardInterrupt: restore the default
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".darkflow-ttbar-*")) and time.monotonic() < deadline and proc.poll() is None:
+        while not leftovers(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)  # start-up (imports, Pythia's initialisation) takes seconds on a loaded machine
         time.sleep(1)
         proc.send_signal(signal.SIGINT)
