@@ -93,7 +93,7 @@ def ours_default(data: dict, epochs: int | None) -> dict:
     """DarkFlow's CFLOW-AD with its default config (built-in encoder) and the PCA baseline."""
     from darkflow.cflow.baseline import PCABaseline
     from darkflow.cflow.config import CflowConfig
-    from darkflow.cflow.imageset import load_images
+    from darkflow.cflow.load import load_images
     from darkflow.cflow.metrics import image_auroc, pixel_auroc
     from darkflow.cflow.score import predict
     from darkflow.cflow.train import fit_cflow

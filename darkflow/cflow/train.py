@@ -31,7 +31,7 @@ from darkflow.cflow.model import CFlowModel
 from darkflow.checkpoint import load_weights, save_weights
 from darkflow.config import StrictModel
 from darkflow.errors import InputError
-from darkflow.fileio import write_text_atomic
+from darkflow.fileio import atomic_output, write_text_atomic
 
 RUN_FILE = "cflow.pt"
 
@@ -235,30 +235,34 @@ def _json_safe(value: Any) -> Any:
 
 
 def train_cflow(config: CflowConfig, options: CflowTrainOptions) -> dict[str, Any]:
-    """Load the normal images of ``options.data``, train, and write the run directory ``options.out``."""
-    from darkflow.cflow.imageset import load_images
+    """Load the normal images of ``options.data``, train, and write the run directory ``options.out``.
+
+    The run directory is checked before any work and built under a temporary name: a failed or interrupted
+    run leaves no new folder, and an existing folder (without a trained model) keeps what it held.
+    """
+    from darkflow.cflow.load import load_images
 
     out = Path(options.out)
     if (out / RUN_FILE).exists():
-        raise InputError(f"{out} already holds a trained CFLOW model; choose another --out")
-    images = load_images(options.data if len(options.data) > 1 else options.data[0], "train", config.image_size)
-    model, summary = fit_cflow(images, config, options.progress)
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = {"data": list(options.data), **config.model_dump(mode="json")}
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    rows = ["stage,epoch,loss"] + [f"autoencoder,{i},{v:.6g}" for i, v in enumerate(summary["ae_losses"])]
-    rows += [f"flow,{i},{v:.6g}" for i, v in enumerate(summary["flow_losses"])]
-    write_text_atomic(out / "metrics.csv", "\n".join(rows) + "\n")
-    metadata = {
-        "darkflow_version": __version__, "config": config.model_dump(mode="json"), "kind": images.kind,
-        "shape": list(model.shape), "channels": model.shape[0], "image_size": list(model.shape[1:]),
-        "normalization": model.normalization, "rows_are_objects": model.rows_are_objects, "encoder": config.encoder.name,
-        "scales": [list(s) for s in model.scales], "calibration": summary["calibration"],
-        "label": images.meta.get("label"), "data": list(options.data), "meta": _json_safe(images.meta),
-        "n_train": summary["n_train"], "n_val": summary["n_val"], "val_loss": summary["val_loss"],
-        "epochs": config.training.epochs,
-    }
-    save_weights(out / RUN_FILE, model, metadata)
+        raise InputError(f"{out} already holds a trained CFLOW model; choose another run directory")
+    with atomic_output(out, directory=True, merge=True, inputs=options.data) as staging:
+        images = load_images(options.data if len(options.data) > 1 else options.data[0], "train", config.image_size)
+        model, summary = fit_cflow(images, config, options.progress)
+        resolved = {"data": list(options.data), **config.model_dump(mode="json")}
+        write_text_atomic(staging / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        rows = ["stage,epoch,loss"] + [f"autoencoder,{i},{v:.6g}" for i, v in enumerate(summary["ae_losses"])]
+        rows += [f"flow,{i},{v:.6g}" for i, v in enumerate(summary["flow_losses"])]
+        write_text_atomic(staging / "metrics.csv", "\n".join(rows) + "\n")
+        metadata = {
+            "darkflow_version": __version__, "config": config.model_dump(mode="json"), "kind": images.kind,
+            "shape": list(model.shape), "channels": model.shape[0], "image_size": list(model.shape[1:]),
+            "normalization": model.normalization, "rows_are_objects": model.rows_are_objects,
+            "encoder": config.encoder.name, "scales": [list(s) for s in model.scales],
+            "calibration": summary["calibration"], "label": images.meta.get("label"), "data": list(options.data),
+            "meta": _json_safe(images.meta), "n_train": summary["n_train"], "n_val": summary["n_val"],
+            "val_loss": summary["val_loss"], "epochs": config.training.epochs,
+        }
+        save_weights(staging / RUN_FILE, model, metadata)
     return {"out": out, **summary}
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from darkflow.cflow.folder import load_folder
-from darkflow.cflow.imageset import load_images
+from darkflow.cflow.load import load_images
 from darkflow.cflow.synthetic import DEFECTS, texture, write_synthetic
 from darkflow.errors import InputError
 
