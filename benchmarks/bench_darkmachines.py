@@ -351,6 +351,7 @@ def run_cuts(work: Path, channel: str, scores: Path, signals: list[str]) -> dict
 
     file = read_scores(scores)
     cuts = sorted(c for c in set.intersection(*(set(s.scores) for s in file.samples.values())) if c.startswith("hlf:"))
+    (work / channel / "cuts").mkdir(parents=True, exist_ok=True)
     result = scan(ScanOptions(scores=scores, background=BACKGROUND, calibration=CALIBRATION,
                               out=work / channel / "cuts" / "scan", score=",".join(cuts), signals=",".join(signals),
                               ))

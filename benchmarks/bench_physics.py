@@ -472,6 +472,7 @@ def run_cuts(work: Path, sizes: Sizes, scores: Path) -> list[dict[str, Any]]:
     cuts = [c for c in cuts if c.startswith("hlf:")]
     if not cuts:
         return []
+    (work / "cuts").mkdir(exist_ok=True)
     result = scan(ScanOptions(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=work / "cuts" / "scan",
                               score=",".join(cuts), signals=",".join(sizes.signal_events)))
     out = []

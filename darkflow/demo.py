@@ -228,11 +228,13 @@ def _analyse(options: DemoOptions) -> None:
         main_cuts = [c for c in MAIN_CUTS if c in _cut_scores(scores)]
         scan(ScanOptions(scores=scores, background=TEST, calibration=CALIBRATION, out=run / "scan",
                          score=",".join([default_score(scores), *main_cuts]), signals=",".join(SIGNALS)))
+        (run / "report").mkdir(exist_ok=True)
         report(ReportOptions(run=run, scan=run / "scan", scores=scores, out=run / "report" / "REPORT.md"))
     first = options.out / "runs" / next(iter(RUNS)) / "scores.h5"
     cuts = _cut_scores(first)
     if cuts:
         _say(options, f"4/6 scan: one-variable cuts {', '.join(cuts)}")
+        (options.out / "cuts").mkdir(exist_ok=True)
         scan(ScanOptions(scores=first, background=TEST, calibration=CALIBRATION, out=options.out / "cuts" / "scan",
                          score=",".join(cuts), signals=",".join(SIGNALS)))
 

@@ -34,7 +34,7 @@ from darkflow.analysis.compare import CUT_PREFIX
 from darkflow.analysis.metrics import MIN_EFFECTIVE_EVENTS, effective_count, weighted_auc, weighted_roc
 from darkflow.analysis.thresholds import Sample, ScoresFile
 from darkflow.errors import ConfigError, InputError
-from darkflow.fileio import publish
+from darkflow.fileio import atomic_output
 
 STYLES = ("CMS", "ATLAS", "LHCb", "ALICE")
 NEUTRAL_STYLE = "ROOT"  # mplhep's experiment-free style
@@ -153,9 +153,8 @@ class _Figure:
                 self.out.mkdir(parents=True, exist_ok=True)
                 for fmt in self.options.formats:
                     path = self.out / f"{self.name}.{fmt}"
-                    tmp = path.with_name(f".{path.stem}.tmp.{fmt}")
-                    self.fig.savefig(tmp, dpi=self.options.dpi, format=fmt, bbox_inches="tight")
-                    publish(tmp, path)
+                    with atomic_output(path) as tmp:
+                        self.fig.savefig(tmp, dpi=self.options.dpi, format=fmt, bbox_inches="tight")
                     self.paths.append(path)
         finally:
             plt.close(self.fig)

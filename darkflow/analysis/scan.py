@@ -57,8 +57,10 @@ from darkflow.analysis.thresholds import (
     thresholds_record,
 )
 from darkflow.errors import InputError
-from darkflow.fileio import write_text_atomic
+from darkflow.fileio import atomic_output, check_output
 
+FILES = ("metrics.csv", "metrics.json", "scan.csv", "thresholds.json")
+"""What ``darkflow scan`` writes into its output folder."""
 GRID_POINTS = 60
 NOT_RESOLVED = "not resolved"
 SCAN_COLUMNS = ["signal", "score", "threshold", "resolved", "eps_b", "eps_b_lo", "eps_b_hi", "n_eff_b_above",
@@ -173,15 +175,30 @@ def _scan_points(roles: Roles, name: str, score: str, grid: list[Threshold], lum
 
 
 def scan(options: ScanOptions) -> dict[str, Any]:
-    """Run the scan and write ``thresholds.json``, ``metrics.csv``, ``metrics.json`` and ``scan.csv``."""
+    """Run the scan and write ``thresholds.json``, ``metrics.csv``, ``metrics.json`` and ``scan.csv``.
+
+    The output folder is checked before any work (it may not be the scores file) and its files are written
+    all or nothing: they are built in a temporary folder and moved into the folder (created when new; its
+    other files are kept) only when every one is complete.
+    """
+    eps_list = parse_eps(options.eps_b)
+    if not options.lumi > 0 or not math.isfinite(options.lumi):
+        raise InputError(f"--lumi must be a positive number, got {options.lumi}")
+    if options.replicas < 2:
+        raise InputError(f"--replicas must be at least 2, got {options.replicas}")
+    out = Path(options.out)
+    if out.is_dir():
+        for name in FILES:
+            check_output(out / name, inputs=[options.scores])
+    with atomic_output(out, directory=True, merge=True, inputs=[options.scores]) as staging:
+        result = _scan(options, eps_list, staging)
+    return {**result, "out": str(out)}
+
+
+def _scan(options: ScanOptions, eps_list: list[float], staging: Path) -> dict[str, Any]:
     file = read_scores(options.scores)
     signals = [n.strip() for n in options.signals.split(",") if n.strip()] if options.signals else None
     roles = select_roles(file, options.background, options.calibration, signals)
-    eps_list = parse_eps(options.eps_b)
-    if not options.lumi > 0:
-        raise InputError(f"--lumi must be positive, got {options.lumi}")
-    if options.replicas < 2:
-        raise InputError(f"--replicas must be at least 2, got {options.replicas}")
     scores = _pick_scores(file, options.score)
     lumi_pb = options.lumi * 1000.0
     calib = roles.calibration
@@ -213,13 +230,11 @@ def scan(options: ScanOptions) -> dict[str, Any]:
                "note": f"null entries: eps_B * N_eff(calibration) < {MIN_EFFECTIVE_EVENTS:g} (not resolved); "
                        "intervals are central 68% Clopper-Pearson on effective counts; auc_err is the standard "
                        f"deviation of {options.replicas} Poisson-bootstrap replicas"}
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "thresholds.json", json.dumps(record, indent=2) + "\n")
-    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    write_text_atomic(out / "metrics.csv", _csv(rows))
-    write_text_atomic(out / "scan.csv", _csv(scan_rows, SCAN_COLUMNS))
-    return {"out": str(out), "rows": rows, "thresholds": record, "thresholds_by_score": by_score,
+    (staging / "thresholds.json").write_text(json.dumps(record, indent=2) + "\n")
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (staging / "metrics.csv").write_text(_csv(rows), newline="")
+    (staging / "scan.csv").write_text(_csv(scan_rows, SCAN_COLUMNS), newline="")
+    return {"rows": rows, "thresholds": record, "thresholds_by_score": by_score,
             "signals": list(roles.signals), "scores": scores, "roles": roles}
 
 

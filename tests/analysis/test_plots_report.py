@@ -136,6 +136,7 @@ def test_plot_options_are_validated(tmp_path):
 
 def test_report_markdown_and_html(inputs):
     out = inputs["tmp"] / "out" / "REPORT.md"
+    out.parent.mkdir()
     result = report(ReportOptions(run=inputs["run"], scan=inputs["scan"], scores=inputs["scores"], out=out))
     text = out.read_text()
     assert "```yaml" in text and "latent: 4" in text

@@ -246,6 +246,7 @@ def test_scan_and_report_of_a_trained_run(data, tmp_path):
     score(out, [data["sm"], data["cal"], data["held"], data["bsm"]], tmp_path / "s.h5")
     scan(ScanOptions(scores=tmp_path / "s.h5", background="held", calibration="cal", out=tmp_path / "scan",
                      score="total"))
+    (tmp_path / "rep").mkdir()
     result = report(ReportOptions(run=out, scan=tmp_path / "scan", scores=tmp_path / "s.h5",
                                   out=tmp_path / "rep" / "REPORT.md", latent_events=300))
     text = (tmp_path / "rep" / "REPORT.md").read_text()
