@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 from darkflow.errors import InputError
-from darkflow.fileio import publish
+from darkflow.fileio import atomic_output, check_output
 from darkflow.train.overlap import KeyIndex, event_keys
 
 BATCH = 4096
@@ -177,6 +176,11 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
           notify: Callable[[str, str], None] | None = None) -> dict[str, int]:
     """Score ``inputs`` with the model of ``run`` into the HDF5 scores file ``out``; returns events per label.
 
+    ``out`` is checked before any work: it may be none of the inputs, the model or the training file (also
+    through a symlink, a hard link or another spelling of the path), and its folder must be writable. The
+    file is written through :func:`darkflow.fileio.atomic_output`: a failed or interrupted run leaves no new
+    file and an existing one unchanged.
+
     Arguments:
         strict: refuse (``InputError``) an input whose channel, object definitions or source differ from
             the training file's, instead of reporting it.
@@ -194,8 +198,7 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
     out, inputs = Path(out), [Path(p) for p in inputs]
     model_file = Path(run) / "model.pt" if Path(run).is_dir() else Path(run)
     refuse_overwrite(out, [*inputs, model_file])
-    if not out.parent.is_dir():
-        raise InputError(f"output folder does not exist: {out.parent}")
+    check_output(out, what="scores file")
     model, meta = load_model(run)
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     split = np.load(run_dir / "split.npz") if (run_dir / "split.npz").is_file() else None
@@ -222,9 +225,7 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
                           "(--strict refuses such inputs)")
 
     counts: dict[str, int] = {}
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_output(out, inputs=[*inputs, model_file, training.path]) as tmp:
         with h5py.File(tmp, "w") as dest:
             dest.attrs["default_score"] = meta.get("default_score", "total")
             dest.attrs["model"] = str(run)
@@ -251,9 +252,6 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
                 if simulation is not None:
                     group.attrs["simulation"] = simulation
                 counts[label] = len(part)
-        publish(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return counts
 
 
