@@ -331,6 +331,8 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
 
         cluster = connect(config.workers, config.dask_scheduler, config.dask_timeout, client)
     readers = _readers(config, inputs, source, schema)
+    for line in filter(None, (getattr(r, "unit_warning", lambda: None)() for r in readers)):
+        print(f"darkflow: warning: {line}", file=sys.stderr)
     to_read = sum(r.stop - r.start for r in readers)
     processes = _ProcessIndex()
     with EventFileWriter(out, layout.n_rows, len(layout.features), len(HLF_NAMES),
