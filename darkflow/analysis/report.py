@@ -124,10 +124,16 @@ def _interval(row: dict[str, str], name: str, key: str) -> str:
 def _read_rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise InputError(f"metrics file not found: {path}; run 'darkflow scan' first")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: not a CSV file of 'darkflow scan' ({err})") from None
     if not rows:
         raise InputError(f"{path}: no rows")
+    missing = [c for c in ("signal", "score") if c not in rows[0]]
+    if missing:
+        raise InputError(f"{path}: no column {', '.join(missing)}; rerun 'darkflow scan'")
     return rows
 
 

@@ -284,3 +284,22 @@ def test_report_refuses_before_any_work(report_inputs, tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert expect in err and err.count("\n") == 1
     assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("case", ["scan_csv_binary", "scan_csv_columns", "metrics_csv_columns", "metrics_json_list",
+                                  "run_metrics_binary"])
+def test_report_of_damaged_inputs_is_one_line(report_inputs, tmp_path, capsys, case):
+    scan_dir, run = report_inputs["scan"], report_inputs["run"]
+    target, content, expect = {
+        "scan_csv_binary": (scan_dir / "scan.csv", b"\xff\xfe\x00garbage\n", "not a CSV file"),
+        "scan_csv_columns": (scan_dir / "scan.csv", b"a,b\n1,2\n", "no column signal, score, threshold"),
+        "metrics_csv_columns": (scan_dir / "metrics.csv", b"x,y\n1,2\n", "no column signal, score"),
+        "metrics_json_list": (scan_dir / "metrics.json", b"[1, 2]", "no 'background'"),
+        "run_metrics_binary": (run / "metrics.csv", b"\xff\xfe\x00\x01\n", "not a CSV file"),
+    }[case]
+    target.write_bytes(content)
+    out = tmp_path / "R.md"
+    assert main(report_argv(report_inputs, out)) == 2
+    err = capsys.readouterr().err
+    assert expect in err and err.count("\n") == 1 and "internal error" not in err
+    assert report_outputs(out) == {} and leftovers(tmp_path) == []
