@@ -61,6 +61,7 @@ def make_data(quick: bool) -> dict[str, dict]:
     from darkflow.jetimages import JetImagesConfig, make_jet_images
 
     tag = "quick" if quick else "full"
+    OUTPUT.mkdir(parents=True, exist_ok=True)
     synth = OUTPUT / f"synthetic256_{tag}"
     if not (synth / "train" / "good").is_dir():
         n = (16, 6, 3) if quick else (40, 10, 10)

@@ -19,7 +19,7 @@ from PIL import Image
 
 from darkflow.cflow.folder import load_folder
 from darkflow.cflow.load import load_images
-from darkflow.cflow.synthetic import write_synthetic
+from darkflow.cflow.synthetic import DEFECTS, write_synthetic
 from darkflow.cli import main
 from darkflow.errors import InputError
 from darkflow.fileio import leftovers
@@ -190,3 +190,16 @@ def test_sigterm_during_cflow_train_leaves_nothing(tmp_path, synthetic_folder, e
         assert tree_digest(run) == before and leftovers(run) == []
     else:
         assert not run.exists()
+
+
+def test_synthetic_set_is_written_all_at_once(tmp_path):
+    root = tmp_path / "set"
+    root.mkdir()
+    (root / "README").write_text("kept")
+    (root / "train" / "good").mkdir(parents=True)
+    (root / "train" / "good" / "stale.png").write_bytes(b"stale")
+    write_synthetic(root, size=16, n_train=2, n_test_good=1, n_test_defect=1)
+    assert (root / "README").read_text() == "kept"
+    assert sorted(p.name for p in (root / "train" / "good").iterdir()) == ["000.png", "001.png"]
+    assert leftovers(tmp_path) == [] and leftovers(root) == []
+    assert len(load_folder(root, "test")) == 1 + len(DEFECTS)
