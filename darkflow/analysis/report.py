@@ -18,11 +18,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from darkflow.analysis import compare, plots
 from darkflow.analysis.scan import NOT_RESOLVED
 from darkflow.analysis.thresholds import read_scores, select_roles
+from darkflow.config import Count, Name, StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import publish, write_text_atomic
 
@@ -32,18 +33,33 @@ CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em
        "overflow:auto}img{max-width:100%}figure{margin:1em 0}figcaption{font-style:italic}")
 
 
-@dataclass
-class ReportOptions:
-    """Options of ``darkflow report`` (one per flag)."""
+class ReportConfig(StrictModel):
+    """Options of ``darkflow report``: the run, scan folder and scores file it reports on, the ``.md`` to write,
+    and how to draw (``plot_options``: a plot options YAML, see ``analysis/default.yaml``)."""
 
-    run: Path
-    scan: Path
-    scores: Path
-    out: Path
-    config: Path | None = None
-    style: str | None = None
+    run: Name
+    scan: Name
+    scores: Name
+    out: Name
+    plot_options: Name | None = None
+    style: Literal["CMS", "ATLAS", "LHCb", "ALICE"] | None = None
     score: str | None = None
-    latent_events: int = plots.LATENT_EVENTS
+    latent_events: Count = plots.LATENT_EVENTS
+
+
+@dataclass
+class ReportResult:
+    """The report written: Markdown, HTML, plot files, and the notes (what needs attention) it lists."""
+
+    markdown: Path
+    html: Path
+    files: list[Path]
+    notes: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The notes, then what was written."""
+        return [*self.notes, f"wrote {self.markdown}, {self.html} and {len(self.files)} plot file(s)"]
 
 
 @dataclass
@@ -192,7 +208,7 @@ def training_flags(run: Path) -> list[str]:
     return [line[0].upper() + line[1:] for line in warnings_for(meta.get("diagnostics") or {})]
 
 
-def _check_inputs(options: ReportOptions) -> None:
+def _check_inputs(options: ReportConfig) -> None:
     if not Path(options.run).is_dir():
         raise InputError(f"run directory not found: {options.run}; pass the --out folder of 'darkflow train'")
     if not (Path(options.run) / "config.yaml").is_file():
@@ -208,7 +224,7 @@ def _check_inputs(options: ReportOptions) -> None:
         raise InputError(f"--out {options.out}: the report must be a .md file (the .html is written next to it)")
 
 
-def _latent(options: ReportOptions, scores, background: str, files: Path, plot_options) -> tuple[list[Path], str]:
+def _latent(options: ReportConfig, scores, background: str, files: Path, plot_options) -> tuple[list[Path], str]:
     """The latent projection plot and a note (why it is missing, or what it shows)."""
     model_file = Path(options.run) / "model.pt"
     if not model_file.is_file():
@@ -227,7 +243,7 @@ def _latent(options: ReportOptions, scores, background: str, files: Path, plot_o
     return paths, note
 
 
-def report(options: ReportOptions) -> dict[str, Any]:
+def report(options: ReportConfig) -> ReportResult:
     """Write ``options.out`` (Markdown), the same as ``.html`` and the plots in ``<stem>_files/``."""
     from darkflow.config import read_yaml
 
@@ -241,7 +257,7 @@ def report(options: ReportOptions) -> dict[str, Any]:
                          list(metrics.get("roles", {}).get("signals", {})) or None)
     score = scores.score_name(options.score)
     simulation = all(s.simulation for s in [roles.test, *roles.signals.values()])
-    plot_options = plots.load_options(options.config, style=options.style, simulation=simulation or None)
+    plot_options = plots.load_options(options.plot_options, style=options.style, simulation=simulation or None)
     read_yaml(run / "config.yaml", "run configuration")
     config_text = (run / "config.yaml").read_text()
 
@@ -320,5 +336,4 @@ def report(options: ReportOptions) -> dict[str, Any]:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return {"markdown": out, "html": out.with_suffix(".html"), "files": final,
-            "notes": [latent_note, *flags]}
+    return ReportResult(out, out.with_suffix(".html"), final, [latent_note, *flags])

@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import field_validator, model_validator
 
-from darkflow.config import StrictModel
+from darkflow.config import Name, StrictModel
 from darkflow.data_prep import builtin
 from darkflow.data_prep.channels import Channel, load_channel
 from darkflow.data_prep.chunk import EventChunk
@@ -36,8 +36,8 @@ SIMULATION_SOURCES = ("darkmachines", "darkflow", "delphes")
 class PrepareConfig(StrictModel):
     """Options of ``darkflow prepare`` (a YAML file with these keys, overridden by CLI flags)."""
 
-    inputs: list[str]
-    out: str
+    inputs: list[Name]
+    out: Name
     source: str = "auto"
     channel: str = "none"
     layout: str = "default"
@@ -58,6 +58,13 @@ class PrepareConfig(StrictModel):
     def _positive(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
             raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("inputs")
+    @classmethod
+    def _some_input(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one ROOT or CSV file")
         return value
 
     @field_validator("shard")
@@ -94,6 +101,12 @@ class PrepareResult:
     n_selected: int
     n_skipped: int
     process_names: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary the command prints."""
+        skipped = f", skipped {self.n_skipped}" if self.n_skipped else ""
+        return [f"wrote {self.out}: {self.n_selected} of {self.n_read} events selected{skipped}"]
 
 
 def _detect_source(path: Path) -> str:

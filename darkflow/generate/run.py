@@ -8,14 +8,14 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import field_validator
 
 from darkflow import __version__
-from darkflow.config import StrictModel
+from darkflow.config import Name, StrictModel
 from darkflow.data_prep.objects import ObjectDefinitions
 from darkflow.errors import ConfigError
 from darkflow.fileio import publish
@@ -27,10 +27,10 @@ from darkflow.progress import progress_bar
 class GenerateConfig(StrictModel):
     """Options of ``darkflow generate``."""
 
-    process: str
+    process: Name
     events: int
     seed: int = 1
-    out: str = "generated"
+    out: Name = "generated"
     format: Literal["root", "csv", "both"] = "root"
     workers: int = 1
     detector: str = "default"
@@ -52,7 +52,7 @@ class GenerateConfig(StrictModel):
 
 
 @dataclass
-class GenerateResult:
+class ProcessResult:
     """One generated process: files written, cross-section (pb) and speed."""
 
     process: str
@@ -61,6 +61,20 @@ class GenerateResult:
     sigma_err_pb: float
     files: list[Path]
     seconds: float
+
+
+@dataclass
+class GenerateResult:
+    """What ``darkflow generate`` wrote: one entry per generated process (a mixture gives several)."""
+
+    processes: list[ProcessResult]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """One line per process: events, cross-section, speed and files."""
+        return [f"{r.process}: {r.events} events, sigma = {r.sigma_pb:.4g} +- {r.sigma_err_pb:.2g} pb, "
+                f"{r.events / max(r.seconds, 1e-9):.1f} events/s -> {', '.join(str(f) for f in r.files)}"
+                for r in self.processes]
 
 
 def cache_file() -> Path:
@@ -124,17 +138,18 @@ def _plan(config: GenerateConfig) -> list[tuple[catalogue.Process, int]]:
     return plan
 
 
-def generate(config: GenerateConfig, progress: bool = True) -> list[GenerateResult]:
+def generate(config: GenerateConfig, progress: bool = True) -> GenerateResult:
     """Generate every requested process into ``config.out`` (see the module docstring)."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     detector = load_detector(config.detector)
     plan = _plan(config)
-    return [_generate_one(proc, n, config, detector, out, progress, f" ({k}/{len(plan)})" if len(plan) > 1 else "")
-            for k, (proc, n) in enumerate(plan, 1)]
+    return GenerateResult([
+        _generate_one(proc, n, config, detector, out, progress, f" ({k}/{len(plan)})" if len(plan) > 1 else "")
+        for k, (proc, n) in enumerate(plan, 1)])
 
 
-def _generate_one(process, n_events, config, detector, out, progress, position: str = "") -> GenerateResult:
+def _generate_one(process, n_events, config, detector, out, progress, position: str = "") -> ProcessResult:
     from darkflow.generate.engine import MB_TO_PB, run_worker, seeds
     from darkflow.generate.writers import write_csv, write_root
 
@@ -181,7 +196,7 @@ def _generate_one(process, n_events, config, detector, out, progress, position: 
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     _remember(process, sigma, err, n)
-    return GenerateResult(process.name, n, sigma, err, files, time.perf_counter() - start)
+    return ProcessResult(process.name, n, sigma, err, files, time.perf_counter() - start)
 
 
 class _Counter:

@@ -23,14 +23,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pydantic import field_validator
 
 from darkflow import __version__
-from darkflow.config import StrictModel
+from darkflow.config import Name, StrictModel
 from darkflow.errors import DataError, InputError
 from darkflow.fileio import publish
 
@@ -47,8 +47,8 @@ CHUNK_EVENTS = 1024
 class JetImagesConfig(StrictModel):
     """Options of ``darkflow jetimages``."""
 
-    inputs: list[str]
-    out: str
+    inputs: list[Name]
+    out: Name
     size: int = 32
     radius: float = 0.8
     max_events: int | None = None
@@ -79,6 +79,13 @@ class JetImagesConfig(StrictModel):
             raise ValueError("must be at least 1")
         return value
 
+    @field_validator("inputs")
+    @classmethod
+    def _some_input(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one ROOT file with PF candidates or prepared .h5 event file")
+        return value
+
 
 @dataclass
 class Batch:
@@ -101,6 +108,12 @@ class JetImagesResult:
     n_selected: int
     image_kind: str
     seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary the command prints."""
+        return [f"wrote {self.out}: {self.n_selected} {self.image_kind} images of {self.n_read} events "
+                f"({self.n_read / max(self.seconds, 1e-9):.0f} events/s)"]
 
 
 class _Writer:

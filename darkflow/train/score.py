@@ -21,12 +21,15 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import field_validator
 
+from darkflow.config import Name, StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import publish
 from darkflow.train.overlap import KeyIndex, event_keys
@@ -307,3 +310,49 @@ def summary(path: str | Path) -> list[dict[str, Any]]:
                          "sum_w": float(w.sum()), "mean": float(group[name][:].mean()) if len(w) else float("nan"),
                          "role": role, "score": name})
     return rows
+
+
+class ScoreConfig(StrictModel):
+    """Options of ``darkflow score``: the run, the event files to score, the scores file, strictness."""
+
+    run: Name
+    data: list[Name]
+    out: Name
+    strict: bool = False
+
+    @field_validator("data")
+    @classmethod
+    def _some_input(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one event file (.h5) to score")
+        return value
+
+
+@dataclass
+class ScoreResult:
+    """The scores file written, one summary row per label (:func:`summary`), and the warnings of the checks."""
+
+    out: Path
+    labels: list[str]
+    rows: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The file written, then a table: events, N_eff, sum of weights, mean default score, role per label."""
+        rows = {row["label"]: row for row in self.rows}
+        name = next(iter(rows.values()))["score"] if rows else "total"
+        lines = [f"wrote {self.out}",
+                 f"{'label':<20s} {'events':>9s} {'N_eff':>11s} {'sum of weights':>14s} {'mean ' + name:>12s}  role"]
+        for label in self.labels:
+            r = rows[label]
+            lines.append(f"{label:<20s} {r['events']:>9d} {r['n_eff']:>11.1f} {r['sum_w']:>14.5g} "
+                         f"{r['mean']:>12.4g}  {r['role']}")
+        return lines
+
+
+def run(config: ScoreConfig) -> ScoreResult:
+    """``darkflow score``: :func:`score` with every warning and note of the checks collected."""
+    said: list[str] = []
+    labels = score(config.run, list(config.data), config.out, strict=config.strict,
+                   notify=lambda kind, line: said.append(line))
+    return ScoreResult(Path(config.out), list(labels), summary(config.out), said)
