@@ -369,7 +369,9 @@ def _add_verb(parser: argparse.ArgumentParser, verb: Verb) -> None:
     groups: dict[str, Any] = {}
     for item in verb.flags:
         assert item.dest not in RESERVED, item.dest
-        target = parser if item.group is None else groups.setdefault(item.group, parser.add_mutually_exclusive_group())
+        if item.group is not None and item.group not in groups:
+            groups[item.group] = parser.add_mutually_exclusive_group()
+        target = parser if item.group is None else groups[item.group]
         if item.positional:
             target.add_argument(item.dest, nargs="*", metavar=item.metavar, help=_with_key(item))
         elif item.switch:

@@ -79,6 +79,18 @@ def _words(value) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
+@pytest.mark.parametrize("verb", sorted(REGIME))
+def test_every_verb_has_help_with_an_example(verb, capsys):
+    from darkflow.cli import VERBS, build_parser
+
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*verb.split(), "--help"])
+    text = capsys.readouterr().out
+    example = next(v.example for v in VERBS if v.name == verb)
+    assert info.value.code == 0 and "--config FILE" in text and "--set KEY=VALUE" in text
+    assert f"example: darkflow {verb}" in text and example.startswith(f"darkflow {verb} ")
+
+
 def test_every_verb_is_in_the_regime_test():
     from darkflow.cli import VERBS
 
