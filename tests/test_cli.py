@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import random_nanoaod, write_tree
+from conftest import ROOT, random_nanoaod, write_tree
 
 HEAVY = ("torch", "uproot", "awkward", "h5py", "matplotlib", "lightning", "vector", "pydantic")
 
@@ -140,7 +142,7 @@ REFUSED = [
     ("train", "training.devices", (0, -1)), ("train", "training.num_nodes", (0, -2)),
     ("train", "training.patience", (-1,)), ("train", "data", ("",)),
     ("score", "data", ([],)), ("score", "out", ("",)),
-    ("scan", "lumi", (0.0, -1.0)), ("scan", "replicas", (0, -1)),
+    ("scan", "lumi", (0.0, -1.0)), ("scan", "replicas", (0, -1)), ("scan", "eps_b", ("0", "-1e-3", "2")),
     ("flag", "threshold", (float("inf"),)), ("flag", "out", ("",)),
     ("report", "latent_events", (0, -100)),
     ("export", "run", ("",)),
@@ -184,3 +186,48 @@ def test_bad_count_through_the_command_line(tmp_path, capsys):
     assert main(["score", "--run", "run", "--data", "a.h5"]) == 2
     assert "darkflow score: error: --out is required and was not given" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
+COMMAND_LINE = re.compile(r"\bdarkflow [a-z]+( [a-z]+)? [^\n]*--[a-z]")
+
+
+def _shown_strings(tree: ast.AST) -> list[tuple[int, str]]:
+    """String literals of a module (an f-string as one text, its fields as {}); docstrings, which are strings
+    standing alone as statements, left out."""
+    docstrings = {id(node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+    inside_fstrings = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr) for part in node.values}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(p.value if isinstance(p, ast.Constant) else "{}" for p in node.values)
+            found.append((node.lineno, text))
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+              and id(node) not in inside_fstrings):
+            found.append((node.lineno, node.value))
+    return found
+
+
+def test_no_message_outside_the_cli_names_a_flag():
+    """The library names Config keys (in backticks: `eps_b`); only cli.py knows the flags. A whole command line
+    (``darkflow flag --scores ...``, e.g. in the demo's COMPARISON.md) is not a message naming a flag."""
+    package = ROOT / "darkflow"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "cli.py" and path.parent == package:
+            continue
+        for line, text in _shown_strings(ast.parse(path.read_text())):
+            if FLAG.search(text) and not COMMAND_LINE.search(text):
+                offenders.append(f"{path.relative_to(ROOT)}:{line}: {text.strip()[:80]}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_keys_in_messages_are_shown_as_flags():
+    from darkflow.cli import flags_named
+
+    assert flags_named("choose another `channel` (`objects`: x)", "prepare") == "choose another --channel (--objects: x)"
+    assert flags_named("`training.epochs` and `resume`", "train") == "--epochs and --resume"
+    assert flags_named("`recipe`", "train") == "--model" and flags_named("`model`", "cflow train") == "--model"
+    assert flags_named("generate with `constituents`", "jetimages") == "generate with --constituents"
+    assert flags_named("no `model.pt` here", "score") == "no `model.pt` here"

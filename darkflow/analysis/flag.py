@@ -129,21 +129,21 @@ def flag(scores: str | Path, label: str, out: str | Path, *, eps_b: str | None =
          calibration: str | None = None, threshold: float | None = None, score: str | None = None) -> FlagResult:
     """Write the candidates of group ``label`` above the threshold to the CSV ``out`` (atomically)."""
     if (eps_b is None) == (threshold is None):
-        raise InputError("give exactly one of --eps-b or --threshold")
+        raise InputError("give exactly one of `eps_b` or `threshold`")
     file = read_scores(scores)
     sample = file.sample(label, "label")
     name = file.score_name(score)
     warnings: list[str] = []
     if threshold is not None:
         if not np.isfinite(threshold):
-            raise InputError(f"--threshold must be a finite number, got {threshold}")
+            raise InputError(f"`threshold` must be a finite number, got {threshold}")
         value, origin = float(threshold), "given"
     else:
         targets = _one_eps(eps_b)
         calib, warnings = calibration_sample(file, calibration)
         if calib.label == label:
             raise InputError(f"the calibration sample {label!r} is the sample being flagged; calibrate on another "
-                             "SM sample with --calibration")
+                             "SM sample as `calibration`")
         placed = place_thresholds(calib, name, targets)[0]
         value, origin = placed.value, _origin(calib, placed, name)
     picked = _above(sample.scores[name], value)
@@ -158,7 +158,7 @@ def flag(scores: str | Path, label: str, out: str | Path, *, eps_b: str | None =
 def _one_eps(eps_b: str | None) -> list[float]:
     targets = parse_eps(eps_b)
     if len(targets) != 1:
-        raise InputError(f"--eps-b: give one efficiency, got {eps_b}")
+        raise InputError(f"`eps_b`: give one efficiency, got {eps_b}")
     return targets
 
 
@@ -192,7 +192,7 @@ def flag_events(run: str | Path, data: str | Path, out: str | Path, *, eps_b: st
     from darkflow.train.run import load_model
 
     if (eps_b is None) == (threshold is None):
-        raise InputError("give exactly one of --eps-b or --threshold")
+        raise InputError("give exactly one of `eps_b` or `threshold`")
     model, meta = load_model(run)
     name = score or meta.get("default_score", "total")
     if name not in meta.get("scores", [name]):
@@ -205,19 +205,19 @@ def flag_events(run: str | Path, data: str | Path, out: str | Path, *, eps_b: st
         if calibration is not None:
             path = Path(calibration)
             if path.is_file() and path.resolve() == Path(data).resolve():
-                raise InputError("--calibration is the file being flagged; calibrate on another SM event file")
+                raise InputError("`calibration` is the file being flagged; calibrate on another SM event file")
             calib = _event_sample(model, meta, path, path.stem, "all")
         else:
             run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
             if not (run_dir / "split.npz").is_file():
-                raise InputError(f"{run_dir} has no split.npz: pass --calibration SM.h5 or --threshold")
+                raise InputError(f"{run_dir} has no split.npz: give `calibration` (an SM event file) or `threshold`")
             val = np.sort(np.load(run_dir / "split.npz")["val"])
             data_path = Path((meta.get("training_file") or {}).get("path") or meta["data"])
             calib = _event_sample(model, meta, data_path, data_path.stem,
                                   "the run's validation events (they also chose the best epoch)", indices=val)
             calib.weight = np.abs(calib.weight)
             warnings.append("thresholds are set on the run's validation events, which also chose the best epoch; "
-                            "pass --calibration with an independent SM event file")
+                            "give an independent SM event file as `calibration`")
         placed = place_thresholds(calib, name, targets)[0]
         value, origin = placed.value, _origin(calib, placed, name)
     with open_event_file(data) as handle:

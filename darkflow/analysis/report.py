@@ -210,18 +210,18 @@ def training_flags(run: Path) -> list[str]:
 
 def _check_inputs(options: ReportConfig) -> None:
     if not Path(options.run).is_dir():
-        raise InputError(f"run directory not found: {options.run}; pass the --out folder of 'darkflow train'")
+        raise InputError(f"run directory not found: {options.run}; give the run directory darkflow train wrote")
     if not (Path(options.run) / "config.yaml").is_file():
         raise InputError(f"{options.run}: no config.yaml; is it a run directory of 'darkflow train'?")
     if not Path(options.scan).is_dir():
-        raise InputError(f"scan folder not found: {options.scan}; pass the --out folder of 'darkflow scan'")
+        raise InputError(f"scan folder not found: {options.scan}; give the folder darkflow scan wrote")
     for name in ("metrics.csv", "metrics.json", "scan.csv"):
         if not (Path(options.scan) / name).is_file():
             raise InputError(f"{options.scan}: no {name}; run 'darkflow scan' into it first")
     if not Path(options.scores).is_file():
         raise InputError(f"scores file not found: {options.scores}; write it with 'darkflow score'")
     if Path(options.out).suffix.lower() != ".md":
-        raise InputError(f"--out {options.out}: the report must be a .md file (the .html is written next to it)")
+        raise InputError(f"`out` {options.out}: the report must be a .md file (the .html is written next to it)")
 
 
 def _latent(options: ReportConfig, scores, background: str, files: Path, plot_options) -> tuple[list[Path], str]:

@@ -241,7 +241,7 @@ def train_cflow(config: CflowConfig, options: CflowTrainOptions) -> dict[str, An
 
     out = Path(options.out)
     if (out / RUN_FILE).exists():
-        raise InputError(f"{out} already holds a trained CFLOW model; choose another --out")
+        raise InputError(f"{out} already holds a trained CFLOW model; choose another `out`")
     images = load_images(options.data if len(options.data) > 1 else options.data[0], "train", config.image_size)
     model, summary = fit_cflow(images, config, options.progress)
     out.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ def _plan(config: GenerateConfig) -> list[tuple[catalogue.Process, int]]:
     """(process, events) pairs: one for a process, several for a mixture (events split by fraction)."""
     names = [n.strip() for n in config.process.split(",") if n.strip()]
     if not names:
-        raise ConfigError("--process needs at least one name")
+        raise ConfigError("`process` needs at least one name")
     plan = []
     for name in names:
         if catalogue.is_mixture(name):

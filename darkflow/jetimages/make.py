@@ -174,8 +174,9 @@ def _root_batches(path: Path, process: int, config: JetImagesConfig, budget: int
     names = branch_names(tree)
     missing = [b for b in PF_BRANCHES if b not in names]
     if missing:
-        raise InputError(f"{path}: no branch {missing[0]!r}; jet images need the PF candidates: generate with "
-                         "'darkflow generate --constituents' or use a PFNano file (PFCands_pt, _eta, _phi, _mass)")
+        raise InputError(f"{path}: no branch {missing[0]!r}; jet images need the PF candidates: generate the "
+                         "events with `constituents` (darkflow generate) or use a PFNano file (PFCands_pt, _eta, _phi, "
+                         "_mass)")
     weight = next((b for b in WEIGHT_BRANCHES if b in names), None)
     event = "event" if "event" in names else None
     branches = list(PF_BRANCHES) + [b for b in (weight, event) if b]
@@ -315,7 +316,7 @@ def make_jet_images(config: JetImagesConfig, progress: bool = True) -> JetImages
         raise InputError("no input given: pass ROOT files with PF candidates or prepared .h5 event files")
     out = Path(config.out)
     if out.suffix not in (".h5", ".hdf5"):
-        raise InputError(f"--out must be an .h5 file, got {out}")
+        raise InputError(f"`out` must be an .h5 file, got {out}")
     kind = _input_kinds(paths)
     process_names: list[str] = []
     budget = config.max_events if config.max_events is not None else sys.maxsize

@@ -212,9 +212,9 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if options.resume and not last.is_file():
-        raise InputError(f"--resume: no checkpoint at {last}; start the run without --resume")
+        raise InputError(f"`resume`: no checkpoint at {last}; start the run without `resume`")
     if not options.resume and (out / MODEL_FILE).exists():
-        raise InputError(f"{out} already holds a trained model; choose another --out or pass --resume")
+        raise InputError(f"{out} already holds a trained model; choose another `out` or set `resume`")
     full = EventDataset(options.data)
     layout = full.layout
     t = config.training

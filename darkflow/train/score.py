@@ -60,7 +60,7 @@ def check_layout(meta: dict, path: Path, layout: dict) -> None:
     """Refuse a file whose layout differs from the one the model was trained on."""
     if layout.get("rows") != meta["layout"].get("rows") or layout.get("features") != meta["layout"].get("features"):
         raise InputError(f"{path}: its layout ({layout.get('name')}) differs from the one the model was trained "
-                         f"on ({meta['layout'].get('name')}); prepare it with the same --layout")
+                         f"on ({meta['layout'].get('name')}); prepare it with the same `layout`")
 
 
 HLF_SKIPPED = ("MET_phi",)
@@ -97,7 +97,7 @@ def refuse_overwrite(out: Path, protected: list[Path]) -> None:
     """Refuse an output path that is one of ``protected`` (the same resolved path, or the same inode)."""
     for path in protected:
         if _same_file(out, path):
-            raise InputError(f"--out {out} is the input {path}; write the scores to another file")
+            raise InputError(f"`out` {out} is the input {path}; write the scores to another file")
 
 
 class _Training:
@@ -213,16 +213,16 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
         check_layout(meta, path, attrs.get("layout", {}))
         label = attrs.get("label") or path.stem
         if label in labels:
-            raise InputError(f"two inputs have the label {label!r}; relabel one with 'darkflow prepare --label'")
+            raise InputError(f"two inputs have the label {label!r}; prepare one again with another `label`")
         labels[label] = path
         if training.description is not None and not (training.exists and _same_file(path, training.path)):
             found += [f"{path}: {phrase}" for phrase in differences(attrs, training.description)]
     if strict and found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        raise InputError(f"{found[0]}{more}; --strict refuses inputs prepared otherwise than the training file")
+        raise InputError(f"{found[0]}{more}; `strict` refuses inputs prepared otherwise than the training file")
     for line in found:
         notify("warning", f"{line}; its scores are not comparable with the training sample's "
-                          "(--strict refuses such inputs)")
+                          "(`strict` refuses such inputs)")
 
     counts: dict[str, int] = {}
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
