@@ -17,11 +17,12 @@ import html
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from darkflow.analysis import compare, plots
 from darkflow.analysis.scan import NOT_RESOLVED
 from darkflow.analysis.thresholds import read_scores, select_roles
+from darkflow.config import Count, Name, StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import atomic_output, check_input
 
@@ -31,18 +32,33 @@ CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em
        "overflow:auto}img{max-width:100%}figure{margin:1em 0}figcaption{font-style:italic}")
 
 
-@dataclass
-class ReportOptions:
-    """Options of ``darkflow report`` (one per flag)."""
+class ReportConfig(StrictModel):
+    """Options of ``darkflow report``: the run, scan folder and scores file it reports on, the ``.md`` to write,
+    and how to draw (``plot_options``: a plot options YAML, see ``analysis/default.yaml``)."""
 
-    run: Path
-    scan: Path
-    scores: Path
-    out: Path
-    config: Path | None = None
-    style: str | None = None
+    run: Name
+    scan: Name
+    scores: Name
+    out: Name
+    plot_options: Name | None = None
+    style: Literal["CMS", "ATLAS", "LHCb", "ALICE"] | None = None
     score: str | None = None
-    latent_events: int = plots.LATENT_EVENTS
+    latent_events: Count = plots.LATENT_EVENTS
+
+
+@dataclass
+class ReportResult:
+    """The report written: Markdown, HTML, plot files, and the notes (what needs attention) it lists."""
+
+    markdown: Path
+    html: Path
+    files: list[Path]
+    notes: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The notes, then what was written."""
+        return [*self.notes, f"wrote {self.markdown}, {self.html} and {len(self.files)} plot file(s)"]
 
 
 @dataclass
@@ -204,20 +220,20 @@ def _checked(path: Path, what: str, directory: bool, hint: str) -> Path:
         raise InputError(f"{err}; {hint}") from None
 
 
-def _check_inputs(options: ReportOptions) -> None:
+def _check_inputs(options: ReportConfig) -> None:
     if Path(options.out).suffix.lower() != ".md":
-        raise InputError(f"--out {options.out}: the report must be a .md file (the .html is written next to it)")
-    run = _checked(options.run, "run directory", True, "pass the --out folder of 'darkflow train'")
+        raise InputError(f"`out` {options.out}: the report must be a .md file (the .html is written next to it)")
+    run = _checked(options.run, "run directory", True, "give the run directory darkflow train wrote")
     _checked(run / "config.yaml", "run configuration", False, "is it a run directory of 'darkflow train'?")
-    scan = _checked(options.scan, "scan folder", True, "pass the --out folder of 'darkflow scan'")
+    scan = _checked(options.scan, "scan folder", True, "give the folder darkflow scan wrote")
     for name in ("metrics.csv", "metrics.json", "scan.csv"):
         _checked(scan / name, f"scan file {name}", False, "run 'darkflow scan' into the scan folder first")
     _checked(options.scores, "scores file", False, "write it with 'darkflow score'")
-    if options.config is not None:
-        _checked(options.config, "plot options file", False, "give a YAML file like analysis/default.yaml")
+    if options.plot_options is not None:
+        _checked(options.plot_options, "plot options file", False, "give a YAML file like analysis/default.yaml")
 
 
-def _latent(options: ReportOptions, scores, background: str, files: Path, plot_options) -> tuple[list[Path], str]:
+def _latent(options: ReportConfig, scores, background: str, files: Path, plot_options) -> tuple[list[Path], str]:
     """The latent projection plot and a note (why it is missing, or what it shows)."""
     model_file = Path(options.run) / "model.pt"
     if not model_file.is_file():
@@ -236,7 +252,7 @@ def _latent(options: ReportOptions, scores, background: str, files: Path, plot_o
     return paths, note
 
 
-def report(options: ReportOptions) -> dict[str, Any]:
+def report(options: ReportConfig) -> ReportResult:
     """Write ``options.out`` (Markdown), the same as ``.html`` and the plots in ``<stem>_files/``."""
     from darkflow.config import read_yaml
 
@@ -253,12 +269,12 @@ def report(options: ReportOptions) -> dict[str, Any]:
                          list(metrics.get("roles", {}).get("signals", {})) or None)
     score = scores.score_name(options.score)
     simulation = all(s.simulation for s in [roles.test, *roles.signals.values()])
-    plot_options = plots.load_options(options.config, style=options.style, simulation=simulation or None)
+    plot_options = plots.load_options(options.plot_options, style=options.style, simulation=simulation or None)
     read_yaml(run / "config.yaml", "run configuration")
     config_text = (run / "config.yaml").read_text()
 
     files = out.with_name(f"{out.stem}_files")
-    inputs = [run, scan_dir, options.scores, *([options.config] if options.config else [])]
+    inputs = [run, scan_dir, options.scores, *([options.plot_options] if options.plot_options else [])]
     with (atomic_output(out, inputs=inputs) as md_tmp,
           atomic_output(out.with_suffix(".html"), inputs=inputs) as html_tmp,
           atomic_output(files, directory=True, inputs=inputs) as staging):
@@ -326,5 +342,4 @@ def report(options: ReportOptions) -> dict[str, Any]:
         staged = _Doc([(b[0], staging / b[1].name, b[2]) if b[0] == "img" else b for b in doc.blocks])
         html_tmp.write_text(staged.html(f"DarkFlow report: {run.name}"), newline="")
         md_tmp.write_text(doc.markdown(), newline="")
-    return {"markdown": out, "html": out.with_suffix(".html"), "files": final,
-            "notes": [latent_note, *flags]}
+    return ReportResult(out, out.with_suffix(".html"), final, [latent_note, *flags])

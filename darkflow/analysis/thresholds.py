@@ -250,15 +250,15 @@ def calibration_sample(scores: ScoresFile, calibration: str | None) -> tuple[Sam
         if len(calib) == 0:
             raise InputError(f"the calibration sample {calibration!r} holds only training events")
         return calib, [f"the calibration sample {calibration!r} is the run's validation split, which also chose the "
-                       "best epoch; pass an independent SM sample as --calibration"]
+                       "best epoch; give an independent SM sample as `calibration`"]
     train = training_group(scores)
     if train is None or not np.any(train.split == 1):
-        raise InputError("no --calibration sample and no validation events (split == 1) in the scores file to "
-                         "set thresholds on; score a separate Standard Model file and pass its label with "
-                         "--calibration")
+        raise InputError("no `calibration` sample and no validation events (split == 1) in the scores file to "
+                         "set thresholds on; score a separate Standard Model file and give its label as "
+                         "`calibration`")
     return train.select(train.split == 1, VALIDATION), [
-        f"thresholds are set on the validation events of {train.label!r}, which also chose the best epoch; pass "
-        "--calibration with an independent SM sample"]
+        f"thresholds are set on the validation events of {train.label!r}, which also chose the best epoch; give "
+        "an independent SM sample as `calibration`"]
 
 
 def select_roles(scores: ScoresFile, background: str, calibration: str | None = None,
@@ -276,7 +276,7 @@ def select_roles(scores: ScoresFile, background: str, calibration: str | None = 
     """
     bkg = scores.sample(background, "background label")
     if calibration == background:
-        raise InputError(f"--calibration {calibration!r} is also the --background (test) sample; thresholds and "
+        raise InputError(f"`calibration` {calibration!r} is also the `background` (test) sample; thresholds and "
                          "efficiencies need two different SM samples")
     calib, warnings = calibration_sample(scores, calibration)
     train = training_group(scores)
@@ -285,8 +285,8 @@ def select_roles(scores: ScoresFile, background: str, calibration: str | None = 
         test = test.select(test.split != 1, "split == -1 (neither training nor validation events)")
     if len(test) == 0:
         raise InputError(f"the test background {background!r} has no events left once the training and calibration "
-                         "events are removed; score a separate Standard Model test file and pass its label with "
-                         "--background")
+                         "events are removed; score a separate Standard Model test file and give its label as "
+                         "`background`")
     if calib.source and calib.source == test.source and calib.label != test.label:
         raise InputError(f"the calibration {calib.label!r} and test {test.label!r} samples come from the same event "
                          f"file ({calib.source}); use two independent SM files")
@@ -297,7 +297,7 @@ def select_roles(scores: ScoresFile, background: str, calibration: str | None = 
         for name in signals:
             scores.sample(name, "signal label")
             if name in (background, calib.label):
-                raise InputError(f"--signals: {name!r} is the test background or calibration sample")
+                raise InputError(f"`signals`: {name!r} is the test background or calibration sample")
         chosen = signals
     else:
         chosen = [label for label in scores.samples if label not in exclude]
@@ -316,9 +316,9 @@ def parse_eps(text: str | None) -> list[float]:
         try:
             value = float(item)
         except ValueError:
-            raise InputError(f"--eps-b: {item!r} is not a number; give e.g. 1e-2,1e-3,1e-4") from None
+            raise InputError(f"`eps_b`: {item!r} is not a number; give e.g. 1e-2,1e-3,1e-4") from None
         if not 0.0 < value < 1.0:
-            raise InputError(f"--eps-b: {item} is not in (0, 1)")
+            raise InputError(f"`eps_b`: {item} is not in (0, 1)")
         values.append(value)
     return values
 

@@ -119,7 +119,7 @@ def load_folder(root: str | Path, split: Split, image_size: int | None = None) -
         masks.append(mask > 0)
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
-        raise InputError(f"{root}: images of different sizes {sorted(shapes)[:2]}...; pass --image-size N to resize them")
+        raise InputError(f"{root}: images of different sizes {sorted(shapes)[:2]}...; set `image_size` to N to resize them")
     stack = np.stack(images).astype(np.float32) / 255.0
     stack = stack[:, None] if stack.ndim == 3 else stack.transpose(0, 3, 1, 2)
     return ImageSet(np.ascontiguousarray(stack), np.asarray(labels, dtype=np.int8),

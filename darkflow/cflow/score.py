@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import NonNegativeInt, field_validator
 
 from darkflow.cflow.imageset import ImageSet
 from darkflow.cflow.model import CFlowModel
+from darkflow.config import Name, StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import atomic_output, write_text_atomic
 
@@ -124,3 +127,44 @@ def score_cflow(run: str | Path, data: list[str], out: str | Path, background: s
             (staging / "overlays").mkdir()
             write_overlays(staging / "overlays", images, maps, scores, overlays)
     return {"metrics": metrics, "n": len(images), "out": out, "kind": images.kind}
+
+
+class CflowScoreConfig(StrictModel):
+    """Options of ``darkflow cflow score``: the run, the images to score, the output folder, the normal label
+    of ``.h5`` inputs (default: the run's) and the number of PNG overlays."""
+
+    run: Name
+    data: list[Name]
+    out: Name
+    background: str | None = None
+    overlays: NonNegativeInt = 8
+
+    @field_validator("data")
+    @classmethod
+    def _some_data(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give an image folder (MVTec AD layout) or .h5 file(s)")
+        return value
+
+
+@dataclass
+class CflowScoreResult:
+    """What ``darkflow cflow score`` wrote: the folder, the images scored and their metrics."""
+
+    out: Path
+    n: int
+    kind: str
+    metrics: dict[str, float | None]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The count of images, then every metric ('-' where the data has no labels or masks)."""
+        return [f"scored {self.n} {self.kind} image(s) -> {self.out}",
+                "  ".join(f"{k} {'-' if self.metrics[k] is None else format(self.metrics[k], '.4f')}" for k in METRICS)]
+
+
+def run(config: CflowScoreConfig) -> CflowScoreResult:
+    """``darkflow cflow score``: :func:`score_cflow`."""
+    result = score_cflow(config.run, list(config.data), config.out, background=config.background,
+                         overlays=config.overlays)
+    return CflowScoreResult(Path(result["out"]), result["n"], result["kind"], result["metrics"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch
 import yaml
 
 from darkflow import __version__
-from darkflow.cflow.config import CflowConfig
+from darkflow.cflow.config import CflowConfig, CflowTrainCommandConfig
 from darkflow.cflow.config import load_cflow_config as load_cflow_config  # re-exported
 from darkflow.cflow.imageset import ImageSet
 from darkflow.cflow.model import CFlowModel
@@ -244,7 +245,7 @@ def train_cflow(config: CflowConfig, options: CflowTrainOptions) -> dict[str, An
 
     out = Path(options.out)
     if (out / RUN_FILE).exists():
-        raise InputError(f"{out} already holds a trained CFLOW model; choose another run directory")
+        raise InputError(f"{out} already holds a trained CFLOW model; choose another `out`")
     with atomic_output(out, directory=True, merge=True, inputs=options.data) as staging:
         images = load_images(options.data if len(options.data) > 1 else options.data[0], "train", config.image_size)
         model, summary = fit_cflow(images, config, options.progress)
@@ -264,6 +265,32 @@ def train_cflow(config: CflowConfig, options: CflowTrainOptions) -> dict[str, An
         }
         save_weights(staging / RUN_FILE, model, metadata)
     return {"out": out, **summary}
+
+
+@dataclass
+class CflowTrainResult:
+    """What ``darkflow cflow train`` did: the run directory, image counts, the losses of every epoch."""
+
+    out: Path
+    n_train: int
+    n_val: int
+    flow_losses: list[float]
+    val_loss: float
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary the command prints."""
+        return [f"trained on {self.n_train} images ({self.n_val} held out for calibration), "
+                f"{len(self.flow_losses)} epoch(s), final fiber NLL {self.flow_losses[-1]:.4g}, validation NLL "
+                f"{self.val_loss:.4g}: {self.out}/{RUN_FILE}"]
+
+
+def run(config: CflowTrainCommandConfig, progress: bool = True) -> CflowTrainResult:
+    """``darkflow cflow train``: :func:`train_cflow` with the resolved recipe of ``config``."""
+    summary = train_cflow(config.cflow_config, CflowTrainOptions(data=list(config.data), out=config.out,
+                                                                 progress=progress))
+    return CflowTrainResult(Path(summary["out"]), summary["n_train"], summary["n_val"], list(summary["flow_losses"]),
+                            summary["val_loss"])
 
 
 def load_run(run: str | Path) -> tuple[CFlowModel, dict[str, Any]]:

@@ -6,14 +6,14 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import field_validator
 
 from darkflow import __version__
-from darkflow.config import StrictModel
+from darkflow.config import Name, StrictModel
 from darkflow.data_prep.objects import ObjectDefinitions
 from darkflow.errors import ConfigError, DarkFlowError
 from darkflow.fileio import atomic_output, check_output, temporary_path, write_text_atomic
@@ -25,10 +25,10 @@ from darkflow.progress import progress_bar
 class GenerateConfig(StrictModel):
     """Options of ``darkflow generate``."""
 
-    process: str
+    process: Name
     events: int
     seed: int = 1
-    out: str = "generated"
+    out: Name = "generated"
     format: Literal["root", "csv", "both"] = "root"
     workers: int = 1
     detector: str = "default"
@@ -50,7 +50,7 @@ class GenerateConfig(StrictModel):
 
 
 @dataclass
-class GenerateResult:
+class ProcessResult:
     """One generated process: files written, cross-section (pb) and speed."""
 
     process: str
@@ -59,6 +59,20 @@ class GenerateResult:
     sigma_err_pb: float
     files: list[Path]
     seconds: float
+
+
+@dataclass
+class GenerateResult:
+    """What ``darkflow generate`` wrote: one entry per generated process (a mixture gives several)."""
+
+    processes: list[ProcessResult]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """One line per process: events, cross-section, speed and files."""
+        return [f"{r.process}: {r.events} events, sigma = {r.sigma_pb:.4g} +- {r.sigma_err_pb:.2g} pb, "
+                f"{r.events / max(r.seconds, 1e-9):.1f} events/s -> {', '.join(str(f) for f in r.files)}"
+                for r in self.processes]
 
 
 def cache_file() -> Path:
@@ -129,7 +143,7 @@ def _plan(config: GenerateConfig) -> list[tuple[catalogue.Process, int]]:
     return plan
 
 
-def generate(config: GenerateConfig, progress: bool = True) -> list[GenerateResult]:
+def generate(config: GenerateConfig, progress: bool = True) -> GenerateResult:
     """Generate every requested process into the folder ``config.out``, all or nothing.
 
     The folder is checked before any event is generated; the files are built in a temporary folder beside it
@@ -150,7 +164,7 @@ def generate(config: GenerateConfig, progress: bool = True) -> list[GenerateResu
     for (proc, _), res in zip(plan, results, strict=True):
         res.files = [out / f.name for f in res.files]
         _remember(proc, res.sigma_pb, res.sigma_err_pb, res.events)
-    return results
+    return GenerateResult(results)
 
 
 def _file_names(process: str, fmt: str) -> list[str]:
@@ -159,7 +173,7 @@ def _file_names(process: str, fmt: str) -> list[str]:
         [f"{process}.csv"] if fmt in ("csv", "both") else []) + [f"{process}.json"]
 
 
-def _generate_one(process, n_events, config, detector, out: Path, progress, position: str = "") -> GenerateResult:
+def _generate_one(process, n_events, config, detector, out: Path, progress, position: str = "") -> ProcessResult:
     from darkflow.generate.engine import MB_TO_PB, run_worker, seeds
     from darkflow.generate.pool import run_pool
     from darkflow.generate.writers import write_csv, write_root
@@ -203,4 +217,4 @@ def _generate_one(process, n_events, config, detector, out: Path, progress, posi
                 write_text_atomic(path, json.dumps(json.loads(metadata), indent=1) + "\n")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return GenerateResult(process.name, n, sigma, err, files, time.perf_counter() - start)
+    return ProcessResult(process.name, n, sigma, err, files, time.perf_counter() - start)

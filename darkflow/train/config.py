@@ -1,12 +1,21 @@
-"""Typed training configuration (``models/*.yaml``); the ``model`` section maps 1:1 to the model class."""
+"""Typed training configuration (``models/*.yaml``); the ``model`` section maps 1:1 to the model class.
+
+:class:`TrainCommandConfig` holds the options of ``darkflow train``: the event file, the run directory and the
+model recipe (``recipe``: a name of ``models/`` or a YAML file, the ``--model`` flag) with overrides of its
+sections. Its ``model``, ``standardize`` and ``training`` mappings hold only the keys to change; they are
+applied on top of the recipe's sections, key by key (a value replaces the recipe's value whole, a mapping
+such as ``flow_options`` included), so that ``--set model.latent=4`` or a config file with
+``training: {epochs: 5}`` changes one key and keeps the others. The result, a :class:`TrainConfig`, is built
+and validated when the command config is, and read through :attr:`TrainCommandConfig.train_config`.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, PrivateAttr, model_validator
 
-from darkflow.config import FlowName, Fraction, StrictModel
+from darkflow.config import Count, FlowName, Fraction, Name, StrictModel
 
 
 class VAEModel(StrictModel):
@@ -68,21 +77,21 @@ class Standardization(StrictModel):
 class Training(StrictModel):
     """Lightning trainer and optimisation options."""
 
-    epochs: int = 30
-    batch_size: int = 256
+    epochs: Count = 30
+    batch_size: Count = 256
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     val_fraction: Fraction = 0.2
-    patience: int = 5
+    patience: NonNegativeInt = 5
     gradient_clip: float = 5.0
     seed: int = 1
     event_weights: Literal["use", "abs", "ignore"] = "use"
-    num_workers: int = 0
+    num_workers: NonNegativeInt = 0
     in_memory: bool | None = None
     accelerator: str = "cpu"
-    devices: int = 1
+    devices: Count = 1
     strategy: str = "auto"
-    num_nodes: int = 1
+    num_nodes: Count = 1
     kl_warmup: NonNegativeInt = 0
     flow_warmup: NonNegativeInt = 0
 
@@ -126,3 +135,35 @@ def load_train_config(model: str, overrides: dict[str, Any]) -> TrainConfig:
 
     path = resolve("", model, label="model config", base=MODEL_CONFIGS)
     return load_config(TrainConfig, path, overrides)
+
+
+SECTIONS = ("model", "standardize", "training")
+"""The sections of a recipe a :class:`TrainCommandConfig` can override."""
+
+
+class TrainCommandConfig(StrictModel):
+    """Options of ``darkflow train``: the SM event file, the run directory, the recipe and its overrides."""
+
+    data: Name
+    out: Name
+    recipe: Name = "convvae"
+    resume: bool = False
+    model: dict[str, Any] = {}
+    standardize: dict[str, Any] = {}
+    training: dict[str, Any] = {}
+    _resolved: TrainConfig = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _resolve(self) -> TrainCommandConfig:
+        from darkflow.config import apply_overrides, read_yaml, validate
+        from darkflow.data_prep.builtin import MODEL_CONFIGS, resolve
+
+        overrides = {f"{section}.{key}": value for section in SECTIONS for key, value in getattr(self, section).items()}
+        recipe = read_yaml(resolve("", self.recipe, label="model config", base=MODEL_CONFIGS), "model config")
+        self._resolved = validate(TrainConfig, apply_overrides(recipe, overrides), f"model {self.recipe}")
+        return self
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The recipe with the overrides applied, validated."""
+        return self._resolved

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from darkflow.checkpoint import load_weights, save_weights
 from darkflow.config import StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import publish, write_text_atomic
-from darkflow.train.config import TrainConfig
+from darkflow.train.config import TrainCommandConfig, TrainConfig
 from darkflow.train.config import load_train_config as load_train_config  # re-exported
 from darkflow.train.diagnostics import warnings_for
 
@@ -211,9 +212,9 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     ckpt_dir = out / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     if options.resume and not last.is_file():
-        raise InputError(f"--resume: no checkpoint at {last}; start the run without --resume")
+        raise InputError(f"`resume`: no checkpoint at {last}; start the run without `resume`")
     if not options.resume and (out / MODEL_FILE).exists():
-        raise InputError(f"{out} already holds a trained model; choose another --out or pass --resume")
+        raise InputError(f"{out} already holds a trained model; choose another `out` or set `resume`")
     full = EventDataset(options.data)
     layout = full.layout
     t = config.training
@@ -388,3 +389,32 @@ def model_scores(model: torch.nn.Module) -> tuple[str, ...]:
     if isinstance(model, isoforest.IsolationForestModel):
         return isoforest.SCORES
     return vae.SCORES
+
+
+@dataclass
+class TrainResult:
+    """What ``darkflow train`` did: the run directory, the epochs, the best validation loss, warnings.
+
+    In the extra processes of a DDP run, which write nothing, ``out`` is None and there are no lines."""
+
+    out: Path | None
+    epochs: int = 0
+    best_val_loss: float = float("nan")
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary the command prints."""
+        if self.out is None:
+            return []
+        return [f"trained {self.epochs} epoch(s), best validation loss {self.best_val_loss:.5g}: "
+                f"{self.out}/{MODEL_FILE}"]
+
+
+def run(config: TrainCommandConfig, progress: bool = True) -> TrainResult:
+    """``darkflow train``: :func:`train` with the resolved recipe of ``config``."""
+    summary = train(config.train_config, TrainOptions(data=config.data, out=config.out, resume=config.resume,
+                                                      progress=progress))
+    if not summary:
+        return TrainResult(None)
+    return TrainResult(Path(summary["out"]), summary["epochs"], summary["best_val_loss"],
+                       list(summary.get("warnings", [])))

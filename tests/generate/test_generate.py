@@ -30,7 +30,7 @@ def samples(tmp_path_factory):
     results = {}
     for name, n in SAMPLES.items():
         (res,) = generate(GenerateConfig(process=name, events=n, seed=11, out=str(out), format="both"),
-                          progress=False)
+                          progress=False).processes
         results[name] = res
     return out, results
 
@@ -205,7 +205,7 @@ def test_same_seed_gives_identical_files(tmp_path):
 
 def test_two_workers_get_different_seeds(tmp_path):
     (res,) = generate(GenerateConfig(process="ttbar", events=60, seed=5, out=str(tmp_path), workers=2),
-                      progress=False)
+                      progress=False).processes
     meta = json.loads((tmp_path / "ttbar.json").read_text())
     assert meta["workers"] == 2 and len(set(meta["worker_seeds"])) == 2
     arr = events(tmp_path, "ttbar")
