@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from darkflow.analysis import plots
-from darkflow.analysis.scan import FILES, ScanOptions, scan
+from darkflow.analysis.scan import FILES, ScanConfig, scan
 from darkflow.analysis.thresholds import read_scores
 from darkflow.cli import main
 from darkflow.errors import InputError
@@ -208,7 +208,7 @@ def test_sigterm_during_scan_leaves_the_folder_unchanged(tmp_path):
 
 @pytest.fixture
 def report_inputs(scores, tmp_path) -> dict[str, Path]:
-    scan(ScanOptions(scores=scores, background="sm_test", calibration="sm_cal", out=tmp_path / "scan"))
+    scan(ScanConfig(scores=scores, background="sm_test", calibration="sm_cal", out=tmp_path / "scan"))
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("data: sm.h5\nmodel:\n  kind: vae\n  latent: 4\n")
@@ -259,7 +259,7 @@ def test_failed_report_changes_nothing_and_success_replaces_all(report_inputs, t
     err = capsys.readouterr().err
     assert "metrics.json: not JSON" in err and err.count("\n") == 1
     assert report_outputs(out) == before and leftovers(tmp_path) == []
-    scan(ScanOptions(scores=report_inputs["scores"], background="sm_test", calibration="sm_cal",
+    scan(ScanConfig(scores=report_inputs["scores"], background="sm_test", calibration="sm_cal",
                      out=report_inputs["scan"]))
     assert main(report_argv(report_inputs, out)) == 0
     assert out.read_text().startswith("# DarkFlow report") and out.with_suffix(".html").is_file()

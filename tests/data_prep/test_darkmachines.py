@@ -674,7 +674,7 @@ def test_prepare_prints_the_warning_once(tmp_path: Path, capsys: pytest.CaptureF
     code = main(["prepare", str(path), "--out", str(tmp_path / "gev.h5"), "-q"])
     lines = capsys.readouterr().err.strip().splitlines()
     warnings = [line for line in lines if "look like GeV" in line]
-    assert len(warnings) == 1 and warnings[0].startswith("darkflow: warning: ") and "100% of the" in warnings[0]
+    assert len(warnings) == 1 and warnings[0].startswith("darkflow prepare: warning: ") and "100% of the" in warnings[0]
     assert code == 0 and (tmp_path / "gev.h5").is_file()  # a warning, not an error: the user decides
     assert main(["prepare", str(physics_csv(tmp_path / "mev.csv", 200, 1000.0)), "--out", str(tmp_path / "mev.h5"),
                  "-q"]) == 0
