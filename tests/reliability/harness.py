@@ -10,8 +10,9 @@ session by :func:`world`) and asserts what issue 15 asks of every failure:
   names, kinds, sizes and sha256 of every file, before and after (so inputs are unchanged by hash, and a
   temporary file, a partial output or a folder made by a YAML ``!!python`` tag or a pickled model shows up).
 
-Commands run in-process through :func:`darkflow.cli.main` (fast; warnings behave as in a plain ``python``), or
-in a subprocess where a case could block or eat memory on a broken build (FIFOs, ``/dev/zero``, runaway loops).
+Commands run in-process through :func:`darkflow.cli.main` (fast; warnings behave as in a plain ``python``; an
+alarm stops a command that hangs, e.g. on opening a FIFO), or in a subprocess with a memory limit where a broken
+build could eat memory or run for minutes (``/dev/zero``, ``demo``, ``--epochs -1``, the billion laughs).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+INPROCESS_TIMEOUT = 60.0
+"""Seconds an in-process case may run before it counts as hanging (a blocking open of a FIFO, a loop)."""
 SUBPROCESS_TIMEOUT = 30.0
 """Seconds a subprocess case may run before it counts as hanging."""
 SUBPROCESS_MEMORY = 6 << 30
@@ -63,19 +66,34 @@ def _plain_python_warnings() -> None:
         warnings.filterwarnings("ignore", category=category)
 
 
-def run_inprocess(argv: Sequence[str], capfd) -> Outcome:
+class _Hung(BaseException):
+    """Raised by the watchdog alarm in a command that runs too long (no ``except Exception`` catches it)."""
+
+
+def _hung(signum: int, frame: object) -> None:
+    raise _Hung
+
+
+def run_inprocess(argv: Sequence[str], capfd, timeout: float = INPROCESS_TIMEOUT) -> Outcome:
     """``darkflow ARGV`` through :func:`darkflow.cli.main`, as the console script would run it.
 
     An exception escaping ``main`` is printed as the interpreter would print it (a traceback), and
-    ``SystemExit("text")`` prints the text, exit status 1, as the interpreter does.
+    ``SystemExit("text")`` prints the text, exit status 1, as the interpreter does. A command still running
+    after ``timeout`` seconds is stopped by an alarm (blocking calls such as opening a FIFO are interrupted)
+    and its exit status is ``None``.
     """
     from darkflow.cli import main
 
     capfd.readouterr()
+    previous = signal.signal(signal.SIGALRM, _hung)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
     with warnings.catch_warnings():
         _plain_python_warnings()
         try:
             code = main(list(argv))
+        except _Hung:
+            print(f"[no exit within {timeout:.0f} s: stopped]", file=sys.stderr)
+            code = None
         except SystemExit as exc:
             code = exc.code
             if isinstance(code, str):
@@ -88,6 +106,9 @@ def run_inprocess(argv: Sequence[str], capfd) -> Outcome:
         except BaseException:  # noqa: BLE001 (what the interpreter would show the user)
             traceback.print_exc()
             code = 1
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
         sys.stdout.flush()
         sys.stderr.flush()
     captured = capfd.readouterr()

@@ -61,3 +61,12 @@ def test_the_billion_laughs_is_small():
     text = alias_bomb_text(9)
     assert len(text.encode()) < 700 and text.count("*") == 80
     assert yaml.safe_load(text)["l8"][0][0][0][0][0][0][0][0][0] == "lol"  # 10**9 leaves, shared
+
+
+def test_a_command_that_does_not_stop_is_stopped(world_root, tmp_path, capfd, monkeypatch):
+    scene = Scene(world_root, tmp_path / "case")
+    monkeypatch.chdir(scene.root)
+    outcome = run_inprocess(["generate", "--process", "ttbar", "--events", "100000", "--out", scene.out("gen"),
+                             "-q"], capfd, timeout=3.0)
+    assert outcome.code is None and "no exit within 3 s" in outcome.err
+    assert judge(outcome, {}, {})[0] == "hangs"

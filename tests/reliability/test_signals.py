@@ -121,13 +121,17 @@ def world_root(tmp_path_factory, capfd):
 def test_sigterm_during_prepare(tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()
-    big = tiled_nanoaod(folder / "big.root", 40)  # 200,000 events: seconds of conversion in chunks of 1,000
+    big = tiled_nanoaod(folder / "big.root", 50)  # 250,000 events: seconds of conversion in chunks of 1,000
     (folder / "out").mkdir()
     before = snapshot(folder)
     proc, err = start(["prepare", str(big), "--out", str(folder / "out" / "big.h5"), "--chunk-size", "1000", "-q"],
                       folder)
-    wait_for(lambda: any(p.stat().st_size > 0 for p in (folder / "out").iterdir()), proc, 60,
-             "partial output being written")
+
+    def converting() -> bool:
+        partial = any(p.stat().st_size > 0 for p in (folder / "out").iterdir())
+        return partial or sum(psutil.Process(proc.pid).cpu_times()[:2]) > 2.0
+
+    wait_for(converting, proc, 60, "the conversion under way")
     time.sleep(0.3)
     terminate_and_judge(proc, err, folder, before)
 
@@ -168,6 +172,7 @@ def test_sigterm_during_train(world_root, tmp_path):
     terminate_and_judge(proc, err, folder, before)
 
 
+@pytest.mark.slow
 def test_sigkill_during_train_then_resume(world_root, tmp_path):
     folder = tmp_path / "work"
     folder.mkdir()

@@ -126,7 +126,7 @@ RUN_FILES += [
     Case("score-run-is-event-file", lambda s: ["score", "--run", s.sm_h5, "--data", s.smtest_h5, "--out", s.out("s.h5")],
          ("sm.h5",), ("pickle",)),
     Case("score-run-model-fifo", lambda s: ["score", "--run", _damaged_run("fifo")(s), "--data", s.smtest_h5,
-                                            "--out", s.out("s.h5")], ("fifo|regular file",), subprocess=True),
+                                            "--out", s.out("s.h5")], ("fifo|regular file",)),
     Case("report-run-config-not-yaml", lambda s: ["report", "--run", s.run_copy(
         "run-badconfig", lambda run: (run / "config.yaml").write_text("model: [broken\n")), "--scan", s.scan,
         "--scores", s.scores, "--out", s.out("r.md")], ("config.yaml",)),
