@@ -128,8 +128,12 @@ def test_sigterm_during_prepare(tmp_path):
                       folder)
 
     def converting() -> bool:
-        partial = any(p.stat().st_size > 0 for p in (folder / "out").iterdir())
-        return partial or sum(psutil.Process(proc.pid).cpu_times()[:2]) > 2.0
+        if any(p.stat().st_size > 0 for p in (folder / "out").iterdir()):
+            return True
+        try:
+            return sum(psutil.Process(proc.pid).cpu_times()[:2]) > 2.0
+        except psutil.Error:  # ended: wait_for says so
+            return False
 
     wait_for(converting, proc, 60, "the conversion under way")
     time.sleep(0.3)
