@@ -61,7 +61,7 @@ SLOTS = [
     Slot("jetimages-config", lambda s, y: ["jetimages", s.sm_h5, "--config", y, "--out", s.out("j.h5"), "-q"],
          "size: lots\n", "size"),
     Slot("train-model", lambda s, y: ["train", "--data", s.sm_h5, "--model", y, "--out", s.out("run"),
-                                      "--epochs", "1", "-q"], "model: {latent: lots}\n", "latent"),
+                                      "--epochs", "1", "-q"], "model: {kind: vae, latent: lots}\n", "latent"),
     Slot("report-config", lambda s, y: ["report", "--run", s.run, "--scan", s.scan, "--scores", s.scores,
                                         "--config", y, "--out", s.out("r.md")], "dpi: lots\n", "dpi"),
     Slot("cflow-train-config", lambda s, y: ["cflow", "train", "--data", s.tex, "--config", y, "--out",
