@@ -212,7 +212,7 @@ CASES = [
     Case("scan-scores-folder", scan(folder("dir.h5")), FOLDER, MISLEADING),
     Case("scan-scores-text", scan(text_h5), NOT_HDF5),
     Case("scan-scores-truncated", scan(lambda s: s.truncated(s.scores, "cut.h5", 0.6)), TRUNCATED),
-    Case("scan-scores-is-event-file", scan(lambda s: s.sm_h5), ("scores",)),
+    Case("scan-scores-is-event-file", scan(lambda s: s.sm_h5), ("score group|scores file",)),
     Case("scan-signal-without-weight", scan(scores_without("sig", "weight")), ("weight",), ("no signal",)),
     Case("scan-background-without-weight", scan(scores_without("smtest", "weight")), ("weight",)),
     Case("scan-signal-without-score", scan(scores_without("sig", "latent_nll"), "--score", "latent_nll"),
