@@ -100,7 +100,7 @@ def run_ours(train_set, test_set, spec: dict) -> dict:
 
 
 def main() -> None:
-    from darkflow.cflow.imageset import load_images
+    from darkflow.cflow.load import load_images
     from darkflow.cflow.metrics import image_auroc, pixel_auroc
 
     spec = json.loads(open(sys.argv[1]).read())

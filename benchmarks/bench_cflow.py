@@ -61,6 +61,7 @@ def make_data(quick: bool) -> dict[str, dict]:
     from darkflow.jetimages import JetImagesConfig, make_jet_images
 
     tag = "quick" if quick else "full"
+    OUTPUT.mkdir(parents=True, exist_ok=True)
     synth = OUTPUT / f"synthetic256_{tag}"
     if not (synth / "train" / "good").is_dir():
         n = (16, 6, 3) if quick else (40, 10, 10)
@@ -93,7 +94,7 @@ def ours_default(data: dict, epochs: int | None) -> dict:
     """DarkFlow's CFLOW-AD with its default config (built-in encoder) and the PCA baseline."""
     from darkflow.cflow.baseline import PCABaseline
     from darkflow.cflow.config import CflowConfig
-    from darkflow.cflow.imageset import load_images
+    from darkflow.cflow.load import load_images
     from darkflow.cflow.metrics import image_auroc, pixel_auroc
     from darkflow.cflow.score import predict
     from darkflow.cflow.train import fit_cflow

@@ -303,7 +303,7 @@ def run_unit(work: str, channel: str, model: str, seed: int, sizes_dict: dict[st
     """Train, score and scan one (channel, model, seed); writes ``result.json`` last and returns it."""
     import warnings
 
-    from darkflow.analysis.scan import ScanOptions, scan
+    from darkflow.analysis.scan import ScanConfig, scan
     from darkflow.train.run import MODEL_FILE, TrainOptions, train
     from darkflow.train.rundir import staging_path
     from darkflow.train.score import score
@@ -335,10 +335,10 @@ def run_unit(work: str, channel: str, model: str, seed: int, sizes_dict: dict[st
               scores)
     score_seconds = time.perf_counter() - t_score
     names = model_score_names(run)
-    result = scan(ScanOptions(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=run / "scan",
-                              score=",".join(names), signals=",".join(signals)))
+    result = scan(ScanConfig(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=run / "scan",
+                             score=",".join(names), signals=",".join(signals)))
     rows: dict[str, dict[str, Any]] = {}
-    for row in result["rows"]:
+    for row in result.rows:
         rows.setdefault(row["score"], {})[row["signal"]] = {k: row.get(k) for k in ROW_KEYS}
     payload = {"channel": channel, "model": model, "seed": seed, "train_seconds": info["seconds"],
                "epochs": info["epochs"], "train_events": info["train_events"], "score_seconds": score_seconds,
@@ -349,16 +349,17 @@ def run_unit(work: str, channel: str, model: str, seed: int, sizes_dict: dict[st
 
 def run_cuts(work: Path, channel: str, scores: Path, signals: list[str]) -> dict[str, dict[str, Any]]:
     """Every ``hlf:`` score of one scores file scanned like the models: cut name -> signal -> row."""
-    from darkflow.analysis.scan import ScanOptions, scan
+    from darkflow.analysis.scan import ScanConfig, scan
     from darkflow.analysis.thresholds import read_scores
 
     file = read_scores(scores)
     cuts = sorted(c for c in set.intersection(*(set(s.scores) for s in file.samples.values())) if c.startswith("hlf:"))
-    result = scan(ScanOptions(scores=scores, background=BACKGROUND, calibration=CALIBRATION,
-                              out=work / channel / "cuts" / "scan", score=",".join(cuts), signals=",".join(signals),
-                              ))
+    (work / channel / "cuts").mkdir(parents=True, exist_ok=True)
+    result = scan(ScanConfig(scores=scores, background=BACKGROUND, calibration=CALIBRATION,
+                             out=work / channel / "cuts" / "scan", score=",".join(cuts), signals=",".join(signals),
+                             ))
     out: dict[str, dict[str, Any]] = {}
-    for row in result["rows"]:
+    for row in result.rows:
         out.setdefault(row["score"], {})[row["signal"]] = {k: row.get(k) for k in ROW_KEYS}
     return out
 

@@ -293,7 +293,7 @@ def run_unit(work: str, model: str, seed: int, sizes_dict: dict[str, Any]) -> di
     """Train, score and scan one (model, seed); writes ``result.json`` last and returns it."""
     import warnings
 
-    from darkflow.analysis.scan import ScanOptions, scan
+    from darkflow.analysis.scan import ScanConfig, scan
     from darkflow.train.run import MODEL_FILE, TrainOptions, train
     from darkflow.train.rundir import staging_path
     from darkflow.train.score import score
@@ -321,13 +321,13 @@ def run_unit(work: str, model: str, seed: int, sizes_dict: dict[str, Any]) -> di
     if not scores.is_file():
         score(run, inputs, scores)
     score_seconds = time.perf_counter() - t_score
-    result = scan(ScanOptions(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=run / "scan",
-                              score="total", signals=",".join(sizes.signal_events)))
-    rows = {row["signal"]: {k: row.get(k) for k in ROW_KEYS} for row in result["rows"]}
+    result = scan(ScanConfig(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=run / "scan",
+                             score="total", signals=",".join(sizes.signal_events)))
+    rows = {row["signal"]: {k: row.get(k) for k in ROW_KEYS} for row in result.rows}
     payload = {"model": model, "seed": seed, "train_seconds": info["seconds"], "epochs": info["epochs"],
                "best_val_loss": info["best_val_loss"], "score_seconds": score_seconds,
-               "n_eff_calibration": result["thresholds"]["calibration"]["n_eff"],
-               "n_eff_test": result["roles"].test.n_eff,
+               "n_eff_calibration": result.thresholds["calibration"]["n_eff"],
+               "n_eff_test": result.roles.test.n_eff,
                "unit_seconds": time.perf_counter() - start, "signals": rows}
     _write_json(run / "result.json", payload)
     return payload
@@ -467,7 +467,7 @@ def run_cuts(work: Path, sizes: Sizes, scores: Path) -> list[dict[str, Any]]:
 
     They need no training, so they have no seeds: one result per cut, named after the feature.
     """
-    from darkflow.analysis.scan import ScanOptions, scan
+    from darkflow.analysis.scan import ScanConfig, scan
     from darkflow.analysis.thresholds import read_scores
 
     file = read_scores(scores)
@@ -475,11 +475,12 @@ def run_cuts(work: Path, sizes: Sizes, scores: Path) -> list[dict[str, Any]]:
     cuts = [c for c in cuts if c.startswith("hlf:")]
     if not cuts:
         return []
-    result = scan(ScanOptions(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=work / "cuts" / "scan",
-                              score=",".join(cuts), signals=",".join(sizes.signal_events)))
+    (work / "cuts").mkdir(exist_ok=True)
+    result = scan(ScanConfig(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=work / "cuts" / "scan",
+                             score=",".join(cuts), signals=",".join(sizes.signal_events)))
     out = []
     for cut in cuts:
-        rows = {r["signal"]: {k: r.get(k) for k in ROW_KEYS} for r in result["rows"] if r["score"] == cut}
+        rows = {r["signal"]: {k: r.get(k) for k in ROW_KEYS} for r in result.rows if r["score"] == cut}
         out.append({"model": cut, "seed": 0, "signals": rows})
     return out
 

@@ -140,7 +140,7 @@ def measure(sample: str, process: str, events: int, channels: tuple[str, ...], w
     if record.exists():
         return json.loads(record.read_text())
     gen_dir = work / "gen"
-    (res,) = generate(GenerateConfig(process=process, events=events, seed=seed, out=str(gen_dir)), progress=False)
+    (res,) = generate(GenerateConfig(process=process, events=events, seed=seed, out=str(gen_dir)), progress=False).processes
     root = gen_dir / f"{Path(process).stem}.root"
     out: dict = {"sample": sample, "events": res.events, "sigma_pb": res.sigma_pb, "sigma_err_pb": res.sigma_err_pb,
                  "gen_seconds": res.seconds, "ms_per_event": 1e3 * res.seconds / res.events, "channels": {}}

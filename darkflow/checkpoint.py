@@ -19,6 +19,8 @@ from darkflow.fileio import atomic_output, check_input
 
 ZIP_MAGIC = b"PK\x03\x04"
 """The first bytes of every file ``torch.save`` writes (a zip archive)."""
+PICKLE_PROTOCOL = b"\x80"
+"""The first byte of a pickle (protocol 2 or later), as in torch's legacy format: refused as needing pickle."""
 
 
 def save_weights(path: Path, module: Any, metadata: dict[str, Any]) -> None:
@@ -52,6 +54,8 @@ def load_weights(run: str | Path, filename: str, what: str, hint: str,
         head = handle.read(len(ZIP_MAGIC))
     if not head:
         raise InputError(f"{path}: the {what} file is empty")
+    if head != ZIP_MAGIC and not head.startswith(PICKLE_PROTOCOL):
+        raise InputError(f"{path}: not a darkflow {what} file (not a file written by torch.save)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about the pickle protocol of files it then refuses
@@ -60,8 +64,6 @@ def load_weights(run: str | Path, filename: str, what: str, hint: str,
         raise InputError(f"{path}: refused: the file needs pickle to load; only files written by darkflow "
                          "(tensors + JSON) are accepted") from None
     except Exception as err:  # noqa: BLE001 (torch raises RuntimeError, EOFError, KeyError, ... on a damaged file)
-        if head != ZIP_MAGIC:
-            raise InputError(f"{path}: not a darkflow {what} file (not a file written by torch.save)") from None
         reason = " ".join(str(err).split()).split(". ")[0][:120]
         raise InputError(f"{path}: the {what} file is truncated or damaged ({reason}); write it again") from None
     if not isinstance(blob, dict) or "state_dict" not in blob or "metadata" not in blob:

@@ -6,6 +6,7 @@ Every config in the top-level ``data_prep/``, ``models/`` and ``analysis/`` fold
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 
-from darkflow.errors import ConfigError, InputError
+from darkflow.errors import ConfigError, DarkFlowError, InputError
 
 
 def _known_flow(value: str) -> str:
@@ -32,10 +33,30 @@ def _open_unit(value: float) -> float:
     return value
 
 
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _path_text(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _not_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
 FlowName = Annotated[str, AfterValidator(_known_flow)]
 """A config field naming a flow of :data:`darkflow.flows.FLOWS` (unknown names list the valid ones)."""
 Fraction = Annotated[float, AfterValidator(_open_unit)]
 """A config field strictly between 0 and 1 (e.g. a validation fraction)."""
+Count = Annotated[int, AfterValidator(_at_least_one)]
+"""A config field counting something that must be there at least once (epochs, events, workers, devices)."""
+Name = Annotated[str, BeforeValidator(_path_text), AfterValidator(_not_empty)]
+"""A config field naming a file, folder or label: any non-blank string (a ``Path`` is taken as its text)."""
 
 M = TypeVar("M", bound="StrictModel")
 
@@ -163,9 +184,8 @@ def _check_keys(model: type[BaseModel], data: Any, where: str) -> None:
     valid = {f.alias or name: name for name, f in fields.items()}
     for key, value in data.items():
         if key not in valid:
-            raise ConfigError(
-                f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(valid))}"
-            )
+            prefix = f"{where}: " if where else ""
+            raise ConfigError(f"{prefix}unknown key {key!r}; valid keys: {', '.join(sorted(valid))}")
         annotation = fields[valid[key]].annotation
         submodels = _model_types(annotation)
         if not submodels:
@@ -209,16 +229,24 @@ def _one_line(err: ValidationError, where: str) -> str:
     prefix = f"{where}: " if where else ""
     if not loc:  # a model-level validator: its message says which keys
         return f"{prefix}{first['msg'].removeprefix('Value error, ')}{more}"
-    return f"{prefix}{loc}: {first['msg']}{got_text}{more}"
+    if first["type"] == "missing":
+        return f"{prefix}`{loc}` is required and was not given{more}"
+    return f"{prefix}{loc}: {first['msg'].removeprefix('Value error, ')}{got_text}{more}"
 
 
-def validate(model: type[M], data: Mapping[str, Any], where: str = "") -> M:
-    """Build ``model`` from ``data``, turning every problem into a one-line :class:`ConfigError`."""
-    _check_keys(model, data, where or model.__name__)
+def validate(model: type[M], data: Mapping[str, Any], where: str | None = None) -> M:
+    """Build ``model`` from ``data``, turning every problem into a one-line :class:`ConfigError` that starts
+    with ``where`` (default: the model's name; ``""``: no prefix). A :class:`DarkFlowError` raised by one of
+    the model's validators (e.g. a missing file it reads) is raised as it is."""
+    where = model.__name__ if where is None else where
+    _check_keys(model, data, where)
     try:
         return model.model_validate(dict(data))
     except ValidationError as err:
-        raise ConfigError(_one_line(err, where or model.__name__)) from None
+        cause = (err.errors()[0].get("ctx") or {}).get("error")
+        if isinstance(cause, DarkFlowError):
+            raise cause from None
+        raise ConfigError(_one_line(err, where)) from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:

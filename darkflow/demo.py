@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from darkflow.config import Count, Name, StrictModel
 from darkflow.fileio import write_text_atomic
 
 SM_PROCESSES = ("qcd", "ttbar", "wjets", "zjets_nunu", "zjets_ll", "gammajets", "diboson", "single_top")
@@ -89,6 +90,34 @@ class DemoOptions:
     def events(self, label: str) -> int:
         """Generated events of an SM sample."""
         return self.sm_events if label == "sm" else self.eval_events
+
+
+class DemoConfig(StrictModel):
+    """Options of ``darkflow demo``: the output folder, quick (small) mode, redo everything, generator workers."""
+
+    out: Name = "demo_output"
+    quick: bool = False
+    fresh: bool = False
+    workers: Count = 2
+
+
+@dataclass
+class DemoResult:
+    """The comparison table of the demo and the folder of its runs."""
+
+    table: Path
+    runs: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """Where the comparison table and the reports are."""
+        return [f"comparison table: {self.table.resolve()}; reports in {self.runs.resolve()}/<run>/report/"]
+
+
+def run(config: DemoConfig) -> DemoResult:
+    """``darkflow demo``: :func:`demo` with the sizes of ``config.quick``."""
+    table = demo(DemoOptions(out=Path(config.out), quick=config.quick, fresh=config.fresh, workers=config.workers))
+    return DemoResult(table, table.parent / "runs")
 
 
 def _say(options: DemoOptions, message: str) -> None:
@@ -219,8 +248,8 @@ def _cut_scores(scores: Path) -> list[str]:
 
 
 def _analyse(options: DemoOptions) -> None:
-    from darkflow.analysis.report import ReportOptions, report
-    from darkflow.analysis.scan import ScanOptions, scan
+    from darkflow.analysis.report import ReportConfig, report
+    from darkflow.analysis.scan import ScanConfig, scan
     from darkflow.train.score import score
 
     for name in RUNS:
@@ -229,14 +258,16 @@ def _analyse(options: DemoOptions) -> None:
         _say(options, f"4/6 score, scan, report: {name}")
         score(run, _inputs(options), scores, notify=lambda kind, line: _say(options, f"4/6 score: {kind}: {line}"))
         main_cuts = [c for c in MAIN_CUTS if c in _cut_scores(scores)]
-        scan(ScanOptions(scores=scores, background=TEST, calibration=CALIBRATION, out=run / "scan",
-                         score=",".join([default_score(scores), *main_cuts]), signals=",".join(SIGNALS)))
-        report(ReportOptions(run=run, scan=run / "scan", scores=scores, out=run / "report" / "REPORT.md"))
+        scan(ScanConfig(scores=scores, background=TEST, calibration=CALIBRATION, out=run / "scan",
+                        score=",".join([default_score(scores), *main_cuts]), signals=",".join(SIGNALS)))
+        (run / "report").mkdir(exist_ok=True)
+        report(ReportConfig(run=run, scan=run / "scan", scores=scores, out=run / "report" / "REPORT.md"))
     first = options.out / "runs" / next(iter(RUNS)) / "scores.h5"
     cuts = _cut_scores(first)
     if cuts:
         _say(options, f"4/6 scan: one-variable cuts {', '.join(cuts)}")
-        scan(ScanOptions(scores=first, background=TEST, calibration=CALIBRATION, out=options.out / "cuts" / "scan",
+        (options.out / "cuts").mkdir(exist_ok=True)
+        scan(ScanConfig(scores=first, background=TEST, calibration=CALIBRATION, out=options.out / "cuts" / "scan",
                          score=",".join(cuts), signals=",".join(SIGNALS)))
 
 

@@ -17,15 +17,58 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import field_validator, model_validator
 
 from darkflow.analysis.metrics import Threshold, efficiency_above
 from darkflow.analysis.thresholds import Sample, calibration_sample, parse_eps, place_thresholds, read_scores
+from darkflow.config import Name, StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import write_text_atomic
+
+
+class FlagConfig(StrictModel):
+    """Options of ``darkflow flag``: the sample (``scores`` with ``label``, or ``run`` with ``data``), the CSV to
+    write, and the threshold: ``threshold``, or ``eps_b`` on the ``calibration`` sample."""
+
+    run: Name | None = None
+    data: Name | None = None
+    scores: Name | None = None
+    label: Name | None = None
+    out: Name
+    eps_b: str | None = None
+    threshold: float | None = None
+    calibration: Name | None = None
+    score: str | None = None
+
+    @field_validator("eps_b", mode="before")
+    @classmethod
+    def _eps_text(cls, value: Any) -> Any:
+        return repr(float(value)) if isinstance(value, int | float) else value
+
+    @field_validator("threshold")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> FlagConfig:
+        if (self.eps_b is None) == (self.threshold is None):
+            raise ValueError("give exactly one of `eps_b` (a background efficiency) or `threshold` (a score)")
+        if self.run is not None:
+            if self.data is None or self.scores is not None:
+                raise ValueError("with `run` give `data` (an event file), not `scores`; or give `scores` with "
+                                 "`label` and no `run`")
+        elif self.scores is None or self.label is None:
+            raise ValueError("give `scores` (a scores file) with `label`, or `run` (a trained run) with `data`")
+        return self
 
 
 @dataclass
@@ -39,6 +82,23 @@ class FlagResult:
     n_flagged: int
     n_events: int
     warnings: list[str] = field(default_factory=list)
+    label: str = ""
+
+    def lines(self) -> list[str]:
+        """The threshold and where it came from, then the count of candidates."""
+        return [f"threshold {self.score} > {self.threshold:.6g}: {self.origin}",
+                f"flagged {self.n_flagged} of {self.n_events} events of {self.label!r} -> {self.out}"]
+
+
+def run(config: FlagConfig) -> FlagResult:
+    """``darkflow flag``: :func:`flag_events` with ``config.run``, else :func:`flag`."""
+    if config.run is not None:
+        assert config.data is not None
+        return flag_events(config.run, config.data, config.out, eps_b=config.eps_b, threshold=config.threshold,
+                           score=config.score, calibration=config.calibration)
+    assert config.scores is not None and config.label is not None
+    return flag(config.scores, config.label, config.out, eps_b=config.eps_b, calibration=config.calibration,
+                threshold=config.threshold, score=config.score)
 
 
 def _origin(calib: Sample, placed: Threshold, score: str) -> str:
@@ -69,21 +129,21 @@ def flag(scores: str | Path, label: str, out: str | Path, *, eps_b: str | None =
          calibration: str | None = None, threshold: float | None = None, score: str | None = None) -> FlagResult:
     """Write the candidates of group ``label`` above the threshold to the CSV ``out`` (atomically)."""
     if (eps_b is None) == (threshold is None):
-        raise InputError("give exactly one of --eps-b or --threshold")
+        raise InputError("give exactly one of `eps_b` or `threshold`")
     file = read_scores(scores)
     sample = file.sample(label, "label")
     name = file.score_name(score)
     warnings: list[str] = []
     if threshold is not None:
         if not np.isfinite(threshold):
-            raise InputError(f"--threshold must be a finite number, got {threshold}")
+            raise InputError(f"`threshold` must be a finite number, got {threshold}")
         value, origin = float(threshold), "given"
     else:
         targets = _one_eps(eps_b)
         calib, warnings = calibration_sample(file, calibration)
         if calib.label == label:
             raise InputError(f"the calibration sample {label!r} is the sample being flagged; calibrate on another "
-                             "SM sample with --calibration")
+                             "SM sample as `calibration`")
         placed = place_thresholds(calib, name, targets)[0]
         value, origin = placed.value, _origin(calib, placed, name)
     picked = _above(sample.scores[name], value)
@@ -92,13 +152,13 @@ def flag(scores: str | Path, label: str, out: str | Path, *, eps_b: str | None =
     rows += [[int(sample.event_id[i]), sample.process_name(int(sample.process[i])),
               *(repr(float(sample.scores[k][i])) for k in names), repr(float(sample.weight[i]))] for i in picked]
     out = _write_candidates(out, rows)
-    return FlagResult(out, name, value, origin, int(picked.size), len(sample), warnings)
+    return FlagResult(out, name, value, origin, int(picked.size), len(sample), warnings, label)
 
 
 def _one_eps(eps_b: str | None) -> list[float]:
     targets = parse_eps(eps_b)
     if len(targets) != 1:
-        raise InputError(f"--eps-b: give one efficiency, got {eps_b}")
+        raise InputError(f"`eps_b`: give one efficiency, got {eps_b}")
     return targets
 
 
@@ -132,7 +192,7 @@ def flag_events(run: str | Path, data: str | Path, out: str | Path, *, eps_b: st
     from darkflow.train.run import load_model
 
     if (eps_b is None) == (threshold is None):
-        raise InputError("give exactly one of --eps-b or --threshold")
+        raise InputError("give exactly one of `eps_b` or `threshold`")
     model, meta = load_model(run)
     name = score or meta.get("default_score", "total")
     if name not in meta.get("scores", [name]):
@@ -145,19 +205,19 @@ def flag_events(run: str | Path, data: str | Path, out: str | Path, *, eps_b: st
         if calibration is not None:
             path = Path(calibration)
             if path.is_file() and path.resolve() == Path(data).resolve():
-                raise InputError("--calibration is the file being flagged; calibrate on another SM event file")
+                raise InputError("`calibration` is the file being flagged; calibrate on another SM event file")
             calib = _event_sample(model, meta, path, path.stem, "all")
         else:
             run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
             if not (run_dir / "split.npz").is_file():
-                raise InputError(f"{run_dir} has no split.npz: pass --calibration SM.h5 or --threshold")
+                raise InputError(f"{run_dir} has no split.npz: give `calibration` (an SM event file) or `threshold`")
             val = np.sort(np.load(run_dir / "split.npz")["val"])
             data_path = Path((meta.get("training_file") or {}).get("path") or meta["data"])
             calib = _event_sample(model, meta, data_path, data_path.stem,
                                   "the run's validation events (they also chose the best epoch)", indices=val)
             calib.weight = np.abs(calib.weight)
             warnings.append("thresholds are set on the run's validation events, which also chose the best epoch; "
-                            "pass --calibration with an independent SM event file")
+                            "give an independent SM event file as `calibration`")
         placed = place_thresholds(calib, name, targets)[0]
         value, origin = placed.value, _origin(calib, placed, name)
     with open_event_file(data) as handle:
@@ -172,4 +232,4 @@ def flag_events(run: str | Path, data: str | Path, out: str | Path, *, eps_b: st
                      *(repr(float(sample.scores[k][i])) for k in names), repr(float(sample.weight[i])),
                      *(f"{float(v):.6g}" for v in hlf[i])])
     out = _write_candidates(out, rows)
-    return FlagResult(out, name, value, origin, len(picked), len(sample), warnings)
+    return FlagResult(out, name, value, origin, len(picked), len(sample), warnings, Path(data).stem)

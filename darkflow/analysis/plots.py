@@ -34,7 +34,7 @@ from darkflow.analysis.compare import CUT_PREFIX
 from darkflow.analysis.metrics import MIN_EFFECTIVE_EVENTS, effective_count, weighted_auc, weighted_roc
 from darkflow.analysis.thresholds import Sample, ScoresFile
 from darkflow.errors import ConfigError, InputError
-from darkflow.fileio import publish
+from darkflow.fileio import atomic_output
 
 STYLES = ("CMS", "ATLAS", "LHCb", "ALICE")
 NEUTRAL_STYLE = "ROOT"  # mplhep's experiment-free style
@@ -153,9 +153,8 @@ class _Figure:
                 self.out.mkdir(parents=True, exist_ok=True)
                 for fmt in self.options.formats:
                     path = self.out / f"{self.name}.{fmt}"
-                    tmp = path.with_name(f".{path.stem}.tmp.{fmt}")
-                    self.fig.savefig(tmp, dpi=self.options.dpi, format=fmt, bbox_inches="tight")
-                    publish(tmp, path)
+                    with atomic_output(path) as tmp:
+                        self.fig.savefig(tmp, dpi=self.options.dpi, format=fmt, bbox_inches="tight")
                     self.paths.append(path)
         finally:
             plt.close(self.fig)
@@ -351,20 +350,27 @@ def read_scan(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise InputError(f"scan file not found: {path}; run 'darkflow scan' first")
     rows = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            out: dict[str, Any] = {}
-            for key, value in row.items():
-                if key in ("signal", "score"):
-                    out[key] = value
-                elif key == "resolved":
-                    out[key] = value.strip().lower() in ("yes", "true", "1")
-                else:
-                    try:
-                        out[key] = float(value)
-                    except (TypeError, ValueError):
-                        out[key] = float("nan")
-            rows.append(out)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            table = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: not a CSV file of 'darkflow scan' ({err})") from None
+    missing = [c for c in ("signal", "score", "threshold", "eps_b", "eps_s") if table and c not in table[0]]
+    if missing:
+        raise InputError(f"{path}: no column {', '.join(missing)}; rerun 'darkflow scan'")
+    for row in table:
+        out: dict[str, Any] = {}
+        for key, value in row.items():
+            if key in ("signal", "score"):
+                out[key] = value
+            elif key == "resolved":
+                out[key] = (value or "").strip().lower() in ("yes", "true", "1")
+            else:
+                try:
+                    out[key] = float(value)
+                except (TypeError, ValueError):
+                    out[key] = float("nan")
+        rows.append(out)
     if rows and not {"n_eff_b_above", "resolved"} <= set(rows[0]):
         n_eff = _calibration_n_eff(path.with_name("thresholds.json"))
         for row in rows:
@@ -501,14 +507,18 @@ def training_curves(run: Path, out: Path, options: PlotOptions) -> list[Path]:
     if not path.is_file():
         return []
     epochs, train, val = [], [], []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            try:
-                epochs.append(float(row["epoch"]))
-                train.append(float(row["train_loss"]) if row.get("train_loss") else np.nan)
-                val.append(float(row["val_loss"]) if row.get("val_loss") else np.nan)
-            except (KeyError, ValueError):
-                raise InputError(f"{path}: malformed row {row}; expected epoch,train_loss,val_loss columns") from None
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            table = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: not a CSV file ({err}); expected epoch,train_loss,val_loss columns") from None
+    for row in table:
+        try:
+            epochs.append(float(row["epoch"]))
+            train.append(float(row["train_loss"]) if row.get("train_loss") else np.nan)
+            val.append(float(row["val_loss"]) if row.get("val_loss") else np.nan)
+        except (KeyError, ValueError, TypeError):
+            raise InputError(f"{path}: malformed row {row}; expected epoch,train_loss,val_loss columns") from None
     if not epochs:
         return []
     fig = _Figure(options, out, "training")

@@ -5,7 +5,8 @@ did not converge, a collapsed latent space, calibration warnings), the metrics o
 their intervals ("not resolved" working points kept as such), the threshold statistics with the test
 sample's closure, the plots of :mod:`darkflow.analysis.plots` (drawn on the test sample), and the run's
 configuration. Images go to ``REPORT_files/`` next to ``REPORT.md``; ``REPORT.html`` embeds them as base64
-data URIs and needs no other file. Every output is written through a temporary file and a rename.
+data URIs and needs no other file. The three outputs are checked before any work (none may be an input) and
+built under temporary names; a failed or interrupted report leaves none of them new or changed.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ import base64
 import csv
 import html
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from darkflow.analysis import compare, plots
 from darkflow.analysis.scan import NOT_RESOLVED
 from darkflow.analysis.thresholds import read_scores, select_roles
+from darkflow.config import Count, Name, StrictModel
 from darkflow.errors import InputError
-from darkflow.fileio import publish, write_text_atomic
+from darkflow.fileio import atomic_output, check_input
 
 CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
        "table{border-collapse:collapse;font-size:90%}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:right}"
@@ -32,18 +32,33 @@ CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em
        "overflow:auto}img{max-width:100%}figure{margin:1em 0}figcaption{font-style:italic}")
 
 
-@dataclass
-class ReportOptions:
-    """Options of ``darkflow report`` (one per flag)."""
+class ReportConfig(StrictModel):
+    """Options of ``darkflow report``: the run, scan folder and scores file it reports on, the ``.md`` to write,
+    and how to draw (``plot_options``: a plot options YAML, see ``analysis/default.yaml``)."""
 
-    run: Path
-    scan: Path
-    scores: Path
-    out: Path
-    config: Path | None = None
-    style: str | None = None
+    run: Name
+    scan: Name
+    scores: Name
+    out: Name
+    plot_options: Name | None = None
+    style: Literal["CMS", "ATLAS", "LHCb", "ALICE"] | None = None
     score: str | None = None
-    latent_events: int = plots.LATENT_EVENTS
+    latent_events: Count = plots.LATENT_EVENTS
+
+
+@dataclass
+class ReportResult:
+    """The report written: Markdown, HTML, plot files, and the notes (what needs attention) it lists."""
+
+    markdown: Path
+    html: Path
+    files: list[Path]
+    notes: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The notes, then what was written."""
+        return [*self.notes, f"wrote {self.markdown}, {self.html} and {len(self.files)} plot file(s)"]
 
 
 @dataclass
@@ -125,10 +140,16 @@ def _interval(row: dict[str, str], name: str, key: str) -> str:
 def _read_rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise InputError(f"metrics file not found: {path}; run 'darkflow scan' first")
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"{path}: not a CSV file of 'darkflow scan' ({err})") from None
     if not rows:
         raise InputError(f"{path}: no rows")
+    missing = [c for c in ("signal", "score") if c not in rows[0]]
+    if missing:
+        raise InputError(f"{path}: no column {', '.join(missing)}; rerun 'darkflow scan'")
     return rows
 
 
@@ -192,23 +213,27 @@ def training_flags(run: Path) -> list[str]:
     return [line[0].upper() + line[1:] for line in warnings_for(meta.get("diagnostics") or {})]
 
 
-def _check_inputs(options: ReportOptions) -> None:
-    if not Path(options.run).is_dir():
-        raise InputError(f"run directory not found: {options.run}; pass the --out folder of 'darkflow train'")
-    if not (Path(options.run) / "config.yaml").is_file():
-        raise InputError(f"{options.run}: no config.yaml; is it a run directory of 'darkflow train'?")
-    if not Path(options.scan).is_dir():
-        raise InputError(f"scan folder not found: {options.scan}; pass the --out folder of 'darkflow scan'")
-    for name in ("metrics.csv", "metrics.json", "scan.csv"):
-        if not (Path(options.scan) / name).is_file():
-            raise InputError(f"{options.scan}: no {name}; run 'darkflow scan' into it first")
-    if not Path(options.scores).is_file():
-        raise InputError(f"scores file not found: {options.scores}; write it with 'darkflow score'")
+def _checked(path: Path, what: str, directory: bool, hint: str) -> Path:
+    try:
+        return check_input(path, what, directory=directory)
+    except InputError as err:
+        raise InputError(f"{err}; {hint}") from None
+
+
+def _check_inputs(options: ReportConfig) -> None:
     if Path(options.out).suffix.lower() != ".md":
-        raise InputError(f"--out {options.out}: the report must be a .md file (the .html is written next to it)")
+        raise InputError(f"`out` {options.out}: the report must be a .md file (the .html is written next to it)")
+    run = _checked(options.run, "run directory", True, "give the run directory darkflow train wrote")
+    _checked(run / "config.yaml", "run configuration", False, "is it a run directory of 'darkflow train'?")
+    scan = _checked(options.scan, "scan folder", True, "give the folder darkflow scan wrote")
+    for name in ("metrics.csv", "metrics.json", "scan.csv"):
+        _checked(scan / name, f"scan file {name}", False, "run 'darkflow scan' into the scan folder first")
+    _checked(options.scores, "scores file", False, "write it with 'darkflow score'")
+    if options.plot_options is not None:
+        _checked(options.plot_options, "plot options file", False, "give a YAML file like analysis/default.yaml")
 
 
-def _latent(options: ReportOptions, scores, background: str, files: Path, plot_options) -> tuple[list[Path], str]:
+def _latent(options: ReportConfig, scores, background: str, files: Path, plot_options) -> tuple[list[Path], str]:
     """The latent projection plot and a note (why it is missing, or what it shows)."""
     model_file = Path(options.run) / "model.pt"
     if not model_file.is_file():
@@ -227,28 +252,32 @@ def _latent(options: ReportOptions, scores, background: str, files: Path, plot_o
     return paths, note
 
 
-def report(options: ReportOptions) -> dict[str, Any]:
+def report(options: ReportConfig) -> ReportResult:
     """Write ``options.out`` (Markdown), the same as ``.html`` and the plots in ``<stem>_files/``."""
     from darkflow.config import read_yaml
 
     _check_inputs(options)
     run, scan_dir, out = Path(options.run), Path(options.scan), Path(options.out)
     scores = read_scores(options.scores)
-    metrics = json.loads((scan_dir / "metrics.json").read_text())
-    if "background" not in metrics:
+    try:
+        metrics = json.loads((scan_dir / "metrics.json").read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise InputError(f"{scan_dir / 'metrics.json'}: not JSON; rerun 'darkflow scan'") from None
+    if not isinstance(metrics, dict) or "background" not in metrics:
         raise InputError(f"{scan_dir / 'metrics.json'}: no 'background'; rerun 'darkflow scan' with this version")
     roles = select_roles(scores, metrics["background"], metrics.get("calibration_option"),
                          list(metrics.get("roles", {}).get("signals", {})) or None)
     score = scores.score_name(options.score)
     simulation = all(s.simulation for s in [roles.test, *roles.signals.values()])
-    plot_options = plots.load_options(options.config, style=options.style, simulation=simulation or None)
+    plot_options = plots.load_options(options.plot_options, style=options.style, simulation=simulation or None)
     read_yaml(run / "config.yaml", "run configuration")
     config_text = (run / "config.yaml").read_text()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     files = out.with_name(f"{out.stem}_files")
-    staging = Path(tempfile.mkdtemp(prefix=f".{files.name}.", dir=out.parent))
-    try:
+    inputs = [run, scan_dir, options.scores, *([options.plot_options] if options.plot_options else [])]
+    with (atomic_output(out, inputs=inputs) as md_tmp,
+          atomic_output(out.with_suffix(".html"), inputs=inputs) as html_tmp,
+          atomic_output(files, directory=True, inputs=inputs) as staging):
         rows = plots.read_scan(scan_dir / "scan.csv")
         figures: list[tuple[str, list[Path]]] = [
             (f"Weighted score distributions of the test sample ({roles.test.label}, stacked by process) and the "
@@ -311,14 +340,6 @@ def report(options: ReportOptions) -> dict[str, Any]:
         doc.blocks += [("h", 2, "Run configuration"), ("pre", config_text, "yaml")]
         # the HTML reads the images from the staging folder before it is renamed into place
         staged = _Doc([(b[0], staging / b[1].name, b[2]) if b[0] == "img" else b for b in doc.blocks])
-        html_text = staged.html(f"DarkFlow report: {run.name}")
-        if files.exists():
-            shutil.rmtree(files)
-        publish(staging, files)
-        write_text_atomic(out, doc.markdown())
-        write_text_atomic(out.with_suffix(".html"), html_text)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
-    return {"markdown": out, "html": out.with_suffix(".html"), "files": final,
-            "notes": [latent_note, *flags]}
+        html_tmp.write_text(staged.html(f"DarkFlow report: {run.name}"), newline="")
+        md_tmp.write_text(doc.markdown(), newline="")
+    return ReportResult(out, out.with_suffix(".html"), final, [latent_note, *flags])

@@ -29,11 +29,12 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import field_validator
 
 from darkflow.analysis.metrics import (
     MIN_EFFECTIVE_EVENTS,
@@ -56,9 +57,12 @@ from darkflow.analysis.thresholds import (
     select_roles,
     thresholds_record,
 )
+from darkflow.config import Name, StrictModel
 from darkflow.errors import InputError
-from darkflow.fileio import write_text_atomic
+from darkflow.fileio import atomic_output, check_output
 
+FILES = ("metrics.csv", "metrics.json", "scan.csv", "thresholds.json")
+"""What ``darkflow scan`` writes into its output folder."""
 GRID_POINTS = 60
 NOT_RESOLVED = "not resolved"
 SCAN_COLUMNS = ["signal", "score", "threshold", "resolved", "eps_b", "eps_b_lo", "eps_b_hi", "n_eff_b_above",
@@ -74,19 +78,86 @@ def eps_label(eps: float) -> str:
     return f"{mantissa:g}e{exponent}"
 
 
-@dataclass
-class ScanOptions:
-    """Options of ``darkflow scan`` (one per flag)."""
+class ScanConfig(StrictModel):
+    """Options of ``darkflow scan``: the scores file, the SM samples' labels, the output folder and what to scan.
 
-    scores: Path
-    background: str
-    out: Path
+    ``eps_b``, ``score`` and ``signals`` are comma-separated lists (``eps_b`` may also be a number or a list)."""
+
+    scores: Name
+    background: Name
+    out: Name
     calibration: str | None = None
     score: str | None = None
     eps_b: str | None = None
     signals: str | None = None
     lumi: float = 1.0
     replicas: int = 100
+
+    @field_validator("eps_b", mode="before")
+    @classmethod
+    def _eps_text(cls, value: Any) -> Any:
+        if isinstance(value, int | float):
+            return repr(float(value))
+        if isinstance(value, list):
+            return ",".join(repr(float(v)) if isinstance(v, int | float) else str(v) for v in value)
+        return value
+
+    @field_validator("eps_b")
+    @classmethod
+    def _eps_valid(cls, value: str | None) -> str | None:
+        parse_eps(value)
+        return value
+
+    @field_validator("lumi")
+    @classmethod
+    def _lumi(cls, value: float) -> float:
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError("the integrated luminosity (fb^-1) must be a positive number")
+        return value
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError("the bootstrap of the AUC needs at least 2 replicas")
+        return value
+
+
+@dataclass
+class ScanResult:
+    """What ``darkflow scan`` computed and wrote into ``out``.
+
+    Attributes:
+        rows: one row of ``metrics.csv`` per (signal, score).
+        thresholds: the content of ``thresholds.json``; ``thresholds_by_score`` the thresholds per score.
+        roles: the SM samples and signals with their roles; its warnings are this result's ``warnings``.
+    """
+
+    out: Path
+    rows: list[dict[str, Any]]
+    thresholds: dict[str, Any]
+    thresholds_by_score: dict[str, list[Threshold]]
+    signals: list[str]
+    scores: list[str]
+    roles: Roles
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The roles with N and N_eff, then AUC and eps_S (with its interval) per signal and score."""
+        keys = [eps_label(t.target) for t in next(iter(self.thresholds_by_score.values()))]
+        lines = list(self.roles.lines())
+        lines.append(f"{'signal':<22s} {'score':<12s} {'AUC':>15s}" + "".join(f" {'eps_S @ ' + k:>26s}" for k in keys))
+        for row in self.rows:
+            cells = []
+            for key in keys:
+                value = row[f"eps_s@{key}"]
+                cells.append(NOT_RESOLVED if value is None else
+                             f"{value:.3f} [{row[f'eps_s_lo@{key}']:.3f}, {row[f'eps_s_hi@{key}']:.3f}]")
+            note = f"  ({row['note']})" if row["note"] else ""
+            lines.append(f"{row['signal']:<22s} {row['score']:<12s} {row['auc']:>7.4f} +- {row['auc_err']:.4f}"
+                         + "".join(f" {c:>26s}" for c in cells) + note)
+        lines.append(f"wrote thresholds.json, metrics.csv, metrics.json and scan.csv to {self.out}")
+        return lines
 
 
 def _pick_scores(file: ScoresFile, names: str | None) -> list[str]:
@@ -172,16 +243,26 @@ def _scan_points(roles: Roles, name: str, score: str, grid: list[Threshold], lum
     return rows, best
 
 
-def scan(options: ScanOptions) -> dict[str, Any]:
-    """Run the scan and write ``thresholds.json``, ``metrics.csv``, ``metrics.json`` and ``scan.csv``."""
+def scan(options: ScanConfig) -> ScanResult:
+    """Run the scan and write ``thresholds.json``, ``metrics.csv``, ``metrics.json`` and ``scan.csv``.
+
+    The output folder is checked before any work (it may not be the scores file) and its files are written
+    all or nothing: they are built in a temporary folder and moved into the folder (created when new; its
+    other files are kept) only when every one is complete.
+    """
+    eps_list = parse_eps(options.eps_b)
+    out = Path(options.out)
+    if out.is_dir():
+        for name in FILES:
+            check_output(out / name, inputs=[options.scores])
+    with atomic_output(out, directory=True, merge=True, inputs=[options.scores]) as staging:
+        return _scan(options, eps_list, staging, out)
+
+
+def _scan(options: ScanConfig, eps_list: list[float], staging: Path, out: Path) -> ScanResult:
     file = read_scores(options.scores)
     signals = [n.strip() for n in options.signals.split(",") if n.strip()] if options.signals else None
     roles = select_roles(file, options.background, options.calibration, signals)
-    eps_list = parse_eps(options.eps_b)
-    if not options.lumi > 0:
-        raise InputError(f"--lumi must be positive, got {options.lumi}")
-    if options.replicas < 2:
-        raise InputError(f"--replicas must be at least 2, got {options.replicas}")
     scores = _pick_scores(file, options.score)
     lumi_pb = options.lumi * 1000.0
     calib = roles.calibration
@@ -213,14 +294,11 @@ def scan(options: ScanOptions) -> dict[str, Any]:
                "note": f"null entries: eps_B * N_eff(calibration) < {MIN_EFFECTIVE_EVENTS:g} (not resolved); "
                        "intervals are central 68% Clopper-Pearson on effective counts; auc_err is the standard "
                        f"deviation of {options.replicas} Poisson-bootstrap replicas"}
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "thresholds.json", json.dumps(record, indent=2) + "\n")
-    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    write_text_atomic(out / "metrics.csv", _csv(rows))
-    write_text_atomic(out / "scan.csv", _csv(scan_rows, SCAN_COLUMNS))
-    return {"out": str(out), "rows": rows, "thresholds": record, "thresholds_by_score": by_score,
-            "signals": list(roles.signals), "scores": scores, "roles": roles}
+    (staging / "thresholds.json").write_text(json.dumps(record, indent=2) + "\n")
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (staging / "metrics.csv").write_text(_csv(rows), newline="")
+    (staging / "scan.csv").write_text(_csv(scan_rows, SCAN_COLUMNS), newline="")
+    return ScanResult(out, rows, record, by_score, list(roles.signals), scores, roles, list(roles.warnings))
 
 
 def _cell(value: Any) -> str:

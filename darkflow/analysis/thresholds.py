@@ -22,6 +22,7 @@ from darkflow.analysis.metrics import (
     thresholds_at_efficiencies,
 )
 from darkflow.errors import InputError
+from darkflow.fileio import check_input
 
 META = ("weight", "event_id", "process", "split")
 DEFAULT_EPS_B = (1e-2, 1e-3, 1e-4)
@@ -101,45 +102,83 @@ class ScoresFile:
 
 
 def read_scores(path: str | Path) -> ScoresFile:
-    """Read every group of the scores file written by ``darkflow score``."""
+    """Read every group of the scores file written by ``darkflow score``.
+
+    Raises:
+        InputError: one line saying what is wrong: the path is missing, a folder, a FIFO or device; the file
+            is not HDF5 or is damaged; a group has no dataset ``weight`` or a dataset of the wrong shape or
+            type; weights or scores are negative, NaN or infinite (with how many and the first index).
+    """
     import h5py
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"scores file not found: {path}")
+    path = check_input(path, "scores file")
+    if not h5py.is_hdf5(path):
+        raise InputError(f"{path}: not an HDF5 file; expected the scores file written by 'darkflow score'")
     samples: dict[str, Sample] = {}
     try:
         with h5py.File(path, "r") as handle:
-            default = handle.attrs.get("default_score", "total")
-            default = default.decode() if isinstance(default, bytes) else str(default)
+            default = _text(handle.attrs.get("default_score", "total"))
             for label, group in handle.items():
-                if not isinstance(group, h5py.Group) or "weight" not in group:
-                    continue
-                n = group["weight"].shape[0]
-                scores = {k: np.asarray(group[k][:], dtype=np.float64) for k in group
-                          if k not in META and isinstance(group[k], h5py.Dataset) and group[k].shape == (n,)}
-                names = group.attrs.get("process_names", "[]")
-                simulation = group.attrs.get("simulation")
-                samples[label] = Sample(
-                    label, scores, np.asarray(group["weight"][:], dtype=np.float64),
-                    np.asarray(group["event_id"][:], dtype=np.int64) if "event_id" in group else np.arange(n),
-                    np.asarray(group["process"][:], dtype=np.int64) if "process" in group else np.zeros(n, np.int64),
-                    np.asarray(group["split"][:], dtype=np.int64) if "split" in group else np.full(n, -1),
-                    list(json.loads(names)) if isinstance(names, str | bytes) else [],
-                    source=_text(group.attrs.get("source", "")),
-                    simulation=None if simulation is None else bool(simulation))
+                if isinstance(group, h5py.Group):
+                    samples[label] = _read_group(path, label, group)
     except OSError as err:
-        raise InputError(f"{path}: not a readable HDF5 scores file ({err})") from None
+        raise InputError(f"{path}: not a readable HDF5 scores file, truncated or damaged ({err})") from None
     if not samples:
         raise InputError(f"{path}: no score groups; write it with 'darkflow score'")
-    for sample in samples.values():
-        if not np.all(np.isfinite(sample.weight)) or np.any(sample.weight < 0):
-            raise InputError(f"{path}: group {sample.label!r} has negative, NaN or infinite weights; "
-                             "the analysis needs finite non-negative weights")
-        for name, values in sample.scores.items():
-            if not np.all(np.isfinite(values)):
-                raise InputError(f"{path}: group {sample.label!r} has NaN or infinite {name!r} scores")
     return ScoresFile(path, samples, default)
+
+
+def _read_group(path: Path, label: str, group) -> Sample:
+    """One group as a :class:`Sample`, every dataset and value checked."""
+    import h5py
+
+    where = f"{path}: group {label!r}"
+    if "weight" not in group:
+        raise InputError(f"{where} has no dataset weight; every group of a scores file needs weight, event_id, "
+                         "process and its scores")
+
+    def column(name: str, dtype: type, n: int | None = None) -> np.ndarray:
+        item = group[name]
+        if not isinstance(item, h5py.Dataset) or item.ndim != 1 or (n is not None and item.shape[0] != n):
+            shape = getattr(item, "shape", "a group")
+            raise InputError(f"{where}: {name} is {shape}, expected a dataset of shape ({n if n is not None else 'N'},)")
+        try:
+            return np.asarray(item[:], dtype=dtype)
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: {name} holds {item.dtype}, expected numbers") from None
+
+    weight = column("weight", np.float64)
+    n = weight.size
+    _check_values(where, "weights", weight, allow_negative=False)
+    scores = {}
+    for name, item in group.items():
+        if name not in META and isinstance(item, h5py.Dataset) and item.shape == (n,) and item.dtype.kind in "fiub":
+            scores[name] = column(name, np.float64, n)
+            _check_values(where, f"{name!r} scores", scores[name])
+    names = group.attrs.get("process_names", "[]")
+    try:
+        process_names = [str(x) for x in json.loads(names)] if isinstance(names, str | bytes) else []
+    except (ValueError, TypeError):
+        raise InputError(f"{where}: attribute process_names is not a JSON list of names") from None
+    simulation = group.attrs.get("simulation")
+    return Sample(
+        label, scores, weight,
+        column("event_id", np.int64, n) if "event_id" in group else np.arange(n),
+        column("process", np.int64, n) if "process" in group else np.zeros(n, np.int64),
+        column("split", np.int64, n) if "split" in group else np.full(n, -1),
+        process_names, source=_text(group.attrs.get("source", "")),
+        simulation=None if simulation is None else bool(simulation))
+
+
+def _check_values(where: str, what: str, values: np.ndarray, allow_negative: bool = True) -> None:
+    """Refuse NaN, inf (and negative values unless allowed), saying how many and where the first is."""
+    for bad, kind in ((~np.isfinite(values), "NaN or infinite"),
+                      (np.zeros(0, bool) if allow_negative else np.isfinite(values) & (values < 0), "negative")):
+        count = int(np.count_nonzero(bad))
+        if count:
+            raise InputError(f"{where} has {kind} {what}: {count} of {values.size} (first at index "
+                             f"{int(np.flatnonzero(bad)[0])}); the analysis needs finite"
+                             + ("" if allow_negative else " non-negative") + f" {what}")
 
 
 def _text(value) -> str:
@@ -211,15 +250,15 @@ def calibration_sample(scores: ScoresFile, calibration: str | None) -> tuple[Sam
         if len(calib) == 0:
             raise InputError(f"the calibration sample {calibration!r} holds only training events")
         return calib, [f"the calibration sample {calibration!r} is the run's validation split, which also chose the "
-                       "best epoch; pass an independent SM sample as --calibration"]
+                       "best epoch; give an independent SM sample as `calibration`"]
     train = training_group(scores)
     if train is None or not np.any(train.split == 1):
-        raise InputError("no --calibration sample and no validation events (split == 1) in the scores file to "
-                         "set thresholds on; score a separate Standard Model file and pass its label with "
-                         "--calibration")
+        raise InputError("no `calibration` sample and no validation events (split == 1) in the scores file to "
+                         "set thresholds on; score a separate Standard Model file and give its label as "
+                         "`calibration`")
     return train.select(train.split == 1, VALIDATION), [
-        f"thresholds are set on the validation events of {train.label!r}, which also chose the best epoch; pass "
-        "--calibration with an independent SM sample"]
+        f"thresholds are set on the validation events of {train.label!r}, which also chose the best epoch; give "
+        "an independent SM sample as `calibration`"]
 
 
 def select_roles(scores: ScoresFile, background: str, calibration: str | None = None,
@@ -237,7 +276,7 @@ def select_roles(scores: ScoresFile, background: str, calibration: str | None = 
     """
     bkg = scores.sample(background, "background label")
     if calibration == background:
-        raise InputError(f"--calibration {calibration!r} is also the --background (test) sample; thresholds and "
+        raise InputError(f"`calibration` {calibration!r} is also the `background` (test) sample; thresholds and "
                          "efficiencies need two different SM samples")
     calib, warnings = calibration_sample(scores, calibration)
     train = training_group(scores)
@@ -246,8 +285,8 @@ def select_roles(scores: ScoresFile, background: str, calibration: str | None = 
         test = test.select(test.split != 1, "split == -1 (neither training nor validation events)")
     if len(test) == 0:
         raise InputError(f"the test background {background!r} has no events left once the training and calibration "
-                         "events are removed; score a separate Standard Model test file and pass its label with "
-                         "--background")
+                         "events are removed; score a separate Standard Model test file and give its label as "
+                         "`background`")
     if calib.source and calib.source == test.source and calib.label != test.label:
         raise InputError(f"the calibration {calib.label!r} and test {test.label!r} samples come from the same event "
                          f"file ({calib.source}); use two independent SM files")
@@ -258,7 +297,7 @@ def select_roles(scores: ScoresFile, background: str, calibration: str | None = 
         for name in signals:
             scores.sample(name, "signal label")
             if name in (background, calib.label):
-                raise InputError(f"--signals: {name!r} is the test background or calibration sample")
+                raise InputError(f"`signals`: {name!r} is the test background or calibration sample")
         chosen = signals
     else:
         chosen = [label for label in scores.samples if label not in exclude]
@@ -277,9 +316,9 @@ def parse_eps(text: str | None) -> list[float]:
         try:
             value = float(item)
         except ValueError:
-            raise InputError(f"--eps-b: {item!r} is not a number; give e.g. 1e-2,1e-3,1e-4") from None
+            raise InputError(f"`eps_b`: {item!r} is not a number; give e.g. 1e-2,1e-3,1e-4") from None
         if not 0.0 < value < 1.0:
-            raise InputError(f"--eps-b: {item} is not in (0, 1)")
+            raise InputError(f"`eps_b`: {item} is not in (0, 1)")
         values.append(value)
     return values
 

@@ -1,12 +1,18 @@
-"""Typed CFLOW-AD configuration (``models/cflow_*.yaml``), one section per constructor."""
+"""Typed CFLOW-AD configuration (``models/cflow_*.yaml``), one section per constructor.
+
+:class:`CflowTrainCommandConfig` holds the options of ``darkflow cflow train``: the images, the run directory and
+the recipe (``model``: ``cflow_default``, another ``models/cflow_*.yaml`` or a YAML file) with overrides of
+``image_size`` and of the ``encoder``, ``decoder`` and ``training`` sections. As for ``darkflow train``
+(:mod:`darkflow.train.config`), each override replaces one key of the recipe and keeps the others.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import field_validator
+from pydantic import PrivateAttr, field_validator, model_validator
 
-from darkflow.config import FlowName, Fraction, StrictModel
+from darkflow.config import FlowName, Fraction, Name, StrictModel
 
 
 class EncoderConfig(StrictModel):
@@ -90,3 +96,41 @@ def load_cflow_config(model: str | None, overrides: dict[str, Any]) -> CflowConf
         name = f"cflow_{name}"
     path = resolve("", name, label="CFLOW config", base=MODEL_CONFIGS)
     return load_config(CflowConfig, path, overrides)
+
+
+SECTIONS = ("encoder", "decoder", "training")
+"""The sections of a CFLOW recipe a :class:`CflowTrainCommandConfig` can override."""
+
+
+class CflowTrainCommandConfig(StrictModel):
+    """Options of ``darkflow cflow train``: the normal images, the run directory, the recipe and its overrides."""
+
+    data: list[Name]
+    out: Name
+    model: Name = "cflow_default"
+    image_size: int | None = None
+    encoder: dict[str, Any] = {}
+    decoder: dict[str, Any] = {}
+    training: dict[str, Any] = {}
+    _resolved: CflowConfig = PrivateAttr()
+
+    @field_validator("data")
+    @classmethod
+    def _some_data(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give an image folder (MVTec AD layout) or .h5 file(s)")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve(self) -> CflowTrainCommandConfig:
+        overrides: dict[str, Any] = {f"{section}.{key}": value for section in SECTIONS
+                                     for key, value in getattr(self, section).items()}
+        if self.image_size is not None:
+            overrides["image_size"] = self.image_size
+        self._resolved = load_cflow_config(self.model, overrides)
+        return self
+
+    @property
+    def cflow_config(self) -> CflowConfig:
+        """The recipe with the overrides applied, validated."""
+        return self._resolved

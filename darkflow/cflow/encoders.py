@@ -167,7 +167,7 @@ def _torchvision_backbone(name: str, weights: str) -> nn.Module:
         import torchvision
     except Exception as err:  # ImportError, or a torchvision built for another torch
         raise InputError(f"encoder {name!r} needs torchvision ({type(err).__name__}: {err}); install the extra "
-                         "with pip install 'darkflow[vision]' or use --encoder builtin") from None
+                         "with pip install 'darkflow[vision]' or set `encoder.name` to builtin") from None
     net = getattr(torchvision.models, name)(weights=None)
     if weights == "none":
         return net
@@ -177,7 +177,7 @@ def _torchvision_backbone(name: str, weights: str) -> nn.Module:
             state = enum.get_state_dict(progress=False)
         except Exception as err:  # URLError, socket errors, a corrupt cache
             raise InputError(f"could not download the ImageNet weights of {name} ({type(err).__name__}); pass a "
-                             f"local file with --weights FILE.pth (from {enum.url}) or use --encoder builtin") from None
+                             f"local file (from {enum.url}) as `encoder.weights` or set `encoder.name` to builtin") from None
     else:
         path = Path(weights)
         if not path.is_file():
@@ -206,8 +206,8 @@ def build_encoder(name: str, in_channels: int, image_size: tuple[int, int], weig
     if name not in BACKBONES:
         raise ConfigError(f"unknown encoder {name!r}; valid: {', '.join(ENCODERS)}")
     if in_channels not in (1, 3):
-        raise InputError(f"encoder {name} takes 1- or 3-channel images, not {in_channels}; use --encoder builtin")
+        raise InputError(f"encoder {name} takes 1- or 3-channel images, not {in_channels}; set `encoder.name` to builtin")
     if min(image_size) < 32:
         raise InputError(f"encoder {name} needs images of at least 32x32 pixels, not {image_size[0]}x{image_size[1]}; "
-                         "use --encoder builtin")
+                         "set `encoder.name` to builtin")
     return TorchvisionEncoder(name, weights)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
-from darkflow.errors import InputError
-from darkflow.fileio import publish
+from darkflow.fileio import atomic_output
 
 
 def export_onnx(run: Path, out: Path, opset: int = 18) -> Path:
@@ -17,25 +14,19 @@ def export_onnx(run: Path, out: Path, opset: int = 18) -> Path:
 
     The graph takes ``image`` ``(N, C, H, W)`` float32 raw images (as loaded: folders in ``[0, 1]``), with a
     dynamic batch size, and returns ``map`` ``(N, H, W)`` (calibrated anomaly maps) and ``score`` ``(N,)``.
-    Written to a temporary name and renamed when complete.
+    Checked before any work and written through :func:`darkflow.fileio.atomic_output`.
     """
     import warnings
 
     from darkflow.cflow.train import load_run
 
-    model, meta = load_run(run)
     out = Path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"output folder {out.parent} does not exist")
-    example = torch.zeros(2, *meta["shape"])
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp.onnx", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_output(out, inputs=[run]) as tmp:
+        model, meta = load_run(run)
+        example = torch.zeros(2, *meta["shape"])
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # exporter chatter (deprecations, tracer notes) is not the user's
-            torch.onnx.export(model, (example,), tmp, input_names=["image"], output_names=["map", "score"],
+            torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=["map", "score"],
                               dynamic_axes={"image": {0: "batch"}, "map": {0: "batch"}, "score": {0: "batch"}},
                               opset_version=opset, dynamo=False)
-        return publish(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    return out

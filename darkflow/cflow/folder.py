@@ -24,16 +24,26 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
 
 
-def _read(path: Path, mode: str, image_size: int | None, nearest: bool = False):
+def _read(path: Path, mode: str, image_size: int | None, nearest: bool = False,
+          image: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The pixels of ``path`` in ``mode``, resized to ``image_size`` when given, and the stored size (W, H).
+
+    ``image``: the stored size of the image a mask belongs to; a mask of another size is refused (it is
+    never resized onto its image).
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
+            stored = img.size
+            if image is not None and stored != image:
+                raise InputError(f"{path}: mask is {stored[0]}x{stored[1]} but its image is {image[0]}x{image[1]}; "
+                                 "a mask must have the size of its image")
             img = img.convert(mode)
             if image_size is not None and img.size != (image_size, image_size):
                 resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR
                 img = img.resize((image_size, image_size), resample)
-            return np.asarray(img)
+            return np.asarray(img), stored
     except (UnidentifiedImageError, OSError) as err:
         raise InputError(f"{path}: not a readable image ({err})") from None
 
@@ -59,7 +69,8 @@ def load_folder(root: str | Path, split: Split, image_size: int | None = None) -
         root: the folder holding ``train/good`` (and ``test/``, ``ground_truth/`` for the test split).
         split: ``train`` or ``test``.
         image_size: resize to ``image_size x image_size`` (bilinear; masks nearest); ``None`` keeps the
-            size, which must then be the same for every image.
+            size, which must then be the same for every image. A mask must have the stored size of its image
+            (refused otherwise, never resized onto it).
 
     Returns:
         an :class:`ImageSet` of kind ``folder``: images ``(N, C, H, W)`` in ``[0, 1]`` (``C`` 1 for
@@ -88,7 +99,7 @@ def load_folder(root: str | Path, split: Split, image_size: int | None = None) -
     images, masks, labels, names = [], [], [], []
     has_masks = split == "test"
     for name, p in files:
-        pixels = _read(p, mode, image_size)
+        pixels, stored = _read(p, mode, image_size)
         images.append(pixels)
         labels.append(0 if name == "good" else 1)
         names.append(f"{split}/{name}/{p.name}")
@@ -104,14 +115,11 @@ def load_folder(root: str | Path, split: Split, image_size: int | None = None) -
                 raise InputError(f"{p}: no mask at {mask_path}; every test/<defect> image needs "
                                  "ground_truth/<defect>/<name>_mask.png")
             mask_path = alt
-        mask = _read(mask_path, "L", image_size, nearest=True)
-        if mask.shape != pixels.shape[:2]:
-            raise InputError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-                             f"{pixels.shape[1]}x{pixels.shape[0]}")
+        mask, _ = _read(mask_path, "L", image_size, nearest=True, image=stored)
         masks.append(mask > 0)
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
-        raise InputError(f"{root}: images of different sizes {sorted(shapes)[:2]}...; pass --image-size N to resize them")
+        raise InputError(f"{root}: images of different sizes {sorted(shapes)[:2]}...; set `image_size` to N to resize them")
     stack = np.stack(images).astype(np.float32) / 255.0
     stack = stack[:, None] if stack.ndim == 3 else stack.transpose(0, 3, 1, 2)
     return ImageSet(np.ascontiguousarray(stack), np.asarray(labels, dtype=np.int8),

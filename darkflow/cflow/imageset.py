@@ -1,4 +1,4 @@
-"""The in-memory image set every CFLOW-AD loader returns, and the dispatch from a path to its loader.
+"""The in-memory image set every CFLOW-AD loader returns (:mod:`darkflow.cflow.load` picks the loader).
 
 Three kinds of input become an :class:`ImageSet`:
 
@@ -11,14 +11,10 @@ Three kinds of input become an :class:`ImageSet`:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
-from darkflow.errors import InputError
 
 Split = Literal["train", "test"]
 KINDS = ("folder", "jetimages", "events")
@@ -71,35 +67,3 @@ class ImageSet:
         return ImageSet(self.images[index], self.labels[index],
                         None if self.masks is None else self.masks[index],
                         [self.names[i] for i in index], self.kind, self.weights[index], dict(self.meta))
-
-
-def load_images(paths: str | Path | Sequence[str | Path], split: Split, image_size: int | None = None,
-                background: str | None = None) -> ImageSet:
-    """Load an image folder (one directory) or HDF5 jet-image / event files (one or more ``.h5``).
-
-    Arguments:
-        paths: a directory in the MVTec AD layout, or one or more ``.h5`` files.
-        split: ``train`` (normal images only) or ``test`` (everything, labelled).
-        image_size: resize folder images to ``image_size x image_size`` (``None``: keep); HDF5 images keep
-            their stored size.
-        background: for HDF5 test files, the sample label that is normal (label 0); every other file is
-            anomalous (label 1). ``None``: labels unknown (-1) unless a file stores them.
-    """
-    items = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
-    if not items:
-        raise InputError("no input given: pass an image folder (MVTec AD layout) or .h5 files")
-    for p in items:
-        if not p.exists():
-            raise InputError(f"{p}: no such file or folder; expected an image folder (MVTec AD layout) "
-                             "or .h5 files from darkflow jetimages / darkflow prepare")
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    if len(items) == 1 and items[0].is_dir():
-        from darkflow.cflow.folder import load_folder
-
-        return load_folder(items[0], split, image_size)
-    if any(p.is_dir() for p in items):
-        raise InputError("give either one image folder or .h5 files, not several folders or a mix")
-    from darkflow.cflow.h5images import load_h5
-
-    return load_h5(items, split, background)

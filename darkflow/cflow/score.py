@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import NonNegativeInt, field_validator
 
 from darkflow.cflow.imageset import ImageSet
 from darkflow.cflow.model import CFlowModel
+from darkflow.config import Name, StrictModel
 from darkflow.errors import InputError
-from darkflow.fileio import publish, write_text_atomic
+from darkflow.fileio import atomic_output, write_text_atomic
 
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
@@ -82,58 +83,88 @@ def _scores_csv(images: ImageSet, maps: np.ndarray, scores: np.ndarray) -> str:
 def _write_maps(path: Path, images: ImageSet, maps: np.ndarray, scores: np.ndarray) -> None:
     import h5py
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    import os
-
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as h:
-            h.create_dataset("maps", data=maps.astype(np.float32), chunks=(1, *maps.shape[1:]))
-            h.create_dataset("names", data=np.array(images.names, dtype=object), dtype=h5py.string_dtype())
-            h.create_dataset("scores", data=scores.astype(np.float32))
-            h.create_dataset("labels", data=images.labels.astype(np.int8))
-            if images.masks is not None:
-                h.create_dataset("masks", data=images.masks)
-            h.attrs["kind"] = images.kind
-        publish(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as h:
+        h.create_dataset("maps", data=maps.astype(np.float32), chunks=(1, *maps.shape[1:]))
+        h.create_dataset("names", data=np.array(images.names, dtype=object), dtype=h5py.string_dtype())
+        h.create_dataset("scores", data=scores.astype(np.float32))
+        h.create_dataset("labels", data=images.labels.astype(np.int8))
+        if images.masks is not None:
+            h.create_dataset("masks", data=images.masks)
+        h.attrs["kind"] = images.kind
 
 
 def score_cflow(run: str | Path, data: list[str], out: str | Path, background: str | None = None,
                 overlays: int = 8, batch_size: int = 16) -> dict[str, Any]:
-    """Score ``data`` with the run, write the output folder, return the metrics and counts."""
-    from darkflow.cflow.imageset import load_images
+    """Score ``data`` with the run, write the output folder, return the metrics and counts.
+
+    The output folder is checked before any work (it may be neither the run nor an input) and built under a
+    temporary name; its files then replace those of an existing folder (other files are kept). A failed or
+    interrupted run leaves no new output and an existing folder unchanged.
+    """
+    from darkflow.cflow.load import load_images
     from darkflow.cflow.train import load_run
 
-    model, meta = load_run(run)
-    size = meta["shape"][1] if meta["kind"] == "folder" else None
-    background = background if background is not None else meta.get("label")
-    images = load_images(data if len(data) > 1 else data[0], "test", size, background)
-    if tuple(images.images.shape[1:]) != tuple(meta["shape"]):
-        raise InputError(f"the data's images are {tuple(images.images.shape[1:])} (C, H, W) but the run was trained "
-                         f"on {tuple(meta['shape'])}; score data of the kind the run was trained on")
-    if not np.isfinite(images.images).all():
-        raise InputError("the images to score contain NaN or inf values")
-    maps, scores = predict(model, images.images, batch_size)
-    metrics = evaluate(maps, scores, images)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "metrics.csv", ",".join(METRICS) + "\n"
-                      + ",".join("" if metrics[k] is None else f"{metrics[k]:.6f}" for k in METRICS) + "\n")
-    write_text_atomic(out / "scores.csv", _scores_csv(images, maps, scores))
-    _write_maps(out / "maps.h5", images, maps, scores)
-    if overlays:
-        from darkflow.cflow.overlay import write_overlays
+    with atomic_output(out, directory=True, merge=True, inputs=[*data, run]) as staging:
+        model, meta = load_run(run)
+        size = meta["shape"][1] if meta["kind"] == "folder" else None
+        background = background if background is not None else meta.get("label")
+        images = load_images(data if len(data) > 1 else data[0], "test", size, background)
+        if tuple(images.images.shape[1:]) != tuple(meta["shape"]):
+            raise InputError(f"the data's images are {tuple(images.images.shape[1:])} (C, H, W) but the run was "
+                             f"trained on {tuple(meta['shape'])}; score data of the kind the run was trained on")
+        if not np.isfinite(images.images).all():
+            raise InputError("the images to score contain NaN or inf values")
+        maps, scores = predict(model, images.images, batch_size)
+        metrics = evaluate(maps, scores, images)
+        write_text_atomic(staging / "metrics.csv", ",".join(METRICS) + "\n"
+                          + ",".join("" if metrics[k] is None else f"{metrics[k]:.6f}" for k in METRICS) + "\n")
+        write_text_atomic(staging / "scores.csv", _scores_csv(images, maps, scores))
+        _write_maps(staging / "maps.h5", images, maps, scores)
+        if overlays:
+            from darkflow.cflow.overlay import write_overlays
 
-        tmp = Path(tempfile.mkdtemp(prefix=".overlays.", dir=out))
-        try:
-            write_overlays(tmp, images, maps, scores, overlays)
-            final = out / "overlays"
-            if final.exists():
-                shutil.rmtree(final)
-            publish(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            (staging / "overlays").mkdir()
+            write_overlays(staging / "overlays", images, maps, scores, overlays)
     return {"metrics": metrics, "n": len(images), "out": out, "kind": images.kind}
+
+
+class CflowScoreConfig(StrictModel):
+    """Options of ``darkflow cflow score``: the run, the images to score, the output folder, the normal label
+    of ``.h5`` inputs (default: the run's) and the number of PNG overlays."""
+
+    run: Name
+    data: list[Name]
+    out: Name
+    background: str | None = None
+    overlays: NonNegativeInt = 8
+
+    @field_validator("data")
+    @classmethod
+    def _some_data(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give an image folder (MVTec AD layout) or .h5 file(s)")
+        return value
+
+
+@dataclass
+class CflowScoreResult:
+    """What ``darkflow cflow score`` wrote: the folder, the images scored and their metrics."""
+
+    out: Path
+    n: int
+    kind: str
+    metrics: dict[str, float | None]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The count of images, then every metric ('-' where the data has no labels or masks)."""
+        return [f"scored {self.n} {self.kind} image(s) -> {self.out}",
+                "  ".join(f"{k} {'-' if self.metrics[k] is None else format(self.metrics[k], '.4f')}" for k in METRICS)]
+
+
+def run(config: CflowScoreConfig) -> CflowScoreResult:
+    """``darkflow cflow score``: :func:`score_cflow`."""
+    result = score_cflow(config.run, list(config.data), config.out, background=config.background,
+                         overlays=config.overlays)
+    return CflowScoreResult(Path(result["out"]), result["n"], result["kind"], result["metrics"])

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from darkflow.fileio import atomic_output
+
 DEFECTS = ("stripes", "blobs")
 
 
@@ -84,7 +86,8 @@ def write_synthetic(root: str | Path, size: int = 64, n_train: int = 40, n_test_
     ``ground_truth/<defect>/NNN_mask.png`` (0 or 255) for every defect in :data:`DEFECTS`.
 
     Arguments:
-        root: output folder (created; existing files of the same names are overwritten).
+        root: output folder, written all or nothing (created when new; in an existing one, its ``train``,
+            ``test`` and ``ground_truth`` folders are replaced and other files kept).
         size: image side in pixels.
         n_train, n_test_good, n_test_defect: numbers of images (``n_test_defect`` per defect type).
         rgb: write RGB images (the texture tinted differently per channel) instead of grayscale.
@@ -106,17 +109,18 @@ def write_synthetic(root: str | Path, size: int = 64, n_train: int = 40, n_test_
         else:
             Image.fromarray(np.round(image * 255).astype(np.uint8), "L").save(path)
 
-    for i in range(n_train):
-        save(texture(rng, size)[0], root / "train" / "good" / f"{i:03d}.png")
-    for i in range(n_test_good):
-        save(texture(rng, size)[0], root / "test" / "good" / f"{i:03d}.png")
-    for defect in DEFECTS:
-        for i in range(n_test_defect):
-            image, mask = texture(rng, size, defect)
-            save(image, root / "test" / defect / f"{i:03d}.png")
-            mask_path = root / "ground_truth" / defect / f"{i:03d}_mask.png"
-            mask_path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(mask.astype(np.uint8) * 255, "L").save(mask_path)
+    with atomic_output(root, directory=True, merge=True) as staging:
+        for i in range(n_train):
+            save(texture(rng, size)[0], staging / "train" / "good" / f"{i:03d}.png")
+        for i in range(n_test_good):
+            save(texture(rng, size)[0], staging / "test" / "good" / f"{i:03d}.png")
+        for defect in DEFECTS:
+            for i in range(n_test_defect):
+                image, mask = texture(rng, size, defect)
+                save(image, staging / "test" / defect / f"{i:03d}.png")
+                mask_path = staging / "ground_truth" / defect / f"{i:03d}_mask.png"
+                mask_path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask.astype(np.uint8) * 255, "L").save(mask_path)
     return root
 
 

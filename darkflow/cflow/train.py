@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,14 @@ import torch
 import yaml
 
 from darkflow import __version__
-from darkflow.cflow.config import CflowConfig
+from darkflow.cflow.config import CflowConfig, CflowTrainCommandConfig
 from darkflow.cflow.config import load_cflow_config as load_cflow_config  # re-exported
 from darkflow.cflow.imageset import ImageSet
 from darkflow.cflow.model import CFlowModel
-from darkflow.checkpoint import load_weights, save_weights
+from darkflow.checkpoint import load_state, load_weights, save_weights
 from darkflow.config import StrictModel
 from darkflow.errors import InputError
-from darkflow.fileio import write_text_atomic
+from darkflow.fileio import atomic_output, write_text_atomic
 
 RUN_FILE = "cflow.pt"
 
@@ -235,31 +236,61 @@ def _json_safe(value: Any) -> Any:
 
 
 def train_cflow(config: CflowConfig, options: CflowTrainOptions) -> dict[str, Any]:
-    """Load the normal images of ``options.data``, train, and write the run directory ``options.out``."""
-    from darkflow.cflow.imageset import load_images
+    """Load the normal images of ``options.data``, train, and write the run directory ``options.out``.
+
+    The run directory is checked before any work and built under a temporary name: a failed or interrupted
+    run leaves no new folder, and an existing folder (without a trained model) keeps what it held.
+    """
+    from darkflow.cflow.load import load_images
 
     out = Path(options.out)
     if (out / RUN_FILE).exists():
-        raise InputError(f"{out} already holds a trained CFLOW model; choose another --out")
-    images = load_images(options.data if len(options.data) > 1 else options.data[0], "train", config.image_size)
-    model, summary = fit_cflow(images, config, options.progress)
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = {"data": list(options.data), **config.model_dump(mode="json")}
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    rows = ["stage,epoch,loss"] + [f"autoencoder,{i},{v:.6g}" for i, v in enumerate(summary["ae_losses"])]
-    rows += [f"flow,{i},{v:.6g}" for i, v in enumerate(summary["flow_losses"])]
-    write_text_atomic(out / "metrics.csv", "\n".join(rows) + "\n")
-    metadata = {
-        "darkflow_version": __version__, "config": config.model_dump(mode="json"), "kind": images.kind,
-        "shape": list(model.shape), "channels": model.shape[0], "image_size": list(model.shape[1:]),
-        "normalization": model.normalization, "rows_are_objects": model.rows_are_objects, "encoder": config.encoder.name,
-        "scales": [list(s) for s in model.scales], "calibration": summary["calibration"],
-        "label": images.meta.get("label"), "data": list(options.data), "meta": _json_safe(images.meta),
-        "n_train": summary["n_train"], "n_val": summary["n_val"], "val_loss": summary["val_loss"],
-        "epochs": config.training.epochs,
-    }
-    save_weights(out / RUN_FILE, model, metadata)
+        raise InputError(f"{out} already holds a trained CFLOW model; choose another `out`")
+    with atomic_output(out, directory=True, merge=True, inputs=options.data) as staging:
+        images = load_images(options.data if len(options.data) > 1 else options.data[0], "train", config.image_size)
+        model, summary = fit_cflow(images, config, options.progress)
+        resolved = {"data": list(options.data), **config.model_dump(mode="json")}
+        write_text_atomic(staging / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        rows = ["stage,epoch,loss"] + [f"autoencoder,{i},{v:.6g}" for i, v in enumerate(summary["ae_losses"])]
+        rows += [f"flow,{i},{v:.6g}" for i, v in enumerate(summary["flow_losses"])]
+        write_text_atomic(staging / "metrics.csv", "\n".join(rows) + "\n")
+        metadata = {
+            "darkflow_version": __version__, "config": config.model_dump(mode="json"), "kind": images.kind,
+            "shape": list(model.shape), "channels": model.shape[0], "image_size": list(model.shape[1:]),
+            "normalization": model.normalization, "rows_are_objects": model.rows_are_objects,
+            "encoder": config.encoder.name, "scales": [list(s) for s in model.scales],
+            "calibration": summary["calibration"], "label": images.meta.get("label"), "data": list(options.data),
+            "meta": _json_safe(images.meta), "n_train": summary["n_train"], "n_val": summary["n_val"],
+            "val_loss": summary["val_loss"], "epochs": config.training.epochs,
+        }
+        save_weights(staging / RUN_FILE, model, metadata)
     return {"out": out, **summary}
+
+
+@dataclass
+class CflowTrainResult:
+    """What ``darkflow cflow train`` did: the run directory, image counts, the losses of every epoch."""
+
+    out: Path
+    n_train: int
+    n_val: int
+    flow_losses: list[float]
+    val_loss: float
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary the command prints."""
+        return [f"trained on {self.n_train} images ({self.n_val} held out for calibration), "
+                f"{len(self.flow_losses)} epoch(s), final fiber NLL {self.flow_losses[-1]:.4g}, validation NLL "
+                f"{self.val_loss:.4g}: {self.out}/{RUN_FILE}"]
+
+
+def run(config: CflowTrainCommandConfig, progress: bool = True) -> CflowTrainResult:
+    """``darkflow cflow train``: :func:`train_cflow` with the resolved recipe of ``config``."""
+    summary = train_cflow(config.cflow_config, CflowTrainOptions(data=list(config.data), out=config.out,
+                                                                 progress=progress))
+    return CflowTrainResult(Path(summary["out"]), summary["n_train"], summary["n_val"], list(summary["flow_losses"]),
+                            summary["val_loss"])
 
 
 def load_run(run: str | Path) -> tuple[CFlowModel, dict[str, Any]]:
@@ -267,9 +298,16 @@ def load_run(run: str | Path) -> tuple[CFlowModel, dict[str, Any]]:
     from darkflow.config import validate
 
     state, meta, path = load_weights(run, RUN_FILE, "CFLOW model",
-                                     "run 'darkflow cflow train' first (or pass its run directory)")
+                                     "run 'darkflow cflow train' first (or pass its run directory)",
+                                     required=("config", "shape", "normalization", "rows_are_objects"))
+    if not isinstance(meta["config"], dict):
+        raise InputError(f"{path}: the CFLOW model's metadata holds no config mapping; the file is damaged")
     config = validate(CflowConfig, meta["config"], str(path))
-    model = CFlowModel(config, tuple(meta["shape"]), meta["normalization"], load_weights=False,
-                       rows_are_objects=meta["rows_are_objects"])
-    model.load_state_dict(state)
+    try:
+        model = CFlowModel(config, tuple(meta["shape"]), meta["normalization"], load_weights=False,
+                           rows_are_objects=meta["rows_are_objects"])
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise InputError(f"{path}: the CFLOW model's metadata does not describe a model ({type(err).__name__}: "
+                         f"{err}); the file is damaged") from None
+    load_state(model, state, path, "CFLOW model")
     return model.eval(), meta

@@ -42,6 +42,13 @@ MAX_PROCESS_LEN = 256
 """Longest accepted process ID, in bytes (a longer one is a malformed line)."""
 MAX_NUMBER_LEN = 128
 """Longest accepted number token, in bytes (a longer one is a malformed line)."""
+UNIT_CHECK_EVENTS = 10_000
+"""Events read from the start of a file by :meth:`DarkMachinesReader.unit_warning`."""
+LOWEST_THRESHOLD_GEV = 15.0
+"""The lowest Dark Machines object threshold (electrons and muons, pT > 15 GeV; DESIGN section 3)."""
+PLAUSIBLE_MEDIAN_GEV = 1.0
+"""A median object pT (or, without objects, a median MET) below this after the MeV -> GeV conversion means the
+file was written in GeV: Dark Machines objects all have pT above 15 GeV."""
 
 _COMMA, _SEMI, _NL = ord(","), ord(";"), ord("\n")
 _LEAD = 16
@@ -188,6 +195,42 @@ class DarkMachinesReader:
             raise InputError(f"{self.source}: no events (the file is empty or has only blank lines)")
         if n_pending:
             yield self._emit(_Columns.concat(pending), 0, n_pending)
+
+    def unit_warning(self, events: int = UNIT_CHECK_EVENTS) -> str | None:
+        """A one-line warning, with the evidence, when the file's values look like GeV instead of MeV.
+
+        Reads the first ``events`` events (from ``start``; malformed lines are skipped here and reported by
+        the conversion itself). The evidence: the median object E and pT and the median MET as written, and
+        the fraction of objects below :data:`LOWEST_THRESHOLD_GEV` after the MeV -> GeV conversion. ``None``
+        when the values are plausible in MeV or there is nothing to judge.
+        """
+        sample = DarkMachinesReader(self.path, chunk_size=events, on_error="skip", start=self.start,
+                                    stop=self.start + events if self.stop is None else min(self.stop,
+                                                                                          self.start + events))
+        try:
+            chunk = next(iter(sample), None)
+        except DarkFlowError:
+            return None
+        if chunk is None or len(chunk) == 0:
+            return None
+        energy = np.concatenate([ak.to_numpy(ak.flatten(chunk.objects[t]["E"])) for t in OBJECT_TYPES])
+        pt = np.concatenate([ak.to_numpy(ak.flatten(chunk.objects[t]["pt"])) for t in OBJECT_TYPES])
+        met = chunk.met[np.isfinite(chunk.met)]
+        pt, energy = pt[np.isfinite(pt)], energy[np.isfinite(energy)]
+        judged = pt if len(pt) else met
+        if len(judged) == 0 or not np.median(judged) < PLAUSIBLE_MEDIAN_GEV:
+            return None
+        written = [f"the median MET is {np.median(met) * MEV_PER_GEV:.4g}" if len(met) else ""]
+        if len(pt):
+            written.insert(0, f"the median object E is {np.median(energy) * MEV_PER_GEV:.4g} and pT "
+                              f"{np.median(pt) * MEV_PER_GEV:.4g}")
+            below = f"{np.mean(pt < LOWEST_THRESHOLD_GEV):.0%} of the {len(pt)} objects fall below " \
+                    f"{LOWEST_THRESHOLD_GEV:g} GeV (the lowest object threshold) and would be dropped"
+        else:
+            below = "no event has objects"
+        return (f"{self.source}: the values look like GeV, but the Dark Machines CSV format is in MeV: in the "
+                f"first {len(chunk)} events {' and '.join(w for w in written if w)} (as written), so after the "
+                f"MeV -> GeV conversion {below}; if the file is in GeV, multiply E, pT and MET by 1000")
 
     def _emit(self, cols: _Columns, i: int, j: int) -> EventChunk:
         chunk = cols.slice(i, j).to_chunk(self.source)
@@ -662,6 +705,8 @@ def _check_file(path: Path, source: str) -> None:
         raise InputError(f"{source}: no such file")
     if path.is_dir():
         raise InputError(f"{source}: is a directory, expected a Dark Machines CSV file")
+    if not path.is_file():
+        raise InputError(f"{source}: not a regular file (a FIFO, socket or device); expected a Dark Machines CSV file")
 
 
 def _open(path: Path, source: str) -> BinaryIO:

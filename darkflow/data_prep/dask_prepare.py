@@ -27,7 +27,7 @@ def _distributed():
     try:
         import distributed
     except ImportError:
-        raise ConfigError(f"--workers / --dask-scheduler need dask.distributed, which is not installed: "
+        raise ConfigError(f"`workers` / `dask_scheduler` need dask.distributed, which is not installed: "
                           f"{INSTALL_HINT}") from None
     return distributed
 
@@ -57,7 +57,7 @@ def connect(workers: int | None, scheduler: str | None, timeout: float = 10.0, c
         return Cluster(client, [])
     distributed = _distributed()
     if scheduler is not None and not _looks_like_address(scheduler):
-        raise InputError(f"--dask-scheduler {scheduler!r} is not a scheduler address; give PROTOCOL://HOST:PORT "
+        raise InputError(f"`dask_scheduler` {scheduler!r} is not a scheduler address; give PROTOCOL://HOST:PORT "
                          "or HOST:PORT, e.g. tcp://10.0.0.1:8786 (printed by 'dask scheduler')")
     if workers is not None:
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -69,7 +69,7 @@ def connect(workers: int | None, scheduler: str | None, timeout: float = 10.0, c
         reason = " ".join(str(err).split())[:200] or type(err).__name__
         raise InputError(
             f"cannot reach the Dask scheduler at {scheduler!r} within {timeout:g} s ({reason}); start one with "
-            "'dask scheduler' (and 'dask worker ADDR' on the nodes) or use --workers N for a local cluster"
+            "'dask scheduler' (and 'dask worker ADDR' on the nodes) or set `workers` to N for a local cluster"
         ) from None
     return Cluster(client, [client])
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import field_validator, model_validator
 
-from darkflow.config import StrictModel
+from darkflow.config import Name, StrictModel
 from darkflow.data_prep import builtin
 from darkflow.data_prep.channels import Channel, load_channel
 from darkflow.data_prep.chunk import EventChunk
@@ -36,8 +35,8 @@ SIMULATION_SOURCES = ("darkmachines", "darkflow", "delphes")
 class PrepareConfig(StrictModel):
     """Options of ``darkflow prepare`` (a YAML file with these keys, overridden by CLI flags)."""
 
-    inputs: list[str]
-    out: str
+    inputs: list[Name]
+    out: Name
     source: str = "auto"
     channel: str = "none"
     layout: str = "default"
@@ -60,6 +59,13 @@ class PrepareConfig(StrictModel):
             raise ValueError("must be at least 1")
         return value
 
+    @field_validator("inputs")
+    @classmethod
+    def _some_input(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one ROOT or CSV file")
+        return value
+
     @field_validator("shard")
     @classmethod
     def _shard(cls, value: str | None) -> str | None:
@@ -70,7 +76,7 @@ class PrepareConfig(StrictModel):
     @model_validator(mode="after")
     def _one_cluster(self) -> PrepareConfig:
         if self.workers is not None and self.dask_scheduler is not None:
-            raise ValueError("give --workers N (a local Dask cluster) or --dask-scheduler ADDR, not both")
+            raise ValueError("give `workers` (a local Dask cluster) or `dask_scheduler` (a cluster's address), not both")
         return self
 
 
@@ -79,9 +85,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     try:
         i, n = (int(v) for v in text.split("/"))
     except ValueError:
-        raise ConfigError(f"--shard {text!r} must look like I/N, e.g. 0/4") from None
+        raise ConfigError(f"`shard` {text!r} must look like I/N, e.g. 0/4") from None
     if not (n >= 1 and 0 <= i < n):
-        raise ConfigError(f"--shard {text!r}: need 0 <= I < N (shards are numbered from 0)")
+        raise ConfigError(f"`shard` {text!r}: need 0 <= I < N (shards are numbered from 0)")
     return i, n
 
 
@@ -94,6 +100,12 @@ class PrepareResult:
     n_selected: int
     n_skipped: int
     process_names: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary the command prints."""
+        skipped = f", skipped {self.n_skipped}" if self.n_skipped else ""
+        return [f"wrote {self.out}: {self.n_selected} of {self.n_read} events selected{skipped}"]
 
 
 def _detect_source(path: Path) -> str:
@@ -129,8 +141,8 @@ def _detect_source(path: Path) -> str:
     if matching:
         return matching[0]
     raise InputError(
-        f"{path}: --source auto found no matching schema; tried {', '.join(tried)}; "
-        "pass --source FILE.yaml describing its branches"
+        f"{path}: `source` auto found no matching schema; tried {', '.join(tried)}; "
+        "set `source` to a FILE.yaml describing its branches"
     )
 
 
@@ -174,7 +186,7 @@ def resolve_source(name: str, inputs: list[Path]) -> tuple[str, SourceSchema | N
         found = {str(p): _detect_source(p) for p in inputs}
         kinds = sorted(set(found.values()))
         if len(kinds) > 1:
-            raise InputError(f"--source auto: inputs are of different kinds ({found}); convert them separately")
+            raise InputError(f"`source` auto: inputs are of different kinds ({found}); convert them separately")
         name = kinds[0]
     if name == "darkmachines":
         return name, None
@@ -225,7 +237,7 @@ def _check_finite(chunk: EventChunk, on_error: str) -> tuple[EventChunk, int]:
         ids = ", ".join(str(i) for i in chunk.event_id[bad][:5])
         raise DataError(
             f"{chunk.source}: {int(bad.sum())} event(s) in this chunk have NaN or inf in {', '.join(what)} "
-            f"(first event IDs: {ids}); fix the input or pass --on-error skip to drop them"
+            f"(first event IDs: {ids}); fix the input or drop them with `on_error` skip"
         )
     keep = ~bad
     return EventChunk(
@@ -319,7 +331,7 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
             raise InputError(f"input file not found: {p}")
     out = Path(config.out)
     if out.resolve() in {p.resolve() for p in inputs}:
-        raise InputError(f"--out {out} is also an input; choose another output path")
+        raise InputError(f"`out` {out} is also an input; choose another output path")
     layout = load_layout(builtin.resolve("layouts", config.layout))
     objects_def = load_objects(builtin.resolve("objects", config.objects))
     channel = None if config.channel == "none" else load_channel(builtin.resolve("channels", config.channel, ("none",)))
@@ -331,6 +343,7 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
 
         cluster = connect(config.workers, config.dask_scheduler, config.dask_timeout, client)
     readers = _readers(config, inputs, source, schema)
+    unit_warnings = [w for w in (getattr(r, "unit_warning", lambda: None)() for r in readers) if w]
     to_read = sum(r.stop - r.start for r in readers)
     processes = _ProcessIndex()
     with EventFileWriter(out, layout.n_rows, len(layout.features), len(HLF_NAMES),
@@ -349,9 +362,9 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
         n_skipped += n_bad
         if n_read + n_skipped == 0:
             raise InputError(f"no events to read in {', '.join(map(str, inputs))} (empty tree or file, or empty shard)")
-        _warn_unfilled(readers, schema)
+        warnings = _warn_unfilled(readers, schema)
         if n_selected == 0:
-            _nothing_selected(n_read, n_skipped, channel, config)
+            warnings += _nothing_selected(n_read, n_skipped, channel, config)
         writer.close({
             "label": config.label or out.stem,
             "layout": layout.describe(),
@@ -368,7 +381,7 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
             "n_skipped": n_skipped,
             "shard": config.shard or "",
         })
-    return PrepareResult(out, n_read, n_selected, n_skipped, processes.names)
+    return PrepareResult(out, n_read, n_selected, n_skipped, processes.names, unit_warnings + warnings)
 
 
 def _convert_here(spec: ConversionSpec, readers, writer: EventFileWriter, processes: _ProcessIndex,
@@ -466,30 +479,26 @@ def convert_chunk(
     }
 
 
-def _warn_unfilled(readers, schema: SourceSchema | None) -> None:
-    """Warn when a b-tag or ID branch is not filled (e.g. DeepCSV and Muon_mediumId in 2015 NanoAOD)."""
+def _warn_unfilled(readers, schema: SourceSchema | None) -> list[str]:
+    """A warning when a b-tag or ID branch is not filled (e.g. DeepCSV and Muon_mediumId in 2015 NanoAOD)."""
     if schema is None or not readers:
-        return
+        return []
     found = unfilled(readers[0].tree, schema)
-    if found:
-        print(
-            f"darkflow: warning: in {readers[0].path}, {'; '.join(found)}: not filled for this sample; "
-            "for 2015 CMS Open Data use --source nanoaod_opendata2015 (CSVv2, particle-flow muons)",
-            file=sys.stderr,
-        )
+    if not found:
+        return []
+    return [f"in {readers[0].path}, {'; '.join(found)}: not filled for this sample; for 2015 CMS Open Data set "
+            "`source` to nanoaod_opendata2015 (CSVv2, particle-flow muons)"]
 
 
-def _nothing_selected(n_read: int, n_skipped: int, channel: Channel | None, config: PrepareConfig) -> None:
-    """No event passes: an error (no file is written), except for a shard, which is part of a merge."""
+def _nothing_selected(n_read: int, n_skipped: int, channel: Channel | None, config: PrepareConfig) -> list[str]:
+    """No event passes: an error (no file is written), except for a shard, which is part of a merge (a warning)."""
     skipped = f" ({n_skipped} skipped as malformed or NaN/inf)" if n_skipped else ""
     if channel is not None:
         message = f"no event of {n_read} read passes channel {channel.name} ({channel.describe()}){skipped}"
-        advice = f"choose another --channel or check the object definitions (--objects {config.objects})"
+        advice = f"choose another `channel` or check the object definitions (`objects`: {config.objects})"
     else:
         message = f"no event is left{skipped}"
-        advice = "fix the input (--on-error skip dropped every event)"
+        advice = "fix the input (`on_error` skip dropped every event)"
     if config.shard:
-        print(f"darkflow: note: shard {config.shard}: {message}; its file holds no event and is kept for "
-              "'darkflow merge'", file=sys.stderr)
-        return
+        return [f"shard {config.shard}: {message}; its file holds no event and is kept for darkflow merge"]
     raise DataError(f"{message}; {advice}")

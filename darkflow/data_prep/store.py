@@ -151,7 +151,7 @@ def merge(paths: Sequence[str | os.PathLike], out: str | os.PathLike, label: str
                 if meta.get(key) != first.get(key):
                     raise InputError(
                         f"cannot merge {p}: its {key} differs from {paths[0]}'s; "
-                        "prepare every input with the same --layout, --channel and --objects"
+                        "prepare every input with the same `layout`, `channel` and `objects`"
                     )
         if sum(h["objects"].shape[0] for h in handles) == 0:
             channel = first.get("channel", {}).get("name", "none")

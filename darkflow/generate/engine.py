@@ -13,6 +13,7 @@ import os
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,11 +137,13 @@ class _Columns:
 
 
 def run_worker(process: Process, detector: Detector, thresholds: ObjectDefinitions, n_events: int, seed: int,
-               first_event: int, workdir: str, tag: str, constituents: bool = False, counter=None) -> WorkerResult:
+               first_event: int, workdir: str, tag: str, constituents: bool = False,
+               progress: Callable[[int], None] | None = None) -> WorkerResult:
     """Generate ``n_events`` accepted events with one Pythia; columns go to ``workdir/tag_*.npz``.
 
     With ``constituents`` the PF candidates are stored too; they are smeared with their own random stream,
-    so the objects are the same with and without them.
+    so the objects are the same with and without them. ``progress`` is called with the number of events
+    done so far (every 10 events and at the end).
     """
     import pythia8mc
 
@@ -176,16 +179,14 @@ def run_worker(process: Process, detector: Detector, thresholds: ObjectDefinitio
                 parts.append(str(Path(workdir) / f"{tag}_{len(parts):05d}.npz"))
                 cols.save(Path(parts[-1]))
                 cols = _Columns(constituents)
-            if counter is not None and done - reported >= 10:
-                with counter.get_lock():
-                    counter.value += done - reported
+            if progress is not None and done - reported >= 10:
+                progress(done)
                 reported = done
         if len(cols):
             parts.append(str(Path(workdir) / f"{tag}_{len(parts):05d}.npz"))
             cols.save(Path(parts[-1]))
-    if counter is not None:
-        with counter.get_lock():
-            counter.value += done - reported
+    if progress is not None:
+        progress(done)
     sum_w = float(sum(np.load(p)["w"].sum() for p in parts))
     info = pythia.infoPython()  # a snapshot: read it after the run
     return WorkerResult(parts, done, sum_w, info.sigmaGen(), info.sigmaErr(), done + failed, failed,

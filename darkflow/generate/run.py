@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import shutil
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import field_validator
 
 from darkflow import __version__
-from darkflow.config import StrictModel
+from darkflow.config import Name, StrictModel
 from darkflow.data_prep.objects import ObjectDefinitions
-from darkflow.errors import ConfigError
-from darkflow.fileio import publish
+from darkflow.errors import ConfigError, DarkFlowError
+from darkflow.fileio import atomic_output, check_output, temporary_path, write_text_atomic
 from darkflow.generate import catalogue
 from darkflow.generate.detector import load_detector
 from darkflow.progress import progress_bar
@@ -27,10 +25,10 @@ from darkflow.progress import progress_bar
 class GenerateConfig(StrictModel):
     """Options of ``darkflow generate``."""
 
-    process: str
+    process: Name
     events: int
     seed: int = 1
-    out: str = "generated"
+    out: Name = "generated"
     format: Literal["root", "csv", "both"] = "root"
     workers: int = 1
     detector: str = "default"
@@ -52,7 +50,7 @@ class GenerateConfig(StrictModel):
 
 
 @dataclass
-class GenerateResult:
+class ProcessResult:
     """One generated process: files written, cross-section (pb) and speed."""
 
     process: str
@@ -63,42 +61,57 @@ class GenerateResult:
     seconds: float
 
 
+@dataclass
+class GenerateResult:
+    """What ``darkflow generate`` wrote: one entry per generated process (a mixture gives several)."""
+
+    processes: list[ProcessResult]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """One line per process: events, cross-section, speed and files."""
+        return [f"{r.process}: {r.events} events, sigma = {r.sigma_pb:.4g} +- {r.sigma_err_pb:.2g} pb, "
+                f"{r.events / max(r.seconds, 1e-9):.1f} events/s -> {', '.join(str(f) for f in r.files)}"
+                for r in self.processes]
+
+
 def cache_file() -> Path:
     """Where measured cross-sections are remembered for ``--list`` (XDG cache folder)."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "darkflow" / "cross_sections.json"
 
 
+def _read_cache() -> dict:
+    try:
+        known = json.loads(cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 def _remember(process: catalogue.Process, sigma_pb: float, err_pb: float, events: int) -> None:
     path = cache_file()
+    known = _read_cache()
+    old = known.get(process.name)
+    if not isinstance(old, dict) or old.get("events", 0) <= events or old.get("settings") != process.pythia_lines():
+        known[process.name] = {"sigma_pb": sigma_pb, "err_pb": err_pb, "events": events,
+                               "settings": process.pythia_lines()}
     try:
-        known = json.loads(path.read_text()) if path.is_file() else {}
-        old = known.get(process.name)
-        if old is None or old.get("events", 0) <= events or old.get("settings") != process.pythia_lines():
-            known[process.name] = {"sigma_pb": sigma_pb, "err_pb": err_pb, "events": events,
-                                   "settings": process.pythia_lines()}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(known, indent=1))
-        publish(tmp, path)
-    except OSError:
+        write_text_atomic(path, json.dumps(known, indent=1))
+    except (OSError, DarkFlowError):
         pass  # a read-only home must not fail a generation run
 
 
 def list_processes() -> str:
     """The catalogue as a table: name, kind, cross-section when known, description."""
-    known = {}
-    if cache_file().is_file():
-        try:
-            known = json.loads(cache_file().read_text())
-        except (OSError, ValueError):
-            known = {}
+    known = _read_cache()
     lines = [f"{'process':<14s} {'kind':<4s} {'sigma (pb)':>12s}  description"]
     for name in catalogue.process_names():
         proc = catalogue.load_process(name)
         entry = known.get(name)
-        sigma = (f"{entry['sigma_pb']:.4g}" if entry and entry.get("settings") == proc.pythia_lines()
-                 else "not yet run")
+        sigma = (f"{entry['sigma_pb']:.4g}" if isinstance(entry, dict) and entry.get("settings") == proc.pythia_lines()
+                 and isinstance(entry.get("sigma_pb"), int | float) else "not yet run")
         lines.append(f"{name:<14s} {proc.kind:<4s} {sigma:>12s}  {proc.description}")
     for name in catalogue.mixture_names():
         mix = catalogue.load_mixture(name)
@@ -111,7 +124,7 @@ def _plan(config: GenerateConfig) -> list[tuple[catalogue.Process, int]]:
     """(process, events) pairs: one for a process, several for a mixture (events split by fraction)."""
     names = [n.strip() for n in config.process.split(",") if n.strip()]
     if not names:
-        raise ConfigError("--process needs at least one name")
+        raise ConfigError("process: give at least one process or mixture name (see the list of processes)")
     plan = []
     for name in names:
         if catalogue.is_mixture(name):
@@ -121,21 +134,48 @@ def _plan(config: GenerateConfig) -> list[tuple[catalogue.Process, int]]:
                 plan.append((catalogue.load_process(proc), max(1, round(config.events * frac / total))))
         else:
             plan.append((catalogue.load_process(name), config.events))
+    seen: set[str] = set()
+    for proc, _ in plan:
+        if proc.name in seen:
+            raise ConfigError(f"process {proc.name!r} is asked for twice (its files would overwrite each other); "
+                              "name each process once")
+        seen.add(proc.name)
     return plan
 
 
-def generate(config: GenerateConfig, progress: bool = True) -> list[GenerateResult]:
-    """Generate every requested process into ``config.out`` (see the module docstring)."""
+def generate(config: GenerateConfig, progress: bool = True) -> GenerateResult:
+    """Generate every requested process into the folder ``config.out``, all or nothing.
+
+    The folder is checked before any event is generated; the files are built in a temporary folder beside it
+    and moved into it (created if new; other files in it are kept) only when every process is done. A failed
+    or interrupted run leaves no new file and leaves the folder as it was.
+    """
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     detector = load_detector(config.detector)
     plan = _plan(config)
-    return [_generate_one(proc, n, config, detector, out, progress, f" ({k}/{len(plan)})" if len(plan) > 1 else "")
-            for k, (proc, n) in enumerate(plan, 1)]
+    if out.is_dir():
+        for proc, _ in plan:
+            for name in _file_names(proc.name, config.format):
+                check_output(out / name)
+    with atomic_output(out, directory=True, merge=True) as staging:
+        results = [_generate_one(proc, n, config, detector, staging, progress,
+                                 f" ({k}/{len(plan)})" if len(plan) > 1 else "")
+                   for k, (proc, n) in enumerate(plan, 1)]
+    for (proc, _), res in zip(plan, results, strict=True):
+        res.files = [out / f.name for f in res.files]
+        _remember(proc, res.sigma_pb, res.sigma_err_pb, res.events)
+    return GenerateResult(results)
 
 
-def _generate_one(process, n_events, config, detector, out, progress, position: str = "") -> GenerateResult:
+def _file_names(process: str, fmt: str) -> list[str]:
+    """The files one process gives, in the order they are written."""
+    return ([f"{process}.root"] if fmt in ("root", "both") else []) + (
+        [f"{process}.csv"] if fmt in ("csv", "both") else []) + [f"{process}.json"]
+
+
+def _generate_one(process, n_events, config, detector, out: Path, progress, position: str = "") -> ProcessResult:
     from darkflow.generate.engine import MB_TO_PB, run_worker, seeds
+    from darkflow.generate.pool import run_pool
     from darkflow.generate.writers import write_csv, write_root
 
     thresholds = ObjectDefinitions()
@@ -144,17 +184,16 @@ def _generate_one(process, n_events, config, detector, out, progress, position: 
     firsts = [sum(shares[:k]) for k in range(n_workers)]
     worker_seeds = seeds(config.seed, process.name, n_workers)
     bar = progress_bar(f"generate {process.name}{position}", n_events, enabled=progress)
-    workdir = tempfile.mkdtemp(prefix=f".darkflow-{process.name}-", dir=out)
+    workdir = temporary_path(out / process.name, directory=True)
     start = time.perf_counter()
     try:
         with bar:
-            if n_workers == 1:
-                counter = _Counter(bar)
-                results = [run_worker(process, detector, thresholds, n_events, worker_seeds[0], 0, workdir, "w0",
-                                      config.constituents, counter)]
-            else:
-                results = _run_pool(process, detector, thresholds, shares, firsts, worker_seeds, workdir, bar,
-                                    config.constituents)
+            def show(done: int) -> None:
+                bar.update(done - bar.n)
+
+            tasks = [(process, detector, thresholds, n, s, f, str(workdir), f"w{k}", config.constituents)
+                     for k, (n, s, f) in enumerate(zip(shares, worker_seeds, firsts, strict=True))]
+            results = [run_worker(*tasks[0], progress=show)] if n_workers == 1 else run_pool(tasks, show)
         n = sum(r.n_events for r in results)
         sigma = sum(r.sigma_mb * r.n_events for r in results) / n * MB_TO_PB
         err = (sum((r.sigma_err_mb * r.n_events) ** 2 for r in results) ** 0.5) / n * MB_TO_PB
@@ -168,64 +207,14 @@ def _generate_one(process, n_events, config, detector, out, progress, position: 
             "pythia_settings": process.pythia_lines(), "detector": detector.model_dump(mode="json"),
             "failed_next": sum(r.n_failed for r in results), "constituents": config.constituents,
         })
-        files = []
-        if config.format in ("root", "both"):
-            files.append(out / f"{process.name}.root")
-            write_root(files[-1], parts, scale, config.seed, metadata)
-        if config.format in ("csv", "both"):
-            files.append(out / f"{process.name}.csv")
-            write_csv(files[-1], parts, scale, process.name)
-        meta_path = out / f"{process.name}.json"
-        meta_path.write_text(json.dumps(json.loads(metadata), indent=1) + "\n")
-        files.append(meta_path)
+        files = [out / name for name in _file_names(process.name, config.format)]
+        for path in files:
+            if path.suffix == ".root":
+                write_root(path, parts, scale, config.seed, metadata)
+            elif path.suffix == ".csv":
+                write_csv(path, parts, scale, process.name)
+            else:
+                write_text_atomic(path, json.dumps(json.loads(metadata), indent=1) + "\n")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    _remember(process, sigma, err, n)
-    return GenerateResult(process.name, n, sigma, err, files, time.perf_counter() - start)
-
-
-class _Counter:
-    """In-process stand-in for a shared counter: updates the progress bar directly."""
-
-    def __init__(self, bar) -> None:
-        self.bar = bar
-        self.value = 0
-
-    def get_lock(self):
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.bar.update(self.value - self.bar.n)
-
-
-def _run_pool(process, detector, thresholds, shares, firsts, worker_seeds, workdir, bar, constituents):
-    """One spawned process per worker; the parent follows their shared event counter."""
-    ctx = mp.get_context("spawn")
-    counter = ctx.Value("q", 0)
-    args = [(process, detector, thresholds, n, s, f, workdir, f"w{k}", constituents)
-            for k, (n, s, f) in enumerate(zip(shares, worker_seeds, firsts, strict=True))]
-    with ctx.Pool(len(shares), initializer=_init_worker, initargs=(counter,)) as pool:
-        pending = pool.map_async(_pool_entry, args)
-        while not pending.ready():
-            pending.wait(0.2)
-            bar.update(counter.value - bar.n)
-        results = pending.get()
-    bar.update(sum(shares) - bar.n)
-    return results
-
-
-_SHARED = None
-
-
-def _init_worker(counter) -> None:
-    global _SHARED
-    _SHARED = counter
-
-
-def _pool_entry(args):
-    from darkflow.generate.engine import run_worker
-
-    return run_worker(*args, counter=_SHARED)
+    return ProcessResult(process.name, n, sigma, err, files, time.perf_counter() - start)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from darkflow.data_prep.kinematics import energy_from_ptetam
-from darkflow.fileio import publish
+from darkflow.fileio import atomic_output
 from darkflow.generate.engine import COLLECTIONS, CONSTITUENTS
 
 CSV_CODES = {"Jet": ("j", "b"), "Electron": ("e-", "e+"), "Muon": ("m-", "m+"), "Photon": ("g", "g")}
@@ -73,41 +73,32 @@ def write_root(path: Path, parts: list[str], scale: float, seed: int, metadata: 
     import awkward as ak
     import uproot
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with reproducible_uproot(seed) as uuid_function:
-            with uproot.recreate(tmp, uuid_function=uuid_function) as handle:
-                tree = None
-                for data in _parts(parts, scale):
-                    branches = {}
-                    for name, fields in (COLLECTIONS | CONSTITUENTS).items():
-                        if f"n{name}" not in data:
-                            continue
-                        counts = data[f"n{name}"]
-                        branches[name] = ak.unflatten(ak.zip({f: data[f"{name}_{f}"] for f in fields}), counts)
-                    for key in ("MET_pt", "MET_phi", "weight", "event"):
-                        branches[key] = data[key]
-                    if tree is None:
-                        types_ = {k: v.type.content if isinstance(v, ak.Array) else v.dtype for k, v in branches.items()}
-                        tree = handle.mktree("Events", types_, field_name=lambda o, i: f"{o}_{i}",
-                                             counter_name=lambda c: "n" + c)
-                    tree.extend(branches)
-                handle["darkflow_generate"] = metadata
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, open(tmp, "r+b") as sink, reproducible_uproot(seed) as uuid_function:
+        # through a file object: uproot then records no (random) temporary name in the header
+        with uproot.recreate(sink, uuid_function=uuid_function) as handle:
+            tree = None
+            for data in _parts(parts, scale):
+                branches = {}
+                for name, fields in (COLLECTIONS | CONSTITUENTS).items():
+                    if f"n{name}" not in data:
+                        continue
+                    counts = data[f"n{name}"]
+                    branches[name] = ak.unflatten(ak.zip({f: data[f"{name}_{f}"] for f in fields}), counts)
+                for key in ("MET_pt", "MET_phi", "weight", "event"):
+                    branches[key] = data[key]
+                if tree is None:
+                    types_ = {k: v.type.content if isinstance(v, ak.Array) else v.dtype for k, v in branches.items()}
+                    tree = handle.mktree("Events", types_, field_name=lambda o, i: f"{o}_{i}",
+                                         counter_name=lambda c: "n" + c)
+                tree.extend(branches)
+            handle["darkflow_generate"] = metadata
 
 
 def write_csv(path: Path, parts: list[str], scale: float, process: str) -> None:
     """Dark Machines CSV: ``event;process;weight;MET;METphi;code,E,pt,eta,phi;...`` in MeV."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w") as out:
-            for data in _parts(parts, scale):
-                out.writelines(_csv_lines(data, process))
-        publish(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, open(tmp, "w") as out:
+        for data in _parts(parts, scale):
+            out.writelines(_csv_lines(data, process))
 
 
 def _csv_lines(data: dict[str, np.ndarray], process: str) -> list[str]:

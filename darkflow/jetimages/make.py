@@ -23,14 +23,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from pydantic import field_validator
 
 from darkflow import __version__
-from darkflow.config import StrictModel
+from darkflow.config import Name, StrictModel
 from darkflow.errors import DataError, InputError
 from darkflow.fileio import publish
 
@@ -47,8 +47,8 @@ CHUNK_EVENTS = 1024
 class JetImagesConfig(StrictModel):
     """Options of ``darkflow jetimages``."""
 
-    inputs: list[str]
-    out: str
+    inputs: list[Name]
+    out: Name
     size: int = 32
     radius: float = 0.8
     max_events: int | None = None
@@ -79,6 +79,13 @@ class JetImagesConfig(StrictModel):
             raise ValueError("must be at least 1")
         return value
 
+    @field_validator("inputs")
+    @classmethod
+    def _some_input(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one ROOT file with PF candidates or prepared .h5 event file")
+        return value
+
 
 @dataclass
 class Batch:
@@ -101,6 +108,12 @@ class JetImagesResult:
     n_selected: int
     image_kind: str
     seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary the command prints."""
+        return [f"wrote {self.out}: {self.n_selected} {self.image_kind} images of {self.n_read} events "
+                f"({self.n_read / max(self.seconds, 1e-9):.0f} events/s)"]
 
 
 class _Writer:
@@ -161,8 +174,9 @@ def _root_batches(path: Path, process: int, config: JetImagesConfig, budget: int
     names = branch_names(tree)
     missing = [b for b in PF_BRANCHES if b not in names]
     if missing:
-        raise InputError(f"{path}: no branch {missing[0]!r}; jet images need the PF candidates: generate with "
-                         "'darkflow generate --constituents' or use a PFNano file (PFCands_pt, _eta, _phi, _mass)")
+        raise InputError(f"{path}: no branch {missing[0]!r}; jet images need the PF candidates: generate the "
+                         "events with `constituents` (darkflow generate) or use a PFNano file (PFCands_pt, _eta, _phi, "
+                         "_mass)")
     weight = next((b for b in WEIGHT_BRANCHES if b in names), None)
     event = "event" if "event" in names else None
     branches = list(PF_BRANCHES) + [b for b in (weight, event) if b]
@@ -302,7 +316,7 @@ def make_jet_images(config: JetImagesConfig, progress: bool = True) -> JetImages
         raise InputError("no input given: pass ROOT files with PF candidates or prepared .h5 event files")
     out = Path(config.out)
     if out.suffix not in (".h5", ".hdf5"):
-        raise InputError(f"--out must be an .h5 file, got {out}")
+        raise InputError(f"`out` must be an .h5 file, got {out}")
     kind = _input_kinds(paths)
     process_names: list[str] = []
     budget = config.max_events if config.max_events is not None else sys.maxsize

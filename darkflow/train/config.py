@@ -1,12 +1,21 @@
-"""Typed training configuration (``models/*.yaml``); the ``model`` section maps 1:1 to the model class."""
+"""Typed training configuration (``models/*.yaml``); the ``model`` section maps 1:1 to the model class.
+
+:class:`TrainCommandConfig` holds the options of ``darkflow train``: the event file, the run directory and the
+model recipe (``recipe``: a name of ``models/`` or a YAML file, the ``--model`` flag) with overrides of its
+sections. Its ``model``, ``standardize`` and ``training`` mappings hold only the keys to change; they are
+applied on top of the recipe's sections, key by key (a value replaces the recipe's value whole, a mapping
+such as ``flow_options`` included), so that ``--set model.latent=4`` or a config file with
+``training: {epochs: 5}`` changes one key and keeps the others. The result, a :class:`TrainConfig`, is built
+and validated when the command config is, and read through :attr:`TrainCommandConfig.train_config`.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, PrivateAttr, model_validator
 
-from darkflow.config import FlowName, Fraction, StrictModel
+from darkflow.config import Count, FlowName, Fraction, Name, StrictModel
 
 FinitePositive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 """A config value that must be finite and above zero (a learning rate)."""
@@ -75,8 +84,8 @@ class Standardization(StrictModel):
 class Training(StrictModel):
     """Lightning trainer and optimisation options (counts of at least 1, a finite learning rate above 0)."""
 
-    epochs: PositiveInt = 30
-    batch_size: PositiveInt = 256
+    epochs: Count = 30
+    batch_size: Count = 256
     learning_rate: FinitePositive = 1e-3
     weight_decay: FiniteNonNegative = 0.0
     val_fraction: Fraction = 0.2
@@ -87,9 +96,9 @@ class Training(StrictModel):
     num_workers: NonNegativeInt = 0
     in_memory: bool | None = None
     accelerator: str = "cpu"
-    devices: PositiveInt = 1
+    devices: Count = 1
     strategy: str = "auto"
-    num_nodes: PositiveInt = 1
+    num_nodes: Count = 1
     kl_warmup: NonNegativeInt = 0
     flow_warmup: NonNegativeInt = 0
 
@@ -133,3 +142,35 @@ def load_train_config(model: str, overrides: dict[str, Any]) -> TrainConfig:
 
     path = resolve("", model, label="model config", base=MODEL_CONFIGS)
     return load_config(TrainConfig, path, overrides)
+
+
+SECTIONS = ("model", "standardize", "training")
+"""The sections of a recipe a :class:`TrainCommandConfig` can override."""
+
+
+class TrainCommandConfig(StrictModel):
+    """Options of ``darkflow train``: the SM event file, the run directory, the recipe and its overrides."""
+
+    data: Name
+    out: Name
+    recipe: Name = "convvae"
+    resume: bool = False
+    model: dict[str, Any] = {}
+    standardize: dict[str, Any] = {}
+    training: dict[str, Any] = {}
+    _resolved: TrainConfig = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _resolve(self) -> TrainCommandConfig:
+        from darkflow.config import apply_overrides, read_yaml, validate
+        from darkflow.data_prep.builtin import MODEL_CONFIGS, resolve
+
+        overrides = {f"{section}.{key}": value for section in SECTIONS for key, value in getattr(self, section).items()}
+        recipe = read_yaml(resolve("", self.recipe, label="model config", base=MODEL_CONFIGS), "model config")
+        self._resolved = validate(TrainConfig, apply_overrides(recipe, overrides), f"model {self.recipe}")
+        return self
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The recipe with the overrides applied, validated."""
+        return self._resolved

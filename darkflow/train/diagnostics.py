@@ -82,7 +82,7 @@ def warnings_for(diagnostics: dict[str, Any]) -> list[str]:
         where = "no finite validation loss" if best is None else f"best epoch {best} of 0..{epochs - 1}"
         lines.append(f"not converged: training stopped at the epoch limit ({epochs} epochs) while the validation "
                      f"loss was still improving ({where}, patience {diagnostics['patience']}); train longer "
-                     "(--resume with a larger --epochs continues this run)")
+                     "(`resume` with a larger `training.epochs` continues this run)")
     if "active_units" in diagnostics:
         active, size = diagnostics["active_units"], diagnostics["latent_size"]
         directions = diagnostics.get("active_directions", active)

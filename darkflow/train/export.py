@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from darkflow.config import Name, StrictModel
 from darkflow.errors import ConfigError
 from darkflow.fileio import atomic_output, check_output
 
@@ -109,3 +112,39 @@ def export_vae_onnx(run: str | os.PathLike, out: str | os.PathLike) -> Path:
             entry.key, entry.value = key, str(value)
         onnx.save(proto, str(tmp))
     return out
+
+
+class ExportConfig(StrictModel):
+    """Options of ``darkflow export``: the run directory (VAE or CFLOW-AD), the format and the output file."""
+
+    run: Name
+    out: Name
+    format: Literal["onnx"] = "onnx"
+
+
+@dataclass
+class ExportResult:
+    """The file written."""
+
+    out: Path
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """What was written."""
+        return [f"wrote {self.out}"]
+
+
+def run(config: ExportConfig) -> ExportResult:
+    """``darkflow export``: a CFLOW-AD run (``cflow.pt``) through :func:`darkflow.cflow.export.export_onnx`,
+    any other run through :func:`export_vae_onnx`."""
+    from darkflow.fileio import check_input
+
+    run_dir = check_input(config.run, "run directory", directory=True)
+    if (run_dir / "cflow.pt").is_file():
+        try:
+            from darkflow.cflow.export import export_onnx
+        except ImportError:
+            raise ConfigError(f"{run_dir} is a CFLOW-AD run, and this installation has no CFLOW-AD export "
+                              "(darkflow.cflow.export)") from None
+        return ExportResult(export_onnx(run_dir, Path(config.out)))
+    return ExportResult(export_vae_onnx(run_dir, config.out))

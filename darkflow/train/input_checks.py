@@ -58,4 +58,4 @@ def check_training_values(path: str | Path, train_idx: np.ndarray, val_idx: np.n
     for split, idx in (("training", train_idx), ("validation", val_idx)):
         if not np.abs(weight[idx]).sum() > 0:
             raise DataError(f"{path}: every event weight of the {split} split is zero, so the weighted losses are "
-                            "undefined: give the events non-zero weights or set training.event_weights to ignore")
+                            "undefined: give the events non-zero weights or set `training.event_weights` to ignore")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from darkflow.checkpoint import load_state, load_weights, save_weights
 from darkflow.config import StrictModel
 from darkflow.errors import ConfigError, DataError, InputError, Interrupted
 from darkflow.fileio import atomic_output, check_input, write_text_atomic
-from darkflow.train.config import TrainConfig
+from darkflow.train.config import TrainCommandConfig, TrainConfig
 from darkflow.train.config import load_train_config as load_train_config  # re-exported
 from darkflow.train.diagnostics import warnings_for
 from darkflow.train.rundir import LAST_CHECKPOINT, MODEL_FILE, RunKept, plan_run, staged
@@ -314,9 +315,9 @@ def _stopped(err, kept: int | None, staging: Path) -> DataError:
     """The one-line error for a non-finite loss: which loss and epoch, and where the last good checkpoint is."""
     if kept is None:
         return DataError(f"{err.what}, before any epoch had finished, so no checkpoint was kept; train again "
-                         "with a lower training.learning_rate (or training.gradient_clip)")
-    return RunKept(f"{err.what}; the last good checkpoint (epoch {kept}) is kept in {staging}: resume the run "
-                   "from it with a lower training.learning_rate (or training.gradient_clip)")
+                         "with a lower `training.learning_rate` (or `training.gradient_clip`)")
+    return RunKept(f"{err.what}; the last good checkpoint (epoch {kept}) is kept in {staging}: set `resume` to "
+                   "continue from it with a lower `training.learning_rate` (or `training.gradient_clip`)")
 
 
 def _resumed_state(source: Path, n_events: int):
@@ -342,7 +343,7 @@ def _resumed_state(source: Path, n_events: int):
             raise InputError(f"cannot resume {source}: its split.npz is damaged (expected two lists of event indices)")
         if idx.max() >= n_events:
             raise InputError(f"cannot resume {source}: its split holds event {idx.max()} but the training file has "
-                             f"{n_events} events; resume with the training file the run was started with")
+                             f"{n_events} events; give as `data` the training file the run was started with")
     return train_idx, val_idx, scaler, hlf_scaler
 
 
@@ -461,3 +462,32 @@ def model_scores(model: torch.nn.Module) -> tuple[str, ...]:
     if isinstance(model, isoforest.IsolationForestModel):
         return isoforest.SCORES
     return vae.SCORES
+
+
+@dataclass
+class TrainResult:
+    """What ``darkflow train`` did: the run directory, the epochs, the best validation loss, warnings.
+
+    In the extra processes of a DDP run, which write nothing, ``out`` is None and there are no lines."""
+
+    out: Path | None
+    epochs: int = 0
+    best_val_loss: float = float("nan")
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary the command prints."""
+        if self.out is None:
+            return []
+        return [f"trained {self.epochs} epoch(s), best validation loss {self.best_val_loss:.5g}: "
+                f"{self.out}/{MODEL_FILE}"]
+
+
+def run(config: TrainCommandConfig, progress: bool = True) -> TrainResult:
+    """``darkflow train``: :func:`train` with the resolved recipe of ``config``."""
+    summary = train(config.train_config, TrainOptions(data=config.data, out=config.out, resume=config.resume,
+                                                      progress=progress))
+    if not summary:
+        return TrainResult(None)
+    return TrainResult(Path(summary["out"]), summary["epochs"], summary["best_val_loss"],
+                       list(summary.get("warnings", [])))

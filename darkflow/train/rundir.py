@@ -90,17 +90,17 @@ def plan_run(out: str | Path, resume: bool, inputs: Iterable[str | Path] = (), l
     if staging.is_dir():
         last = staging / LAST_CHECKPOINT
         kept = "with its last checkpoint" if last.is_file() else "before its first epoch ended"
-        raise InputError(f"an interrupted run of {out} is kept in {staging} ({kept}); resume it, or remove that "
-                         "folder to start again")
+        raise InputError(f"an interrupted run of {out} is kept in {staging} ({kept}); set `resume` to continue "
+                         "it, or remove that folder to start again")
     if not resume:
         if done:
-            raise InputError(f"{out} already holds a trained model; choose another run folder or resume it")
+            raise InputError(f"{out} already holds a trained model; choose another `out` or set `resume`")
         if out.exists():
-            raise InputError(f"{out} exists and is not a finished run; give a new folder name for the run")
+            raise InputError(f"{out} exists and is not a finished run; give a new folder name as `out`")
         return RunPlan(out, staging, None, False)
     if not done:
         raise InputError(f"nothing to resume at {out}: neither a finished run ({out / MODEL_FILE}) nor an "
-                         f"interrupted one ({staging}); start the run without resuming")
+                         f"interrupted one ({staging}); start the run without `resume`")
     if not (out / LAST_CHECKPOINT).is_file():
         raise InputError(f"{out} holds a finished run without {LAST_CHECKPOINT} (a model trained in one step, "
                          "or the file was removed): there is nothing to resume")

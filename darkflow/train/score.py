@@ -18,17 +18,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from pydantic import field_validator
 
+from darkflow.config import Name, StrictModel
 from darkflow.errors import InputError
-from darkflow.fileio import publish
+from darkflow.fileio import atomic_output, check_output
 from darkflow.train.overlap import KeyIndex, event_keys
 
 BATCH = 4096
@@ -57,7 +59,7 @@ def check_layout(meta: dict, path: Path, layout: dict) -> None:
     """Refuse a file whose layout differs from the one the model was trained on."""
     if layout.get("rows") != meta["layout"].get("rows") or layout.get("features") != meta["layout"].get("features"):
         raise InputError(f"{path}: its layout ({layout.get('name')}) differs from the one the model was trained "
-                         f"on ({meta['layout'].get('name')}); prepare it with the same --layout")
+                         f"on ({meta['layout'].get('name')}); prepare it with the same `layout`")
 
 
 HLF_SKIPPED = ("MET_phi",)
@@ -94,7 +96,7 @@ def refuse_overwrite(out: Path, protected: list[Path]) -> None:
     """Refuse an output path that is one of ``protected`` (the same resolved path, or the same inode)."""
     for path in protected:
         if _same_file(out, path):
-            raise InputError(f"--out {out} is the input {path}; write the scores to another file")
+            raise InputError(f"`out` {out} is the input {path}; write the scores to another file")
 
 
 class _Training:
@@ -177,6 +179,11 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
           notify: Callable[[str, str], None] | None = None) -> dict[str, int]:
     """Score ``inputs`` with the model of ``run`` into the HDF5 scores file ``out``; returns events per label.
 
+    ``out`` is checked before any work: it may be none of the inputs, the model or the training file (also
+    through a symlink, a hard link or another spelling of the path), and its folder must be writable. The
+    file is written through :func:`darkflow.fileio.atomic_output`: a failed or interrupted run leaves no new
+    file and an existing one unchanged.
+
     Arguments:
         strict: refuse (``InputError``) an input whose channel, object definitions or source differ from
             the training file's, instead of reporting it.
@@ -194,8 +201,7 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
     out, inputs = Path(out), [Path(p) for p in inputs]
     model_file = Path(run) / "model.pt" if Path(run).is_dir() else Path(run)
     refuse_overwrite(out, [*inputs, model_file])
-    if not out.parent.is_dir():
-        raise InputError(f"output folder does not exist: {out.parent}")
+    check_output(out, what="scores file")
     model, meta = load_model(run)
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     split = np.load(run_dir / "split.npz") if (run_dir / "split.npz").is_file() else None
@@ -210,21 +216,19 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
         check_layout(meta, path, attrs.get("layout", {}))
         label = attrs.get("label") or path.stem
         if label in labels:
-            raise InputError(f"two inputs have the label {label!r}; relabel one with 'darkflow prepare --label'")
+            raise InputError(f"two inputs have the label {label!r}; prepare one again with another `label`")
         labels[label] = path
         if training.description is not None and not (training.exists and _same_file(path, training.path)):
             found += [f"{path}: {phrase}" for phrase in differences(attrs, training.description)]
     if strict and found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-        raise InputError(f"{found[0]}{more}; --strict refuses inputs prepared otherwise than the training file")
+        raise InputError(f"{found[0]}{more}; `strict` refuses inputs prepared otherwise than the training file")
     for line in found:
         notify("warning", f"{line}; its scores are not comparable with the training sample's "
-                          "(--strict refuses such inputs)")
+                          "(`strict` refuses such inputs)")
 
     counts: dict[str, int] = {}
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_output(out, inputs=[*inputs, model_file, training.path]) as tmp:
         with h5py.File(tmp, "w") as dest:
             dest.attrs["default_score"] = meta.get("default_score", "total")
             dest.attrs["model"] = str(run)
@@ -251,9 +255,6 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
                 if simulation is not None:
                     group.attrs["simulation"] = simulation
                 counts[label] = len(part)
-        publish(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return counts
 
 
@@ -307,3 +308,49 @@ def summary(path: str | Path) -> list[dict[str, Any]]:
                          "sum_w": float(w.sum()), "mean": float(group[name][:].mean()) if len(w) else float("nan"),
                          "role": role, "score": name})
     return rows
+
+
+class ScoreConfig(StrictModel):
+    """Options of ``darkflow score``: the run, the event files to score, the scores file, strictness."""
+
+    run: Name
+    data: list[Name]
+    out: Name
+    strict: bool = False
+
+    @field_validator("data")
+    @classmethod
+    def _some_input(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one event file (.h5) to score")
+        return value
+
+
+@dataclass
+class ScoreResult:
+    """The scores file written, one summary row per label (:func:`summary`), and the warnings of the checks."""
+
+    out: Path
+    labels: list[str]
+    rows: list[dict[str, Any]]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The file written, then a table: events, N_eff, sum of weights, mean default score, role per label."""
+        rows = {row["label"]: row for row in self.rows}
+        name = next(iter(rows.values()))["score"] if rows else "total"
+        lines = [f"wrote {self.out}",
+                 f"{'label':<20s} {'events':>9s} {'N_eff':>11s} {'sum of weights':>14s} {'mean ' + name:>12s}  role"]
+        for label in self.labels:
+            r = rows[label]
+            lines.append(f"{label:<20s} {r['events']:>9d} {r['n_eff']:>11.1f} {r['sum_w']:>14.5g} "
+                         f"{r['mean']:>12.4g}  {r['role']}")
+        return lines
+
+
+def run(config: ScoreConfig) -> ScoreResult:
+    """``darkflow score``: :func:`score` with every warning and note of the checks collected."""
+    said: list[str] = []
+    labels = score(config.run, list(config.data), config.out, strict=config.strict,
+                   notify=lambda kind, line: said.append(line))
+    return ScoreResult(Path(config.out), list(labels), summary(config.out), said)

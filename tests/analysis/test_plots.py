@@ -16,7 +16,7 @@ import pytest
 
 from darkflow.analysis import plots
 from darkflow.analysis.metrics import MIN_EFFECTIVE_EVENTS
-from darkflow.analysis.scan import ScanOptions, scan
+from darkflow.analysis.scan import ScanConfig, scan
 from darkflow.analysis.thresholds import Sample
 from darkflow.errors import ConfigError, InputError
 
@@ -150,7 +150,7 @@ def _scores_file(path: Path) -> Path:
 
 
 def _scan(scores: Path, out: Path) -> None:
-    scan(ScanOptions(scores=scores, background="sm_test", calibration="sm_cal", out=out, signals="zprime,monojet"))
+    scan(ScanConfig(scores=scores, background="sm_test", calibration="sm_cal", out=out, signals="zprime,monojet"))
 
 
 def test_si_curve_maximum_is_the_table_si_max(figures, tmp_path):

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from darkflow.analysis import plots
-from darkflow.analysis.report import ReportOptions, metrics_table, report
-from darkflow.analysis.scan import ScanOptions, scan
+from darkflow.analysis.report import ReportConfig, metrics_table, report
+from darkflow.analysis.scan import ScanConfig, scan
 from darkflow.cli import main
 from darkflow.errors import ConfigError, InputError
 
@@ -43,7 +43,7 @@ def _write_scores(path: Path) -> Path:
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict[str, Path]:
     scores = _write_scores(tmp_path / "scores.h5")
-    scan(ScanOptions(scores=scores, background="sm_test", calibration="sm_cal", out=tmp_path / "scan"))
+    scan(ScanConfig(scores=scores, background="sm_test", calibration="sm_cal", out=tmp_path / "scan"))
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("data: sm.h5\nmodel:\n  kind: vae\n  latent: 4\ntraining:\n  epochs: 3\n")
@@ -136,7 +136,8 @@ def test_plot_options_are_validated(tmp_path):
 
 def test_report_markdown_and_html(inputs):
     out = inputs["tmp"] / "out" / "REPORT.md"
-    result = report(ReportOptions(run=inputs["run"], scan=inputs["scan"], scores=inputs["scores"], out=out))
+    out.parent.mkdir()
+    result = report(ReportConfig(run=inputs["run"], scan=inputs["scan"], scores=inputs["scores"], out=out))
     text = out.read_text()
     assert "```yaml" in text and "latent: 4" in text
     assert "| signal | score | AUC |" in text and "not resolved" in text
@@ -151,7 +152,7 @@ def test_report_markdown_and_html(inputs):
     for link in links:
         assert link.startswith("REPORT_files/")
         _check_png(out.parent / link)
-    assert {p.name for p in result["files"]} >= {"roc_total.pdf", "training.png"}
+    assert {p.name for p in result.files} >= {"roc_total.pdf", "training.png"}
     page = out.with_suffix(".html").read_text()
     assert page.count("data:image/png;base64,") == 5
     assert "http://" not in page and "https://" not in page and "<link" not in page
@@ -176,7 +177,7 @@ def test_missing_inputs_are_one_line_errors(inputs, missing, capsys):
     args = {"run": inputs["run"], "scan": inputs["scan"], "scores": inputs["scores"]}
     args[missing] = inputs["tmp"] / "nowhere"
     with pytest.raises(InputError, match=f"{missing}.* not found"):
-        report(ReportOptions(**args, out=inputs["tmp"] / "R.md"))
+        report(ReportConfig(**args, out=inputs["tmp"] / "R.md"))
     argv = ["report", "--out", str(inputs["tmp"] / "R.md")] + [x for k, v in args.items() for x in (f"--{k}", str(v))]
     assert main(argv) == 2
     err = capsys.readouterr().err

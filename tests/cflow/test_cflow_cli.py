@@ -8,7 +8,7 @@ from darkflow.cli import main
 @pytest.mark.parametrize("argv, message", [
     (["cflow", "train", "--data", "{tmp}/nowhere", "--out", "{tmp}/run"], "no such file or folder"),
     (["cflow", "train", "--data", "{tmp}", "--out", "{tmp}/run"], "no images in train/good"),
-    (["cflow", "train", "--data", "{folder}", "--out", "{tmp}/run", "--config", "nope"], "unknown CFLOW config 'cflow_nope'"),
+    (["cflow", "train", "--data", "{folder}", "--out", "{tmp}/run", "--model", "nope"], "unknown CFLOW config 'cflow_nope'"),
     (["cflow", "train", "--data", "{folder}", "--out", "{tmp}/run", "--flow", "bogus"], "unknown flow 'bogus'"),
     (["cflow", "train", "--data", "{folder}", "--out", "{tmp}/run", "--set", "decoder.blokcs=2"], "unknown key 'blokcs'"),
     (["cflow", "train", "--data", "{folder}", "--out", "{tmp}/run", "--image-size", "4"], "image_size"),

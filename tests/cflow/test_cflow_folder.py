@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from darkflow.cflow.folder import load_folder
-from darkflow.cflow.imageset import load_images
+from darkflow.cflow.load import load_images
 from darkflow.cflow.synthetic import DEFECTS, texture, write_synthetic
 from darkflow.errors import InputError
 
@@ -52,7 +52,7 @@ def test_bad_folders(tmp_path, synthetic_folder):
     with pytest.raises(InputError, match="000_mask.png"):
         load_folder(root, "test")
     Image.fromarray(np.zeros((20, 20), dtype=np.uint8)).save(root / "train" / "good" / "odd.png")
-    with pytest.raises(InputError, match="different sizes.*--image-size"):
+    with pytest.raises(InputError, match="different sizes.*image_size"):
         load_folder(root, "train")
     (root / "train" / "good" / "odd.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="odd.png: not a readable image"):

@@ -592,3 +592,98 @@ def test_bad_arguments(random_file: Path, kwargs: dict) -> None:
 # --------------------------------------------------------------------------------------------------
 # Throughput.
 
+
+
+# --------------------------------------------------------------------------------------------------
+# Units: a file written in GeV where the format says MeV gets a warning with the evidence.
+
+
+def physics_csv(path: Path, n: int, scale: float, seed: int = 0, objects: bool = True) -> Path:
+    """Events with jets and leptons of realistic pT (20 to 500 GeV) and MET, written times ``scale``
+    (1000: MeV as the format wants; 1: GeV by mistake)."""
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(n):
+        fields = [str(i), "ttbar", "1", f"{rng.exponential(60) * scale:.6g}", f"{rng.uniform(-3, 3):.4f}"]
+        for _ in range(int(rng.integers(1, 6)) if objects else 0):
+            pt = rng.uniform(20, 500)
+            eta = rng.uniform(-2.5, 2.5)
+            code = CODES[int(rng.integers(len(CODES)))]
+            fields.append(f"{code},{pt * math.cosh(eta) * scale:.6g},{pt * scale:.6g},{eta:.4f},{rng.uniform(-3, 3):.4f}")
+        lines.append(";".join(fields) + ";")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def written_values(path: Path) -> tuple[list[float], list[float], list[float]]:
+    """Object E, object pT and MET as written, parsed line by line."""
+    energy, pt, met = [], [], []
+    for line in path.read_text().splitlines():
+        fields = [f for f in line.split(";") if f]
+        met.append(float(fields[3]))
+        for field in fields[5:]:
+            _, e, p, _, _ = field.split(",")
+            energy.append(float(e))
+            pt.append(float(p))
+    return energy, pt, met
+
+
+def test_gev_values_get_a_warning_with_the_evidence(tmp_path: Path) -> None:
+    path = physics_csv(tmp_path / "gev.csv", 300, scale=1.0)
+    warning = DarkMachinesReader(path).unit_warning()
+    energy, pt, met = written_values(path)
+    assert warning is not None and "\n" not in warning
+    assert warning.startswith(f"{path}: the values look like GeV, but the Dark Machines CSV format is in MeV")
+    assert f"in the first 300 events the median object E is {np.median(energy):.4g} and pT {np.median(pt):.4g}" \
+        in warning
+    assert f"the median MET is {np.median(met):.4g} (as written)" in warning
+    below = sum(p / 1000 < 15 for p in pt) / len(pt)
+    assert below == 1.0 and f"100% of the {len(pt)} objects fall below 15 GeV" in warning
+    assert "multiply E, pT and MET by 1000" in warning
+
+
+def test_mev_values_and_files_without_evidence_get_none(tmp_path: Path) -> None:
+    assert DarkMachinesReader(physics_csv(tmp_path / "mev.csv", 300, scale=1000.0)).unit_warning() is None
+    assert DarkMachinesReader(physics_csv(tmp_path / "mev0.csv", 50, 1000.0, objects=False)).unit_warning() is None
+    (tmp_path / "empty.csv").write_text("\n")
+    assert DarkMachinesReader(tmp_path / "empty.csv").unit_warning() is None
+    (tmp_path / "bad.csv").write_text("1;ttbar;1;not a number;0;\n")
+    assert DarkMachinesReader(tmp_path / "bad.csv").unit_warning() is None
+
+
+def test_gev_met_without_objects_is_judged_on_met(tmp_path: Path) -> None:
+    path = physics_csv(tmp_path / "gev0.csv", 80, scale=1.0, objects=False)
+    warning = DarkMachinesReader(path).unit_warning()
+    _, _, met = written_values(path)
+    assert warning is not None and f"the median MET is {np.median(met):.4g} (as written)" in warning
+    assert "no event has objects" in warning
+
+
+def test_unit_check_reads_only_the_first_events(tmp_path: Path) -> None:
+    path = physics_csv(tmp_path / "mixed.csv", 120, scale=1000.0)
+    gev = physics_csv(tmp_path / "tail.csv", 120, scale=1.0, seed=1)
+    path.write_text(path.read_text() + gev.read_text())
+    assert DarkMachinesReader(path).unit_warning(events=100) is None
+    assert "in the first 100 events" in DarkMachinesReader(path, start=130).unit_warning(events=100)
+
+
+def test_prepare_prints_the_warning_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from darkflow.cli import main
+
+    path = physics_csv(tmp_path / "gev.csv", 200, scale=1.0)
+    code = main(["prepare", str(path), "--out", str(tmp_path / "gev.h5"), "-q"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    warnings = [line for line in lines if "look like GeV" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("darkflow prepare: warning: ") and "100% of the" in warnings[0]
+    assert code == 0 and (tmp_path / "gev.h5").is_file()  # a warning, not an error: the user decides
+    assert main(["prepare", str(physics_csv(tmp_path / "mev.csv", 200, 1000.0)), "--out", str(tmp_path / "mev.h5"),
+                 "-q"]) == 0
+    assert "look like GeV" not in capsys.readouterr().err
+
+
+def test_a_fifo_is_refused(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(InputError, match="not a regular file"):
+        DarkMachinesReader(tmp_path / "pipe.csv")

@@ -30,7 +30,7 @@ def samples(tmp_path_factory):
     results = {}
     for name, n in SAMPLES.items():
         (res,) = generate(GenerateConfig(process=name, events=n, seed=11, out=str(out), format="both"),
-                          progress=False)
+                          progress=False).processes
         results[name] = res
     return out, results
 
@@ -205,7 +205,7 @@ def test_same_seed_gives_identical_files(tmp_path):
 
 def test_two_workers_get_different_seeds(tmp_path):
     (res,) = generate(GenerateConfig(process="ttbar", events=60, seed=5, out=str(tmp_path), workers=2),
-                      progress=False)
+                      progress=False).processes
     meta = json.loads((tmp_path / "ttbar.json").read_text())
     assert meta["workers"] == 2 and len(set(meta["worker_seeds"])) == 2
     arr = events(tmp_path, "ttbar")
@@ -213,17 +213,21 @@ def test_two_workers_get_different_seeds(tmp_path):
     first, second = arr[:30], arr[30:]
     assert not np.allclose(ak.to_numpy(first.MET_pt), ak.to_numpy(second.MET_pt))
     assert not list(tmp_path.glob(".darkflow-*")), "worker parts must be cleaned up"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "worker parts must be cleaned up"
 
 
 def test_interrupt_leaves_no_half_file(tmp_path):
+    from darkflow.fileio import leftovers
+
+    out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "darkflow", "generate", "--process", "ttbar", "--events", "100000",
-                             "--out", str(tmp_path), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--out", str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             # a shell that starts the suite in the background makes its children ignore SIGINT
                             # (POSIX), and Python then raises no KeyboardInterrupt: restore the default
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".darkflow-ttbar-*")) and time.monotonic() < deadline and proc.poll() is None:
+        while not leftovers(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)  # start-up (imports, Pythia's initialisation) takes seconds on a loaded machine
         time.sleep(1)
         proc.send_signal(signal.SIGINT)

@@ -96,7 +96,7 @@ def test_cflow_scores_generated_top_jets_above_qcd_jets(images, capsys):
     above held-out QCD jets, and beats the PCA-reconstruction baseline."""
     from darkflow.cflow.baseline import PCABaseline
     from darkflow.cflow.config import CflowConfig
-    from darkflow.cflow.imageset import load_images
+    from darkflow.cflow.load import load_images
     from darkflow.cflow.metrics import image_auroc
     from darkflow.cflow.score import evaluate, predict
     from darkflow.cflow.train import fit_cflow

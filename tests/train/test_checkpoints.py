@@ -191,7 +191,8 @@ def test_a_diverging_resume_keeps_the_last_good_checkpoint_and_resumes_from_it(s
     message = str(err.value)
     assert message.startswith("the training loss became ") and " at epoch 2, batch " in message
     assert f"the last good checkpoint (epoch 1) is kept in {staging}" in message
-    assert message.endswith("resume the run from it with a lower training.learning_rate (or training.gradient_clip)")
+    assert message.endswith("set `resume` to continue from it with a lower `training.learning_rate` (or "
+                            "`training.gradient_clip`)")
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in out.rglob("*") if p.is_file()} == before
     assert ckpt_epoch(staging / "checkpoints" / "last.ckpt") == 1 and not (staging / "model.pt").exists()
     summary = train(load_train_config("convvae", TINY | {"training.epochs": 4}),

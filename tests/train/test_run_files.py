@@ -111,6 +111,7 @@ def test_truncated_empty_foreign_and_pickled_files_are_one_line(run, tmp_path):
         "header only": (good[:64], r"truncated or damaged"),
         "empty": (b"", r"the trained model file is empty"),
         "text": (b"hello\n", r"not a darkflow trained model file \(not a file written by torch.save\)"),
+        "an event file": (b"\x89HDF\r\n\x1a\n" + bytes(100), r"not a darkflow trained model file \(not a file"),
         "pickled": (pickle.dumps({"state_dict": object()}), r"refused: the file needs pickle to load"),
     }
     for name, (blob, message) in cases.items():

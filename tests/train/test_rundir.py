@@ -97,7 +97,7 @@ def test_a_killed_run_is_resumed_in_place_and_kept_when_the_resume_fails(tmp_pat
         raise Interrupted(signal.SIGTERM)
     assert (staging / LAST_CHECKPOINT).is_file() and not out.exists()  # the finished epochs are not lost
     with pytest.raises(InputError, match=r"an interrupted run of .*run is kept in .*run.partial \(with its last "
-                                         r"checkpoint\); resume it, or remove that folder to start again"):
+                                         r"checkpoint\); set `resume` to continue it, or remove that folder to start again"):
         plan_run(out, resume=False)
     (staging / LAST_CHECKPOINT).unlink()
     (staging / "split.npz").unlink()  # killed before the split was written: trained again from the start
@@ -124,10 +124,10 @@ def test_run_folders_that_cannot_be_used_are_refused_before_anything_is_created(
         plan_run(tmp_path / "file", False)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
-    with pytest.raises(InputError, match="busy exists and is not a finished run; give a new folder name"):
+    with pytest.raises(InputError, match="busy exists and is not a finished run; give a new folder name as `out`"):
         plan_run(tmp_path / "busy", False)
     finished_run(tmp_path / "done")
-    with pytest.raises(InputError, match="already holds a trained model; choose another run folder or resume it"):
+    with pytest.raises(InputError, match="already holds a trained model; choose another `out` or set `resume`"):
         plan_run(tmp_path / "done", False)
     (tmp_path / "forest").mkdir()
     (tmp_path / "forest" / MODEL_FILE).write_text("model")

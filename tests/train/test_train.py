@@ -238,20 +238,21 @@ def test_flag_scores_an_event_file_with_the_run(data, tmp_path):
 
 
 def test_scan_and_report_of_a_trained_run(data, tmp_path):
-    from darkflow.analysis.report import ReportOptions, report
-    from darkflow.analysis.scan import ScanOptions, scan
+    from darkflow.analysis.report import ReportConfig, report
+    from darkflow.analysis.scan import ScanConfig, scan
 
     out = tmp_path / "run"
     run(data, out, "graph", "planar", **{"training.epochs": 2})
     score(out, [data["sm"], data["cal"], data["held"], data["bsm"]], tmp_path / "s.h5")
-    scan(ScanOptions(scores=tmp_path / "s.h5", background="held", calibration="cal", out=tmp_path / "scan",
+    scan(ScanConfig(scores=tmp_path / "s.h5", background="held", calibration="cal", out=tmp_path / "scan",
                      score="total"))
-    result = report(ReportOptions(run=out, scan=tmp_path / "scan", scores=tmp_path / "s.h5",
+    (tmp_path / "rep").mkdir()
+    result = report(ReportConfig(run=out, scan=tmp_path / "scan", scores=tmp_path / "s.h5",
                                   out=tmp_path / "rep" / "REPORT.md", latent_events=300))
     text = (tmp_path / "rep" / "REPORT.md").read_text()
     assert "latent_pca.png" in text and "roc_total.png" in text
     assert "| calibration | cal | all | 8" in text and "| test | held | all |" in text and "| training | sm |" in text
-    for path in result["files"]:
+    for path in result.files:
         assert path.is_file() and path.stat().st_size > 5000
     assert "data:image/png;base64," in (tmp_path / "rep" / "REPORT.html").read_text()
 

@@ -42,11 +42,11 @@ def refused(argv: list[str], folder, capsys) -> str:
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--epochs", "0"], "training.epochs: Input should be greater than 0 (got 0)"),
-    (["--epochs", "-1"], "training.epochs: Input should be greater than 0 (got -1)"),
-    (["--batch-size", "0"], "training.batch_size: Input should be greater than 0 (got 0)"),
-    (["--devices", "0"], "training.devices: Input should be greater than 0 (got 0)"),
-    (["--num-nodes", "0"], "training.num_nodes: Input should be greater than 0 (got 0)"),
+    (["--epochs", "0"], "training.epochs: must be at least 1 (got 0)"),
+    (["--epochs", "-1"], "training.epochs: must be at least 1 (got -1)"),
+    (["--batch-size", "0"], "training.batch_size: must be at least 1 (got 0)"),
+    (["--devices", "0"], "training.devices: must be at least 1 (got 0)"),
+    (["--num-nodes", "0"], "training.num_nodes: must be at least 1 (got 0)"),
     (["--set", "training.learning_rate=nan"], "training.learning_rate: Input should be a finite number"),
     (["--set", "training.learning_rate=inf"], "training.learning_rate: Input should be a finite number"),
     (["--set", "training.learning_rate=0"], "training.learning_rate: Input should be greater than 0 (got 0)"),

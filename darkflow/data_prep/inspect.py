@@ -1,0 +1,41 @@
+"""``darkflow inspect``: the summary of each event file (counts, layout, processes, feature ranges)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import field_validator
+
+from darkflow.config import Name, StrictModel
+
+
+class InspectConfig(StrictModel):
+    """Options of ``darkflow inspect``: the event files to summarize."""
+
+    files: list[Name]
+
+    @field_validator("files")
+    @classmethod
+    def _some_file(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one event file (.h5)")
+        return value
+
+
+@dataclass
+class InspectResult:
+    """One summary per file, in the order given."""
+
+    summaries: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summaries the command prints."""
+        return list(self.summaries)
+
+
+def inspect(config: InspectConfig) -> InspectResult:
+    """Summarize every file of ``config.files`` (:func:`darkflow.data_prep.summary.summarize`)."""
+    from darkflow.data_prep.summary import summarize
+
+    return InspectResult([summarize(path) for path in config.files])

@@ -1,0 +1,47 @@
+"""``darkflow merge``: concatenate event files (e.g. the shards of a batch conversion) into one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import field_validator
+
+from darkflow.config import Name, StrictModel
+
+
+class MergeConfig(StrictModel):
+    """Options of ``darkflow merge``: the files to concatenate, the output and its label."""
+
+    shards: list[Name]
+    out: Name
+    label: str | None = None
+
+    @field_validator("shards")
+    @classmethod
+    def _some_file(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("give at least one event file (.h5) to merge")
+        return value
+
+
+@dataclass
+class MergeResult:
+    """What was merged: the output, its events and the number of input files."""
+
+    out: Path
+    n_events: int
+    n_files: int
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The summary the command prints."""
+        return [f"wrote {self.out}: {self.n_events} events from {self.n_files} file(s)"]
+
+
+def merge(config: MergeConfig) -> MergeResult:
+    """Concatenate ``config.shards`` into ``config.out`` (:func:`darkflow.data_prep.store.merge`)."""
+    from darkflow.data_prep import store
+
+    attrs = store.merge(config.shards, config.out, label=config.label)
+    return MergeResult(Path(config.out), int(attrs["n_selected"]), len(config.shards))
