@@ -424,8 +424,11 @@ def comparison(options: DemoOptions, flag_lines: list[str] | None = None) -> Pat
 
 def demo(options: DemoOptions) -> Path:
     """Run the whole demo into ``options.out``; returns the path of ``COMPARISON.md``."""
+    from darkflow.fileio import check_output
+
     options.start = time.perf_counter()
-    options.out.mkdir(parents=True, exist_ok=True)
+    check_output(options.out, directory=True)
+    options.out.mkdir(exist_ok=True)
     if options.fresh:
         for name in ["runs", "cuts", "candidates", *(f"{label}.h5" for label in SM_SAMPLES),
                      *(f"{s}.h5" for s in SIGNALS)]:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import PrivateAttr, field_validator, model_validator
 
-from darkflow.config import FlowName, Fraction, Name, StrictModel
+from darkflow.config import Count, FlowName, Fraction, Name, StrictModel
 
 
 class EncoderConfig(StrictModel):
@@ -21,9 +21,23 @@ class EncoderConfig(StrictModel):
     name: Literal["builtin", "resnet18", "wide_resnet50_2"] = "builtin"
     weights: str = "imagenet"
     channels: list[int] = [32, 64, 128]
-    resolution: int = 32
+    resolution: Count = 32
     pretrain_steps: int = 400
     pretrain_lr: float = 1e-3
+
+    @field_validator("pretrain_steps")
+    @classmethod
+    def _steps(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError("must be 0 (no pre-training) or more")
+        return value
+
+    @field_validator("pretrain_lr")
+    @classmethod
+    def _lr(cls, value: float) -> float:
+        if not (0 < value < float("inf")):
+            raise ValueError("must be a finite learning rate above 0")
+        return value
 
     @field_validator("channels")
     @classmethod
@@ -37,10 +51,17 @@ class DecoderConfig(StrictModel):
     """:func:`darkflow.cflow.decoder.build_decoders` options."""
 
     flow: FlowName = "cflow-coupling"
-    blocks: int = 8
+    blocks: Count = 8
     clamp: float = 1.9
     pos_dim: int = 128
     flow_options: dict = {}
+
+    @field_validator("clamp")
+    @classmethod
+    def _clamp(cls, value: float) -> float:
+        if not (0 < value < float("inf")):
+            raise ValueError("must be a finite soft-clamp scale above 0")
+        return value
 
     @field_validator("pos_dim")
     @classmethod
@@ -67,6 +88,13 @@ class TrainingConfig(StrictModel):
     def _positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("must be at least 1")
+        return value
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _lr(cls, value: float) -> float:
+        if not (0 < value < float("inf")):
+            raise ValueError("must be a finite learning rate above 0")
         return value
 
 

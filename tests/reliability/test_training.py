@@ -42,7 +42,7 @@ TRAIN_OPTIONS = [
          ("validation",), allow=("out/run.partial",)),
     Case("train-val-fraction-1.5", train("--set", "training.val_fraction=1.5"), ("val_fraction",)),
     Case("train-val-fraction-0", train("--set", "training.val_fraction=0"), ("val_fraction",)),
-    Case("train-unknown-flow", train("--flow", "bogusflow"), ("bogusflow",)),
+    Case("train-unknown-flow", train("--set", "model.flow=bogusflow"), ("bogusflow",)),
     Case("train-unknown-encoder", train("--encoder", "transformer"), ("transformer",)),
     Case("train-unknown-model", lambda s: ["train", "--data", s.sm_h5, "--model", "nosuchmodel", "--out",
                                            s.out("run"), "-q"], ("nosuchmodel",)),
