@@ -88,10 +88,11 @@ def check_output(
         if same:
             raise InputError(f"{what} {path} is also an input; give another output name (inputs are never changed)")
     parent = resolved.parent
+    shown = f"{path.parent}" if resolved.parent == _resolve(path.parent) else f"{parent} (where the link {path} points)"
     if not parent.exists():
-        raise InputError(f"{what} folder does not exist: {path.parent}; create it first")
+        raise InputError(f"{what} folder does not exist: {shown}; create it first")
     if not parent.is_dir():
-        raise InputError(f"{what} folder {path.parent} is not a folder")
+        raise InputError(f"{what} folder {shown} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK) or _read_only_fs(parent):
         raise InputError(f"{what} folder {path.parent} is not writable")
     if resolved.exists() or path.is_symlink():

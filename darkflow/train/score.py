@@ -200,8 +200,8 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
     notify = notify or _warn
     out, inputs = Path(out), [Path(p) for p in inputs]
     model_file = Path(run) / "model.pt" if Path(run).is_dir() else Path(run)
-    refuse_overwrite(out, [*inputs, model_file])
     check_output(out, what="scores file")
+    refuse_overwrite(out, [*inputs, model_file])
     model, meta = load_model(run)
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     split = np.load(run_dir / "split.npz") if (run_dir / "split.npz").is_file() else None

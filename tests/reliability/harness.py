@@ -318,7 +318,7 @@ class Scene:
     def loop(self, name: str) -> str:
         """A symbolic link to itself: resolving it is a symlink loop."""
         path = self.root / name
-        os.symlink(name, path)
+        os.symlink(path.name, path)
         return str(path)
 
     def link(self, name: str, target: str) -> str:
