@@ -97,6 +97,67 @@ def random_nanoaod(rng: np.random.Generator, n: int, nan_event: int | None = Non
     return data
 
 
+# ----------------------------------------------------------------------------- event files written with h5py
+
+EVENT_HLF_NAMES = ["MET", "MET_phi", "HT", "m_eff"]
+EVENT_PROCESS_NAMES = ["ttbar", "wjets", "zjets"]
+
+
+def random_events(rows: list[str], n: int, typed: bool, seed: int) -> dict[str, np.ndarray]:
+    """Random events in the event-file format: real slots first in every block, MET row always real; with
+    ``typed`` a fifth feature column holds the type code (1-7 for objects, 8 for MET)."""
+    rng = np.random.default_rng(seed)
+    r = len(rows)
+    f = 5 if typed else 4
+    objects = np.zeros((n, r, f), dtype=np.float32)
+    mask = np.zeros((n, r), dtype=bool)
+    for i in range(n):
+        for j, row in enumerate(rows):
+            real = row == "met" or rng.random() < 0.6
+            if not real:
+                continue
+            mask[i, j] = True
+            pt = rng.uniform(20, 300)
+            objects[i, j, :4] = [pt * 1.3, pt, 0.0 if row == "met" else rng.uniform(-2.5, 2.5), rng.uniform(-3, 3)]
+            if typed:
+                objects[i, j, 4] = 8 if row == "met" else int(rng.integers(1, 8))
+    return {
+        "objects": objects,
+        "mask": mask,
+        "hlf": rng.normal(size=(n, len(EVENT_HLF_NAMES))).astype(np.float32),
+        "weight": rng.uniform(0.5, 2.0, size=n),
+        "event_id": (1000 + 7 * np.arange(n)).astype(np.int64),
+        "process": rng.integers(0, len(EVENT_PROCESS_NAMES), size=n).astype(np.int16),
+    }
+
+
+def write_event_file(path: Path, events: dict[str, np.ndarray], rows: list[str], typed: bool,
+                     chunk: int = 8) -> Path:
+    """Write ``events`` (:func:`random_events`) as an event file with h5py directly, independently of
+    ``darkflow.events``; the layout's features are ``E, pt, eta, phi`` (and ``type`` when ``typed``)."""
+    import json
+
+    import h5py
+
+    features = ["E", "pt", "eta", "phi"] + (["type"] if typed else [])
+    layout = {
+        "name": "test-mixed" if typed else "test-fixed",
+        "features": features,
+        "rows": rows,
+        "blocks": [{"types": ["any"], "slots": 5}] if typed
+        else [{"types": ["jet"], "slots": 2}, {"types": ["bjet"], "slots": 1}, {"types": ["eplus"], "slots": 1}],
+        "met_row": True,
+    }
+    with h5py.File(path, "w") as file:
+        for name, values in events.items():
+            file.create_dataset(name, data=values, chunks=(max(1, min(chunk, len(values))), *values.shape[1:]))
+        file.attrs["layout"] = json.dumps(layout)
+        file.attrs["hlf_names"] = json.dumps(EVENT_HLF_NAMES)
+        file.attrs["process_names"] = json.dumps(EVENT_PROCESS_NAMES)
+        file.attrs["label"] = "sm-test"
+    return path
+
+
 # ----------------------------------------------------------------------------- CFLOW-AD fixtures
 
 
