@@ -7,34 +7,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from darkflow.events.schema import DARKMACHINES_CODES, OBJECT_TYPES, TYPE_CODES, check_object_types
+
+__all__ = ["DARKMACHINES_CODES", "KINEMATIC_FIELDS", "OBJECT_TYPES", "TYPE_CODES", "EventChunk", "check_object_types"]
+
 if TYPE_CHECKING:
     import awkward as ak
 
     from darkflow.data_prep.jagged import Jagged
-
-OBJECT_TYPES: tuple[str, ...] = ("jet", "bjet", "eplus", "eminus", "muplus", "muminus", "photon")
-"""Object types in their canonical order; Dark Machines codes in :data:`DARKMACHINES_CODES`."""
-
-DARKMACHINES_CODES: dict[str, str] = {
-    "j": "jet",
-    "b": "bjet",
-    "e+": "eplus",
-    "e-": "eminus",
-    "m+": "muplus",
-    "m-": "muminus",
-    "g": "photon",
-}
-
-TYPE_CODES: dict[str, int] = {name: i + 1 for i, name in enumerate(OBJECT_TYPES)} | {"met": len(OBJECT_TYPES) + 1}
-"""Integer code of every row type, used by the ``type`` feature and the graph view; 0 marks padding."""
-
-def check_object_types(types: list[str]) -> list[str]:
-    """Raise a ``ValueError`` naming the first entry that is not in :data:`OBJECT_TYPES`."""
-    bad = [t for t in types if t not in OBJECT_TYPES]
-    if bad:
-        raise ValueError(f"unknown object type {bad[0]!r}; valid: {', '.join(OBJECT_TYPES)}")
-    return types
-
 
 KINEMATIC_FIELDS: tuple[str, ...] = ("E", "pt", "eta", "phi")
 

@@ -1,11 +1,15 @@
 """``darkflow prepare --workers N | --dask-scheduler ADDR``: entry ranges converted on a Dask cluster.
 
 The inputs are cut into tasks of one file and at most ``chunk_size`` entries, aligned on the chunks the
-single-process path reads. Each task runs :func:`darkflow.data_prep.prepare.convert_range` (the same
-readers and :func:`~darkflow.data_prep.prepare.convert_chunk`) on a worker; the client writes the results
+single-process path reads. Each task runs :func:`darkflow.data_prep.convert.convert_range` (the same
+readers and :func:`~darkflow.data_prep.convert.convert_chunk`) on a worker; the client writes the results
 in input order into one HDF5 file, so the file is the single-process one, dataset for dataset. At most
 two tasks per worker thread are in flight or waiting to be written: memory stays bounded whatever the
 input size. The input files must be readable from the workers (a shared file system on a cluster).
+
+A local cluster (``workers``) is closed, workers included, however the conversion ends: an error, SIGINT or
+SIGTERM (:class:`darkflow.errors.Interrupted`). Its worker processes also get SIGTERM from the kernel when
+this process dies without cleaning up (:func:`darkflow.signals.die_with_parent`).
 
 ``uproot.dask`` / dask-awkward are not used: the conversion works on numpy chunks with a known entry
 range and must come back in order to one writer, which plain futures express directly.
@@ -13,11 +17,13 @@ range and must come back in order to one writer, which plain futures express dir
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterator
 
 import numpy as np
 
+from darkflow.data_prep.convert import convert_range
 from darkflow.errors import ConfigError, InputError
 
 INSTALL_HINT = "pip install 'darkflow[dask]' (dask and distributed)"
@@ -32,10 +38,17 @@ def _distributed():
     return distributed
 
 
+WORKER_PRELOAD = "from darkflow.signals import worker_init; worker_init()"
+"""Run in every local worker process at start-up (Dask treats a preload with spaces as code): ignore SIGINT,
+die on SIGTERM and when the parent process dies."""
+
+
 class Cluster:
     """A Dask client (and the local cluster it talks to, when this process started one).
 
-    Used as a context manager: closes what it started, never a client it was given.
+    Used as a context manager: closes what it started (client first, then the local cluster and its worker
+    processes), never a client it was given; every close is attempted even when one fails or an interrupt
+    arrives during cleanup.
     """
 
     def __init__(self, client, owned: list) -> None:
@@ -46,8 +59,29 @@ class Cluster:
         return self
 
     def __exit__(self, *exc) -> None:
-        for thing in self.owned:
-            thing.close()
+        self.close()
+
+    def close(self) -> None:
+        """Close what this process started, in order. An interrupt during one close is raised once every close
+        has run; an error while closing (a worker already gone) is not: the conversion's outcome stands."""
+        interrupt: BaseException | None = None
+        while self.owned:
+            thing = self.owned.pop(0)
+            try:
+                thing.close()
+            except Exception:  # noqa: S112 (teardown noise must not stop the next close)
+                continue
+            except BaseException as err:
+                interrupt = interrupt or err
+        if interrupt is not None:
+            raise interrupt
+
+
+def check_address(scheduler: str | None) -> None:
+    """A one-line :class:`InputError` for a ``dask_scheduler`` that is not an address (before any work)."""
+    if scheduler is not None and not _looks_like_address(scheduler):
+        raise InputError(f"`dask_scheduler` {scheduler!r} is not a scheduler address; give PROTOCOL://HOST:PORT "
+                         "or HOST:PORT, e.g. tcp://10.0.0.1:8786 (printed by 'dask scheduler')")
 
 
 def connect(workers: int | None, scheduler: str | None, timeout: float = 10.0, client=None) -> Cluster:
@@ -56,13 +90,17 @@ def connect(workers: int | None, scheduler: str | None, timeout: float = 10.0, c
     if client is not None:
         return Cluster(client, [])
     distributed = _distributed()
-    if scheduler is not None and not _looks_like_address(scheduler):
-        raise InputError(f"`dask_scheduler` {scheduler!r} is not a scheduler address; give PROTOCOL://HOST:PORT "
-                         "or HOST:PORT, e.g. tcp://10.0.0.1:8786 (printed by 'dask scheduler')")
+    check_address(scheduler)
     if workers is not None:
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=":0", silence_logs=40)
-        return Cluster(distributed.Client(cluster), [cluster])
+                                           dashboard_address=":0", silence_logs=logging.CRITICAL,
+                                           preload=[WORKER_PRELOAD])
+        try:
+            local = distributed.Client(cluster, set_as_default=False)
+            return Cluster(local, [local, cluster])
+        except BaseException:
+            cluster.close()
+            raise
     try:
         client = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError, TypeError) as err:
@@ -95,8 +133,6 @@ def convert_on_cluster(client, spec, readers, writer, processes, bar) -> tuple[i
 
     Returns ``n_read, n_selected, n_bad, n_skipped``.
     """
-    from darkflow.data_prep.prepare import convert_range
-
     window = 2 * max(1, sum(client.nthreads().values()))
     todo = tasks(readers, spec.chunk_size)
     running: deque = deque()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,14 +16,22 @@ from darkflow.config import Name, StrictModel
 from darkflow.data_prep import builtin
 from darkflow.data_prep.channels import Channel, load_channel
 from darkflow.data_prep.chunk import EventChunk
-from darkflow.data_prep.features import HLF_NAMES, high_level_features, ht
-from darkflow.data_prep.jagged import Jagged
-from darkflow.data_prep.layout import Layout, load_layout
-from darkflow.data_prep.objects import ObjectDefinitions, load_objects, select_objects
+from darkflow.data_prep.convert import (
+    ConversionSpec,
+    ProcessIndex,
+    as_jagged,
+    convert_chunk,
+    drop_nonfinite,
+    open_reader,
+)
+from darkflow.data_prep.features import HLF_NAMES
+from darkflow.data_prep.layout import load_layout
+from darkflow.data_prep.objects import load_objects
 from darkflow.data_prep.prefetch import prefetch
 from darkflow.data_prep.schema import SourceSchema, load_schema
-from darkflow.data_prep.store import EventFileWriter
 from darkflow.errors import ConfigError, DataError, InputError
+from darkflow.events import EventFileWriter, created_stamp
+from darkflow.fileio import check_input, check_output
 
 ROOT_SOURCES = ("nanoaod", "nanoaod_opendata2015", "darkflow", "delphes")
 """Built-in schemas tried, in order, by ``--source auto``: the first whose tree and branches exist and
@@ -212,82 +221,12 @@ def _ranges(counts: list[int], max_events: int | None, shard: tuple[int, int] | 
     return out
 
 
-def as_jagged(chunk: EventChunk) -> EventChunk:
-    """The chunk with every collection as :class:`Jagged` (readers may give awkward arrays)."""
-    objects = {k: v if isinstance(v, Jagged) else Jagged.from_awkward(v) for k, v in chunk.objects.items()}
-    return EventChunk(objects, chunk.met, chunk.met_phi, chunk.weight, chunk.event_id, chunk.process,
-                      chunk.source, chunk.first_line)
-
-
-def _check_finite(chunk: EventChunk, on_error: str) -> tuple[EventChunk, int]:
-    """Drop (``skip``) or refuse (``fail``) events with NaN or inf in any input quantity."""
-    bad = ~(np.isfinite(chunk.met) & np.isfinite(chunk.met_phi) & np.isfinite(chunk.weight))
-    what = ["MET/MET_phi/weight"] if bad.any() else []
-    for name, coll in chunk.objects.items():
-        for key in ("E", "pt", "eta", "phi", "iso"):
-            if key not in coll.fields:
-                continue
-            finite = np.isfinite(coll[key])
-            if not finite.all():
-                bad[coll.event[~finite]] = True
-                what.append(f"{name} {key}")
-    if not bad.any():
-        return chunk, 0
-    if on_error == "fail":
-        ids = ", ".join(str(i) for i in chunk.event_id[bad][:5])
-        raise DataError(
-            f"{chunk.source}: {int(bad.sum())} event(s) in this chunk have NaN or inf in {', '.join(what)} "
-            f"(first event IDs: {ids}); fix the input or drop them with `on_error` skip"
-        )
-    keep = ~bad
-    return EventChunk(
-        objects={k: v.events(keep) for k, v in chunk.objects.items()},
-        met=chunk.met[keep],
-        met_phi=chunk.met_phi[keep],
-        weight=chunk.weight[keep],
-        event_id=chunk.event_id[keep],
-        process=chunk.process[keep],
-        source=chunk.source,
-    ), int(bad.sum())
-
-
-class _ProcessIndex:
-    """Maps process names to int16 indices in order of first appearance, whatever the chunking."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def __call__(self, process: np.ndarray) -> np.ndarray:
-        if len(process) == 0:
-            return np.zeros(0, dtype=np.int16)
-        if (process == process[0]).all():
-            uniq, inverse = process[:1], np.zeros(len(process), dtype=np.intp)
-        else:
-            uniq, first, inverse = np.unique(process.astype(str), return_index=True, return_inverse=True)
-            order = np.argsort(first, kind="stable")
-            uniq, inverse = uniq[order], np.argsort(order)[inverse]
-        for name in uniq:
-            if str(name) not in self.names:
-                self.names.append(str(name))
-        lookup = np.array([self.names.index(str(n)) for n in uniq], dtype=np.int16)
-        return lookup[inverse]
-
-
-def _readers(config: PrepareConfig, inputs: list[Path], source: str, schema: SourceSchema | None):
-    if schema is None:
-        from darkflow.data_prep.darkmachines import DarkMachinesReader
-
-        readers = [DarkMachinesReader(p, chunk_size=config.chunk_size, on_error=config.on_error) for p in inputs]
-    else:
-        from darkflow.data_prep.root_reader import RootReader
-
-        readers = []
-        offset = 0
-        for p in inputs:
-            reader = RootReader(p, schema, chunk_size=config.chunk_size, process=config.process,
-                                index_offset=offset)
-            offset += reader.count_events()
-            readers.append(reader)
+def _readers(config: PrepareConfig, spec: ConversionSpec, inputs: list[Path]):
+    readers, offset = [], 0
+    for p in inputs:
+        reader = open_reader(spec, str(p), index_offset=offset)
+        offset += reader.count_events() if spec.schema is not None else 0
+        readers.append(reader)
     counts = [r.count_events() for r in readers]
     shard = parse_shard(config.shard) if config.shard else None
     for reader, (start, stop) in zip(readers, _ranges(counts, config.max_events, shard), strict=True):
@@ -301,61 +240,49 @@ def _chunks(readers) -> Iterator[EventChunk]:
             yield from reader
 
 
-@dataclass
-class ConversionSpec:
-    """Everything needed to convert events once the inputs are resolved (picklable, sent to Dask workers)."""
-
-    layout: Layout
-    objects_def: ObjectDefinitions
-    channel: Channel | None
-    schema: SourceSchema | None
-    chunk_size: int
-    on_error: str
-    process: str | None
-
-
 def prepare(config: PrepareConfig, progress: bool = True, client=None) -> PrepareResult:
     """Convert ``config.inputs`` into one HDF5 event file at ``config.out`` (see DESIGN section 3).
 
-    With ``config.workers``, ``config.dask_scheduler`` or a ``dask.distributed.Client`` as ``client``,
-    the entry ranges are converted on a Dask cluster (:mod:`darkflow.data_prep.dask_prepare`); the file
-    written is the same, dataset for dataset.
+    Every option and the output path are checked before any input is read. With ``config.workers``,
+    ``config.dask_scheduler`` or a ``dask.distributed.Client`` as ``client``, the entry ranges are converted
+    on a Dask cluster (:mod:`darkflow.data_prep.dask_prepare`); the file written is the same, dataset for
+    dataset, and a local cluster started here is closed however the conversion ends (interrupts included).
     """
     from darkflow.progress import progress_bar
 
-    inputs = [Path(p) for p in config.inputs]
-    if not inputs:
+    if not config.inputs:
         raise InputError("no input files given")
-    for p in inputs:
-        if not p.is_file():
-            raise InputError(f"input file not found: {p}")
-    out = Path(config.out)
-    if out.resolve() in {p.resolve() for p in inputs}:
-        raise InputError(f"`out` {out} is also an input; choose another output path")
+    inputs = [check_input(p, "input file") for p in config.inputs]
+    out = check_output(config.out, inputs)
+    created_stamp()
     layout = load_layout(builtin.resolve("layouts", config.layout))
     objects_def = load_objects(builtin.resolve("objects", config.objects))
     channel = None if config.channel == "none" else load_channel(builtin.resolve("channels", config.channel, ("none",)))
-    source, schema = resolve_source(config.source, inputs)
-    spec = ConversionSpec(layout, objects_def, channel, schema, config.chunk_size, config.on_error, config.process)
+    compression = None if config.compression == "none" else config.compression
     parallel = client is not None or config.workers is not None or config.dask_scheduler is not None
     if parallel:
-        from darkflow.data_prep.dask_prepare import connect
+        from darkflow.data_prep.dask_prepare import check_address
 
-        cluster = connect(config.workers, config.dask_scheduler, config.dask_timeout, client)
-    readers = _readers(config, inputs, source, schema)
-    unit_warnings = [w for w in (getattr(r, "unit_warning", lambda: None)() for r in readers) if w]
-    to_read = sum(r.stop - r.start for r in readers)
-    processes = _ProcessIndex()
-    with EventFileWriter(out, layout.n_rows, len(layout.features), len(HLF_NAMES),
-                         compression=None if config.compression == "none" else config.compression) as writer:
-        bar = progress_bar(f"prepare {out.name}", to_read, enabled=progress)
-        with bar:
+        check_address(config.dask_scheduler)
+    source, schema = resolve_source(config.source, inputs)
+    spec = ConversionSpec(layout, objects_def, channel, schema, config.chunk_size, config.on_error, config.process)
+    processes = ProcessIndex()
+    with contextlib.ExitStack() as stack:
+        if parallel:
+            from darkflow.data_prep.dask_prepare import connect
+
+            cluster = stack.enter_context(connect(config.workers, config.dask_scheduler, config.dask_timeout, client))
+        readers = _readers(config, spec, inputs)
+        unit_warnings = [w for w in (getattr(r, "unit_warning", lambda: None)() for r in readers) if w]
+        to_read = sum(r.stop - r.start for r in readers)
+        writer = stack.enter_context(EventFileWriter(out, layout.n_rows, len(layout.features), len(HLF_NAMES),
+                                                     compression=compression, inputs=inputs))
+        with progress_bar(f"prepare {out.name}", to_read, enabled=progress) as bar:
             if parallel:
                 from darkflow.data_prep.dask_prepare import convert_on_cluster
 
-                with cluster:
-                    n_read, n_selected, n_bad, n_skipped = convert_on_cluster(
-                        cluster.client, spec, readers, writer, processes, bar)
+                n_read, n_selected, n_bad, n_skipped = convert_on_cluster(
+                    cluster.client, spec, readers, writer, processes, bar)
             else:
                 n_read, n_selected, n_bad = _convert_here(spec, readers, writer, processes, bar)
                 n_skipped = sum(getattr(r, "n_skipped", 0) for r in readers)
@@ -384,19 +311,20 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
     return PrepareResult(out, n_read, n_selected, n_skipped, processes.names, unit_warnings + warnings)
 
 
-def _convert_here(spec: ConversionSpec, readers, writer: EventFileWriter, processes: _ProcessIndex,
+def _convert_here(spec: ConversionSpec, readers, writer: EventFileWriter, processes: ProcessIndex,
                   bar) -> tuple[int, int, int]:
     """The single-process path: read, convert and write overlapped in three threads; returns the counts."""
     n_read = n_selected = n_bad = 0
     layout = spec.layout
-    with ThreadPoolExecutor(1, thread_name_prefix="darkflow-write") as io:
+    chunks = contextlib.closing(prefetch(_chunks(readers), depth=1))
+    with ThreadPoolExecutor(1, thread_name_prefix="darkflow-write") as io, chunks as source:
         pending = None
         # Two sets of output buffers: one is filled while the writer thread stores the other.
         shape = (spec.chunk_size, layout.n_rows)
         ring = [(np.zeros((*shape, len(layout.features)), np.float32), np.zeros(shape, bool)) for _ in range(2)]
-        for i, chunk in enumerate(prefetch(_chunks(readers), depth=1)):
+        for i, chunk in enumerate(source):
             n_read += len(chunk)
-            chunk, bad = _check_finite(as_jagged(chunk), spec.on_error)
+            chunk, bad = drop_nonfinite(as_jagged(chunk), spec.on_error)
             bar.update(n_read - bar.n)
             n_bad += bad
             processes(chunk.process)  # every process read is listed, even if none of its events pass
@@ -409,74 +337,6 @@ def _convert_here(spec: ConversionSpec, readers, writer: EventFileWriter, proces
         if pending is not None:
             pending.result()
     return n_read, n_selected, n_bad
-
-
-def convert_range(spec: ConversionSpec, path: str, start: int, stop: int, index_offset: int) -> dict:
-    """Convert entries ``[start, stop)`` of one input, as the single-process path does (run on a worker).
-
-    Returns the datasets of DESIGN section 3 with ``process`` indexing the returned ``process_names``
-    (every process read, in order of first appearance), and the counts ``n_read``, ``n_bad``, ``n_skipped``.
-    """
-    if spec.schema is None:
-        from darkflow.data_prep.darkmachines import DarkMachinesReader
-
-        reader = DarkMachinesReader(path, chunk_size=spec.chunk_size, on_error=spec.on_error, start=start, stop=stop)
-    else:
-        from darkflow.data_prep.root_reader import RootReader
-
-        reader = RootReader(path, spec.schema, chunk_size=spec.chunk_size, start=start, stop=stop,
-                            process=spec.process, index_offset=index_offset)
-    processes = _ProcessIndex()
-    parts, n_read, n_bad = [], 0, 0
-    for chunk in reader:
-        n_read += len(chunk)
-        chunk, bad = _check_finite(as_jagged(chunk), spec.on_error)
-        n_bad += bad
-        processes(chunk.process)
-        arrays = convert_chunk(chunk, spec.objects_def, spec.channel, spec.layout)
-        arrays["process"] = processes(arrays.pop("process_name"))
-        parts.append(arrays)
-    if parts:
-        result = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    else:
-        n_rows, n_feat = spec.layout.n_rows, len(spec.layout.features)
-        result = {"objects": np.zeros((0, n_rows, n_feat), np.float32), "mask": np.zeros((0, n_rows), bool),
-                  "hlf": np.zeros((0, len(HLF_NAMES)), np.float32), "weight": np.zeros(0),
-                  "event_id": np.zeros(0, np.int64), "process": np.zeros(0, np.int16)}
-    return result | {"process_names": processes.names, "n_read": n_read, "n_bad": n_bad,
-                     "n_skipped": getattr(reader, "n_skipped", 0)}
-
-
-def convert_chunk(
-    chunk: EventChunk,
-    objects_def: ObjectDefinitions,
-    channel: Channel | None,
-    layout: Layout,
-    buffers: tuple[np.ndarray, np.ndarray] | None = None,
-) -> dict[str, np.ndarray]:
-    """Object cuts, channel selection, layout and high-level features for one chunk of Jagged objects.
-
-    Returns the datasets of DESIGN section 3 for the selected events (``process_name`` as strings);
-    ``buffers`` are passed to :meth:`Layout.build`.
-    """
-    objects = select_objects(chunk.objects, objects_def)
-    met, met_phi = chunk.met, chunk.met_phi
-    hts = ht(objects)
-    keep = channel.passes(objects, met, hts) if channel is not None else None
-    if keep is not None and not keep.all():
-        objects = {k: v.events(keep) for k, v in objects.items()}
-        met, met_phi, hts = met[keep], met_phi[keep], hts[keep]
-    else:
-        keep = slice(None)
-    arrays, mask = layout.build(objects, met, met_phi, buffers)
-    return {
-        "objects": arrays,
-        "mask": mask,
-        "hlf": high_level_features(objects, met, met_phi, hts),
-        "weight": chunk.weight[keep].astype(np.float64),
-        "event_id": chunk.event_id[keep].astype(np.int64),
-        "process_name": chunk.process[keep],
-    }
 
 
 def _warn_unfilled(readers, schema: SourceSchema | None) -> list[str]:

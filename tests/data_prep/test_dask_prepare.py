@@ -124,3 +124,61 @@ def test_local_cluster_of_processes(tmp_path, root_files):
     assert_same_file(one, many)
     with h5py.File(many) as h:
         assert json.loads(h.attrs["process_names"]) == ["ttbar", "qcd"]  # the empty wjets file adds no process
+
+
+def _imported_modules(module: str) -> set[str]:
+    """Every module a darkflow module imports, at the top or inside functions (from its source)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_no_import_cycle_between_prepare_and_the_dask_path():
+    assert "darkflow.data_prep.prepare" not in _imported_modules("darkflow.data_prep.dask_prepare")
+    shared = _imported_modules("darkflow.data_prep.convert")
+    assert not shared & {"darkflow.data_prep.prepare", "darkflow.data_prep.dask_prepare"}
+    assert "darkflow.data_prep.convert" in _imported_modules("darkflow.data_prep.dask_prepare")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_sigterm_ends_the_local_cluster_and_leaves_nothing(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    src = write_tree(tmp_path / "big.root", random_nanoaod(np.random.default_rng(0), 60_000))
+    out = tmp_path / "x.h5"
+    before = src.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "darkflow", "prepare", str(src), "--out", str(out),
+                             "--workers", "2", "--chunk-size", "500"], stderr=subprocess.PIPE, text=True)
+    parent = psutil.Process(proc.pid)
+    children: list = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:  # the workers run and the output is being written
+        children = parent.children(recursive=True)
+        if len(children) >= 2 and list(tmp_path.glob(".x.h5.darkflow-*")):
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "prepare ended before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == ("darkflow prepare: interrupted: interrupted by SIGTERM; "
+                                            "no partial output was left")
+    assert "Traceback" not in err and len([line for line in err.splitlines() if "darkflow prepare:" in line]) == 1
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"worker processes survived: {alive}"
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["big.root"]
+    assert src.read_bytes() == before

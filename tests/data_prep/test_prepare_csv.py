@@ -12,7 +12,7 @@ from reference import CUTS, SLOTS, TYPES, channel_pass, remove_overlaps
 
 from darkflow.cli import main
 from darkflow.data_prep.prepare import PrepareConfig, prepare
-from darkflow.data_prep.store import merge
+from darkflow.events import merge
 
 CODES = {"j": "jet", "b": "bjet", "e+": "eplus", "e-": "eminus", "m+": "muplus", "m-": "muminus", "g": "photon"}
 

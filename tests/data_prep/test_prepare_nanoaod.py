@@ -245,8 +245,8 @@ def test_overlap_removal_edges(tmp_path):
 
 def test_no_event_selected_fails_without_output(real_nanoaod, tmp_path, capsys):
     from darkflow.cli import main
-    from darkflow.data_prep.store import merge
     from darkflow.errors import InputError
+    from darkflow.events import merge
 
     out = tmp_path / "chan1.h5"
     assert main(["prepare", str(real_nanoaod), "--out", str(out), "--channel", "chan1", "-q"]) == 2

@@ -1,4 +1,5 @@
-"""``--shard I/N`` + ``darkflow merge`` give exactly the one-shot file; merge refuses mismatched layouts."""
+"""``--shard I/N`` + ``darkflow merge`` give exactly the one-shot file; merge refuses mismatched layouts;
+``subset`` writes the chosen events and nothing else."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import pytest
 from conftest import random_nanoaod, write_tree
 
 from darkflow.data_prep.prepare import PrepareConfig, _ranges, prepare
-from darkflow.data_prep.store import merge
 from darkflow.errors import InputError
+from darkflow.events import EventFile, merge, subset
+from darkflow.fileio import leftovers
 
 DATASETS = ("objects", "mask", "hlf", "weight", "event_id", "process")
 
@@ -84,3 +86,31 @@ def test_merge_remaps_processes_and_refuses_other_layouts(tmp_path, two_files):
         merge([a, c], tmp_path / "bad.h5")
     assert not (tmp_path / "bad.h5").exists()
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_merge_refuses_an_output_that_is_an_input(tmp_path, two_files):
+    a = tmp_path / "a.h5"
+    prepare(PrepareConfig(inputs=[two_files[0]], out=str(a)), progress=False)
+    before = a.read_bytes()
+    with pytest.raises(InputError, match="is also an input"):
+        merge([a], a)
+    assert a.read_bytes() == before and not leftovers(tmp_path)
+
+
+def test_subset_writes_the_chosen_events(tmp_path, two_files):
+    src = tmp_path / "src.h5"
+    prepare(PrepareConfig(inputs=two_files, out=str(src)), progress=False)
+    chosen = np.array([400, 3, 17, 582, 250])
+    out = tmp_path / "part.h5"
+    attrs = subset(src, out, chosen, label="part")
+    order = np.sort(chosen)
+    with h5py.File(src) as x, h5py.File(out) as y:
+        for name in DATASETS:
+            np.testing.assert_array_equal(y[name][:], x[name][:][order], err_msg=name)
+        assert y.attrs["label"] == "part" and int(y.attrs["n_selected"]) == 5 == attrs["n_selected"]
+        assert y.attrs["subset_of"] == str(src) and "created" not in y.attrs
+        assert json.loads(y.attrs["process_names"]) == json.loads(x.attrs["process_names"])
+    assert EventFile(out).n_events == 5
+    with pytest.raises(IndexError, match="event index 583 out of range"):
+        subset(src, tmp_path / "bad.h5", [0, 583])
+    assert not (tmp_path / "bad.h5").exists() and not leftovers(tmp_path)
