@@ -76,7 +76,7 @@ class GraphEncoder(nn.Module):
 
     def __init__(self, features: int, channels: Sequence[int] = (64, 64), hidden: int = 128) -> None:
         super().__init__()
-        from darkflow.data_prep.dataset import import_torch_geometric
+        from darkflow.train.dataset import import_torch_geometric
 
         import_torch_geometric()  # imports it with its import-time deprecation warning silenced
         from torch_geometric.nn import EdgeConv

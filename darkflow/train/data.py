@@ -1,6 +1,6 @@
-"""Training batches: whole batches read at once, from memory when the split fits, else from HDF5.
+"""Training batches: whole batches read at once, from memory when the split fits, else from the event file.
 
-A batch is one read (a slice of an in-memory array, or one sorted h5py selection), with no per-event
+A batch is one read (a slice of an in-memory array, or one sorted :meth:`EventFile.read`), with no per-event
 dicts to collate; the DataLoader gets index lists from an :class:`EventBatchSampler`, which under DDP
 hands every process its own share of each global batch (Lightning's own sampler injection is switched
 off: it would wrap the batch sampler and pad the validation batches with repeats).
@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from darkflow.events import EventFile
 
 FIELDS = ("objects", "mask", "hlf", "weight")
 IN_MEMORY_BYTES = 2 * 2**30
@@ -39,57 +41,52 @@ def memory_budget() -> int:
 
 
 class EventBatches(Dataset):
-    """Batches of ``objects`` ``(B, R, F)``, ``mask`` ``(B, R)`` and ``weight`` ``(B,)`` of an event file.
+    """Batches of ``objects`` ``(B, R, F)``, ``mask`` ``(B, R)``, ``hlf`` ``(B, K)`` and ``weight`` ``(B,)`` of
+    an event file.
 
     Arguments:
-        path: the HDF5 event file.
+        path: the HDF5 event file, or an open :class:`EventFile` (not validated again).
         indices: the events of this split (e.g. the training split), sorted.
         in_memory: load the split into memory (``None``: when it is smaller than :func:`memory_budget`);
             otherwise every batch is read from the file when it is needed, so that memory stays bounded
             by a few batches whatever the file size.
+
+    Raises:
+        DataError: NaN or inf in the ``objects`` or ``hlf`` of an event of the split
+            (:meth:`EventFile.check_finite`, checked once here).
     """
 
-    def __init__(self, path: str | os.PathLike, indices: Sequence[int] | np.ndarray, in_memory: bool | None = None) -> None:
-        import h5py
-
-        self.path = str(path)
-        self.indices = np.sort(np.asarray(indices, dtype=np.int64))
-        with h5py.File(self.path, "r") as h:
-            per_event = h["objects"][0:1].nbytes + h["mask"][0:1].nbytes
+    def __init__(self, path: str | os.PathLike | EventFile, indices: Sequence[int] | np.ndarray,
+                 in_memory: bool | None = None) -> None:
+        self.events = path if isinstance(path, EventFile) else EventFile(path)
+        self.path = str(self.events.path)
+        self.indices = np.sort(self.events.check_indices(np.asarray(indices, dtype=np.int64)))
+        per_event = 4 * self.events.n_rows * self.events.n_features + self.events.n_rows
         self.in_memory = per_event * len(self.indices) < memory_budget() if in_memory is None else in_memory
         self.arrays: dict[str, np.ndarray] | None = None
-        self._file = None
         if self.in_memory:
-            self.arrays = _read(self.path, self.indices)
+            self.arrays = self.events.read(self.indices, FIELDS)
+            _check_finite(self.events, self.arrays, self.indices)
+            self.events.close()
+        else:
+            self.events.check_finite(self.indices)
+            self.events.close()
 
     def __len__(self) -> int:
         return len(self.indices)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_file": None}
 
     def __getitem__(self, positions: list[int]) -> dict[str, Tensor]:
         positions = np.sort(np.asarray(positions, dtype=np.int64))
         if self.arrays is not None:
             return {k: torch.from_numpy(v[positions]) for k, v in self.arrays.items()}
-        if self._file is None:
-            import h5py
-
-            self._file = h5py.File(self.path, "r")
-        rows = self.indices[positions]
-        if len(rows) and rows[-1] - rows[0] + 1 == len(rows):
-            rows = slice(int(rows[0]), int(rows[-1]) + 1)  # one hyperslab instead of a point selection
-        return {k: torch.from_numpy(self._file[k][rows]) for k in FIELDS}
+        return {k: torch.from_numpy(v) for k, v in self.events.read(self.indices[positions], FIELDS).items()}
 
 
-def _read(path: str, indices: np.ndarray) -> dict[str, np.ndarray]:
-    import h5py
-
-    with h5py.File(path, "r") as h:
-        if len(indices) and indices[-1] - indices[0] + 1 == len(indices):
-            sl = slice(int(indices[0]), int(indices[-1]) + 1)
-            return {k: h[k][sl] for k in FIELDS}
-        return {k: h[k][indices] for k in FIELDS}
+def _check_finite(events: EventFile, arrays: dict[str, np.ndarray], indices: np.ndarray) -> None:
+    """:meth:`EventFile.check_finite` on a split already in memory (the same message, no second read)."""
+    bad = ~(np.isfinite(arrays["objects"]).all(axis=(1, 2)) & np.isfinite(arrays["hlf"]).all(axis=1))
+    if bad.any():
+        events.check_finite(indices[bad])
 
 
 def distributed_rank() -> tuple[int, int]:

@@ -101,19 +101,19 @@ def posterior_means(model, path: str | Path, indices: np.ndarray, max_events: in
                     batch_size: int = 4096, seed: int = 0) -> np.ndarray:
     """Posterior means ``(n, D)`` of the events ``indices`` of an event file (a seeded subset of
     ``max_events`` of them when there are more); the model, in eval mode, stays on its device."""
-    import h5py
     import torch
+
+    from darkflow.events import EventFile
 
     indices = np.sort(np.asarray(indices, dtype=np.int64))
     if len(indices) > max_events:
         indices = np.sort(np.random.default_rng(seed).choice(indices, size=max_events, replace=False))
     device = next(model.parameters()).device
     parts = []
-    with h5py.File(path, "r") as handle, torch.no_grad():
-        for lo in range(0, len(indices), batch_size):
-            rows = indices[lo : lo + batch_size]
-            objects = torch.from_numpy(handle["objects"][rows]).to(device)
-            mask = torch.from_numpy(handle["mask"][rows]).to(device)
-            hlf = torch.from_numpy(handle["hlf"][rows]).to(device)
+    with EventFile(path) as events, torch.no_grad():
+        for _, block in events.blocks(batch_size, fields=("objects", "mask", "hlf"), indices=indices):
+            objects = torch.from_numpy(block["objects"]).to(device)
+            mask = torch.from_numpy(block["mask"]).to(device)
+            hlf = torch.from_numpy(block["hlf"]).to(device)
             parts.append(model.posterior_mean(objects, mask, hlf=hlf).cpu().double().numpy())
     return np.concatenate(parts) if parts else np.zeros((0, model.mu.out_features))

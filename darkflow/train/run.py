@@ -138,12 +138,11 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _training_blocks(dataset_path: str, train_idx: np.ndarray, *datasets: str):
     """The ``datasets`` of the training events, in blocks of at most 65,536 events (one tuple per block)."""
-    import h5py
+    from darkflow.events import EventFile
 
-    with h5py.File(dataset_path, "r") as h:
-        for lo in range(0, len(train_idx), 65_536):
-            idx = train_idx[lo : lo + 65_536]
-            yield tuple(h[name][idx] for name in datasets)
+    with EventFile(dataset_path) as events:
+        for _, block in events.blocks(65_536, fields=datasets, indices=train_idx):
+            yield tuple(block[name] for name in datasets)
 
 
 def _fit_scaler(dataset_path: str, train_idx: np.ndarray, config: TrainConfig, layout: dict):
@@ -198,8 +197,8 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     import lightning as L
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from darkflow.data_prep.dataset import EventDataset
     from darkflow.train.data import EventBatches, batch_loader
+    from darkflow.train.dataset import EventDataset
     from darkflow.train.epoch_end import AtomicCheckpointIO, MetricsCSV
     from darkflow.train.input_checks import check_training_values
     from darkflow.train.module import DarkFlowModule, NonFiniteLoss
@@ -414,11 +413,11 @@ def _diagnostics(model: torch.nn.Module, data: str, val_idx: np.ndarray, metrics
 
 
 def _training_file(path: str) -> dict[str, Any]:
-    from darkflow.data_prep.store import open_event_file, read_attrs
+    from darkflow.events import EventFile
     from darkflow.train.provenance import describe
 
-    with open_event_file(path) as handle:
-        return describe(path, read_attrs(handle), handle["objects"].shape[0])
+    with EventFile(path) as events:
+        return describe(path, events.attrs, events.n_events)
 
 
 def _metadata(config: TrainConfig, scaler, codes: list[int], layout: dict, options: TrainOptions, label: str,
@@ -438,10 +437,11 @@ def _metadata(config: TrainConfig, scaler, codes: list[int], layout: dict, optio
 def _fit_forest(model, config: TrainConfig, options: TrainOptions, full, train_idx, layout, codes, scaler,
                 hlf_scaler, run_dir: Path):
     """The isolation-forest baseline: no gradient training, one scikit-learn fit on the training split."""
-    import h5py
+    from darkflow.events import EventFile
 
-    with h5py.File(options.data, "r") as h, torch.no_grad():
-        x = model.flat(torch.from_numpy(h["objects"][train_idx]), torch.from_numpy(h["mask"][train_idx]))
+    with EventFile(options.data) as events, torch.no_grad():
+        part = events.read(train_idx, ("objects", "mask"))
+        x = model.flat(torch.from_numpy(part["objects"]), torch.from_numpy(part["mask"]))
     model.fit(x.double().numpy())
     metadata = _metadata(config, scaler, codes, layout, options, full.label, model, 0, float("nan"),
                          hlf_scaler=hlf_scaler)

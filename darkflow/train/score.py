@@ -30,6 +30,7 @@ from pydantic import field_validator
 
 from darkflow.config import Name, StrictModel
 from darkflow.errors import InputError
+from darkflow.events import EventFile
 from darkflow.fileio import atomic_output, check_output
 from darkflow.train.overlap import KeyIndex, event_keys
 
@@ -37,19 +38,20 @@ BATCH = 4096
 
 
 @torch.no_grad()
-def score_file(model: torch.nn.Module, path: str | Path, batch_size: int = BATCH,
+def score_file(model: torch.nn.Module, path: str | Path | EventFile, batch_size: int = BATCH,
                indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Deterministic scores (posterior mean) of the events of an event file (all, or sorted ``indices``)."""
-    from darkflow.data_prep.store import open_event_file
-
+    """Deterministic scores (posterior mean) of the events of an event file (all, or sorted ``indices``);
+    ``path`` may be an open :class:`~darkflow.events.EventFile` (not validated again)."""
     out: dict[str, list[np.ndarray]] = {}
-    with open_event_file(path) as handle:
-        n = handle["objects"].shape[0] if indices is None else len(indices)
+    events = path if isinstance(path, EventFile) else EventFile(path)
+    with events:
+        n = events.n_events if indices is None else len(indices)
         for lo in range(0, n, batch_size):
             rows = slice(lo, lo + batch_size) if indices is None else np.sort(indices[lo : lo + batch_size])
-            objects = torch.from_numpy(handle["objects"][rows])
-            mask = torch.from_numpy(handle["mask"][rows])
-            hlf = torch.from_numpy(handle["hlf"][rows])
+            part = events.read(rows, ("objects", "mask", "hlf"))
+            objects = torch.from_numpy(part["objects"])
+            mask = torch.from_numpy(part["mask"])
+            hlf = torch.from_numpy(part["hlf"])
             for key, value in model(objects, mask, sample=False, hlf=hlf).items():
                 out.setdefault(key, []).append(value.double().numpy())
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
@@ -103,7 +105,6 @@ class _Training:
     """The training file as ``score`` sees it: its description, and its events' keys and roles."""
 
     def __init__(self, meta: dict[str, Any], split, notify: Callable[[str, str], None]) -> None:
-        from darkflow.data_prep.store import open_event_file, read_attrs
         from darkflow.train.provenance import describe
 
         self.description = meta.get("training_file")
@@ -120,12 +121,11 @@ class _Training:
                 what = "inputs are checked neither against its channel, objects and source nor for overlaps"
             notify("note", f"the training file {self.path} is not found: {what}")
             return
-        with open_event_file(self.path) as handle:
-            attrs = read_attrs(handle)
-            self.n = handle["objects"].shape[0]
-            self.has_met = _met(handle, attrs) is not None
+        with EventFile(self.path) as events:
+            self.n = events.n_events
+            self.has_met = "MET" in events.hlf_names
             if self.description is None:
-                self.description = describe(self.path, attrs, self.n)
+                self.description = describe(self.path, events.attrs, self.n)
         if split is None:
             notify("note", "the run has no split.npz: events of the training file are all marked as training (0)")
 
@@ -139,32 +139,35 @@ class _Training:
     def keys(self, with_met: bool) -> tuple[np.ndarray, list[str], KeyIndex]:
         """The training file's event keys (:func:`darkflow.train.overlap.event_keys`), its process names
         and the keys' search index with the events' roles (read once per ``with_met``)."""
-        from darkflow.data_prep.store import open_event_file, read_attrs
-
         if with_met not in self._keys:
-            with open_event_file(self.path) as handle:
-                attrs = read_attrs(handle)
-                names = list(attrs.get("process_names", []))
-                met = _met(handle, attrs) if with_met else None
-                keys = event_keys(handle["process"][:], handle["event_id"][:], met, names, names)
+            with EventFile(self.path) as events:
+                names = events.process_names
+                met = _met(events) if with_met else None
+                ids = events.read(None, ("process", "event_id"))
+                keys = event_keys(ids["process"], ids["event_id"], met, names, names)
             self._keys[with_met] = (keys, names, KeyIndex(keys, self.roles()))
         return self._keys[with_met]
 
 
-def _met(handle, attrs: dict[str, Any]) -> np.ndarray | None:
-    names = list(attrs.get("hlf_names", []))
-    return handle["hlf"][:, names.index("MET")] if "MET" in names else None
+def _met(events: EventFile) -> np.ndarray | None:
+    """The MET column of the high-level features, ``(N,)``, or ``None`` when the file has none."""
+    names = events.hlf_names
+    if "MET" not in names:
+        return None
+    column = names.index("MET")
+    return np.concatenate([block["hlf"][:, column] for _, block in events.blocks(fields=("hlf",))] or
+                          [np.zeros(0, np.float32)])
 
 
-def _overlap(training: _Training, path: Path, handle, attrs: dict[str, Any]) -> tuple[np.ndarray, str]:
-    """``split`` of an input (the roles of its training-file events, else -1) and its role's description."""
+def _overlap(training: _Training, path: Path, events: EventFile, ids: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
+    """``split`` of an input (the roles of its training-file events, else -1) and its role's description;
+    ``ids`` holds its ``process`` and ``event_id``."""
     if _same_file(path, training.path):
         return training.roles(), "same"
-    met = _met(handle, attrs)
+    met = _met(events)
     with_met = met is not None and training.has_met
     reference, names, index = training.keys(with_met)
-    keys = event_keys(handle["process"][:], handle["event_id"][:], met if with_met else None,
-                      list(attrs.get("process_names", [])), names)
+    keys = event_keys(ids["process"], ids["event_id"], met if with_met else None, events.process_names, names)
     if len(keys) == len(reference) and np.array_equal(keys, reference):
         return training.roles(), "copy"
     return index.roles_of(keys), "partial"
@@ -193,7 +196,6 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
     """
     import h5py
 
-    from darkflow.data_prep.store import open_event_file, read_attrs
     from darkflow.train.provenance import differences
     from darkflow.train.run import load_model
 
@@ -208,18 +210,17 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
     training = _Training(meta, split, notify)
     refuse_overwrite(out, [training.path])
 
-    labels: dict[str, Path] = {}
+    labels: dict[str, EventFile] = {}
     found: list[str] = []
     for path in inputs:
-        with open_event_file(path) as handle:
-            attrs = read_attrs(handle)
-        check_layout(meta, path, attrs.get("layout", {}))
-        label = attrs.get("label") or path.stem
+        events = EventFile(path)
+        check_layout(meta, path, events.layout)
+        label = events.label
         if label in labels:
             raise InputError(f"two inputs have the label {label!r}; prepare one again with another `label`")
-        labels[label] = path
+        labels[label] = events
         if training.description is not None and not (training.exists and _same_file(path, training.path)):
-            found += [f"{path}: {phrase}" for phrase in differences(attrs, training.description)]
+            found += [f"{path}: {phrase}" for phrase in differences(events.attrs, training.description)]
     if strict and found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise InputError(f"{found[0]}{more}; `strict` refuses inputs prepared otherwise than the training file")
@@ -233,27 +234,26 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
             dest.attrs["default_score"] = meta.get("default_score", "total")
             dest.attrs["model"] = str(run)
             dest.attrs["training_file"] = str(training.path)
-            for label, path in labels.items():
-                with open_event_file(path) as handle:
-                    attrs = read_attrs(handle)
-                    extra = {k: handle[k][:] for k in ("weight", "event_id", "process")}
-                    baselines = hlf_scores(list(attrs.get("hlf_names", [])), handle["hlf"][:])
-                    simulation = handle.attrs.get("simulation")
+            for label, events in labels.items():
+                path = events.path
+                with events:
+                    extra = events.read(None, ("weight", "event_id", "process"))
+                    baselines = hlf_scores(events.hlf_names, events.read(None, ("hlf",))["hlf"])
                     part, role = np.full(len(extra["weight"]), -1, dtype=np.int8), "not checked"
                     if training.exists:
-                        part, how = _overlap(training, path, handle, attrs)
+                        part, how = _overlap(training, path, events, extra)
                         role = _role(how, part)
                         _report_overlap(notify, path, training.path, training.known_paths, how, part)
-                scores = score_file(model, path)
+                    scores = score_file(model, events)
                 group = dest.create_group(label)
                 for key, value in {**scores, **baselines, **extra}.items():
                     group.create_dataset(key, data=value)
                 group.create_dataset("split", data=part)
-                group.attrs["process_names"] = json.dumps(attrs.get("process_names", []))
+                group.attrs["process_names"] = json.dumps(events.process_names)
                 group.attrs["source"] = str(path)
                 group.attrs["role"] = role
-                if simulation is not None:
-                    group.attrs["simulation"] = simulation
+                if events.simulation is not None:
+                    group.attrs["simulation"] = events.simulation
                 counts[label] = len(part)
     return counts
 

@@ -41,8 +41,8 @@ def data(tmp_path_factory):
 def untrained(data, out, **extra):
     """A run directory as ``darkflow train`` writes it, without spending time on training."""
     from darkflow.checkpoint import save_weights
-    from darkflow.data_prep.dataset import EventDataset
     from darkflow.models.scaler import Standardizer
+    from darkflow.train.dataset import EventDataset
     from darkflow.train.run import build_model, model_scores, type_codes
 
     config = load_train_config("convvae", SMALL | extra)

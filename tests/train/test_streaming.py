@@ -12,7 +12,7 @@ import pytest
 from conftest import random_nanoaod, write_tree
 
 from darkflow.data_prep.prepare import PrepareConfig, prepare
-from darkflow.data_prep.store import DATASETS, EventFileWriter, read_attrs
+from darkflow.events import DATASETS, EventFile, EventFileWriter
 
 # In a fresh interpreter: import torch and Lightning, cap the data segment (heap and anonymous maps,
 # RLIMIT_DATA) at what they use plus 300 MB, check that the cap bites, then read the whole file.
@@ -57,7 +57,7 @@ def test_a_file_larger_than_the_memory_limit_streams(tmp_path):
     prepare(PrepareConfig(inputs=[str(src)], out=str(small)), progress=False)
     with h5py.File(small) as h:
         block = {d: h[d][:] for d in DATASETS}
-        attrs = read_attrs(h)
+    attrs = EventFile(small).attrs
     big, repeats = tmp_path / "big.h5", 280  # 1.4 M events, ~ 850 MB
     expected = 0.0
     with EventFileWriter(big, *block["objects"].shape[1:], block["hlf"].shape[1]) as writer:

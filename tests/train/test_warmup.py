@@ -10,9 +10,9 @@ import pytest
 import torch
 from conftest import random_nanoaod, write_tree
 
-from darkflow.data_prep.dataset import EventDataset
 from darkflow.data_prep.prepare import PrepareConfig, prepare
 from darkflow.errors import ConfigError
+from darkflow.train.dataset import EventDataset
 from darkflow.train.run import (
     TrainOptions,
     _expected_warnings,

@@ -1,83 +1,27 @@
-"""Tests of darkflow.data_prep.dataset against HDF5 event files written here with h5py."""
+"""Tests of darkflow.train.dataset (EventDataset on darkflow.events.EventFile) against HDF5 event files written
+with h5py (conftest.write_event_file). The file checks themselves are tested in tests/events/test_file.py."""
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import EVENT_HLF_NAMES, EVENT_PROCESS_NAMES, random_events, write_event_file
 from torch.utils.data import DataLoader, Subset
 
-from darkflow.data_prep.chunk import OBJECT_TYPES, TYPE_CODES
-from darkflow.data_prep.dataset import NODE_TYPES, EventDataset, import_torch_geometric
 from darkflow.errors import DataError, InputError
+from darkflow.events import TYPE_CODES, EventFile
+from darkflow.train.dataset import NODE_TYPES, EventDataset, import_torch_geometric
 
 FIXED_ROWS = ["jet", "jet", "bjet", "eplus", "met"]
 MIXED_ROWS = ["any"] * 5 + ["met"]
-HLF_NAMES = ["MET", "MET_phi", "HT", "m_eff"]
-PROCESS_NAMES = ["ttbar", "wjets", "zjets"]
-
-
-def _random_events(rows: list[str], n: int, typed: bool, seed: int) -> dict[str, np.ndarray]:
-    """Random events in the file format: real slots first in every block, MET row always real."""
-    rng = np.random.default_rng(seed)
-    r = len(rows)
-    f = 5 if typed else 4
-    objects = np.zeros((n, r, f), dtype=np.float32)
-    mask = np.zeros((n, r), dtype=bool)
-    for i in range(n):
-        for j, row in enumerate(rows):
-            real = row == "met" or rng.random() < 0.6
-            if not real:
-                continue
-            mask[i, j] = True
-            pt = rng.uniform(20, 300)
-            objects[i, j, :4] = [
-                pt * 1.3,
-                pt,
-                0.0 if row == "met" else rng.uniform(-2.5, 2.5),
-                rng.uniform(-3, 3),
-            ]
-            if typed:
-                code = TYPE_CODES["met"] if row == "met" else int(rng.integers(1, len(OBJECT_TYPES) + 1))
-                objects[i, j, 4] = code
-    return {
-        "objects": objects,
-        "mask": mask,
-        "hlf": rng.normal(size=(n, len(HLF_NAMES))).astype(np.float32),
-        "weight": rng.uniform(0.5, 2.0, size=n),
-        "event_id": (1000 + 7 * np.arange(n)).astype(np.int64),
-        "process": rng.integers(0, len(PROCESS_NAMES), size=n).astype(np.int16),
-    }
-
-
-def _write(path: Path, events: dict[str, np.ndarray], rows: list[str], typed: bool, chunk: int = 8) -> Path:
-    features = ["E", "pt", "eta", "phi"] + (["type"] if typed else [])
-    layout = {
-        "name": "test-mixed" if typed else "test-fixed",
-        "features": features,
-        "rows": rows,
-        "blocks": [{"types": ["any"], "slots": 5}]
-        if typed
-        else [
-            {"types": ["jet"], "slots": 2},
-            {"types": ["bjet"], "slots": 1},
-            {"types": ["eplus"], "slots": 1},
-        ],
-        "met_row": True,
-    }
-    with h5py.File(path, "w") as file:
-        for name, values in events.items():
-            file.create_dataset(name, data=values, chunks=(min(chunk, len(values)), *values.shape[1:]))
-        file.attrs["layout"] = json.dumps(layout)
-        file.attrs["hlf_names"] = json.dumps(HLF_NAMES)
-        file.attrs["process_names"] = json.dumps(PROCESS_NAMES)
-        file.attrs["label"] = "sm-test"
-    return path
+HLF_NAMES = EVENT_HLF_NAMES
+PROCESS_NAMES = EVENT_PROCESS_NAMES
+_random_events = random_events
+_write = write_event_file
 
 
 @pytest.fixture(scope="module")
@@ -335,60 +279,6 @@ def test_graph_bad_type_code(tmp_path):
 # ---------------------------------------------------------------------- errors
 
 
-def test_missing_file(tmp_path):
-    with pytest.raises(InputError, match="not found"):
-        EventDataset(tmp_path / "nope.h5")
-
-
-def test_not_hdf5(tmp_path):
-    path = tmp_path / "text.h5"
-    path.write_text("not hdf5\n")
-    with pytest.raises(InputError, match="not an HDF5 file"):
-        EventDataset(path)
-
-
-def test_missing_dataset_lists_present(tmp_path, fixed):
-    events = dict(fixed[1])
-    del events["hlf"]
-    path = _write(tmp_path / "nohlf.h5", events, FIXED_ROWS, typed=False)
-    with pytest.raises(
-        InputError, match=r"missing dataset\(s\) hlf; it holds: event_id, mask, objects, process, weight"
-    ):
-        EventDataset(path)
-
-
-def test_missing_layout(tmp_path, fixed):
-    path = _write(tmp_path / "nolayout.h5", fixed[1], FIXED_ROWS, typed=False)
-    with h5py.File(path, "a") as file:
-        del file.attrs["layout"]
-    with pytest.raises(InputError, match="no 'layout' attribute"):
-        EventDataset(path)
-
-
-def test_layout_mismatch(tmp_path, fixed):
-    path = _write(tmp_path / "badrows.h5", fixed[1], FIXED_ROWS[:-1], typed=False)
-    with pytest.raises(InputError, match="layout has 4 rows but 'objects' has 5"):
-        EventDataset(path)
-    path = _write(tmp_path / "badtype.h5", fixed[1], ["jet", "jet", "tau", "eplus", "met"], typed=False)
-    with pytest.raises(InputError, match="unknown row type"):
-        EventDataset(path)
-
-
-def test_any_rows_need_type_column(tmp_path):
-    events = _random_events(MIXED_ROWS, 3, typed=False, seed=5)
-    path = _write(tmp_path / "notype.h5", events, MIXED_ROWS, typed=False)
-    with pytest.raises(InputError, match="no 'type' feature"):
-        EventDataset(path)
-
-
-def test_inconsistent_lengths(tmp_path, fixed):
-    events = dict(fixed[1])
-    events["weight"] = events["weight"][:-1]
-    path = _write(tmp_path / "short.h5", events, FIXED_ROWS, typed=False)
-    with pytest.raises(InputError, match="disagree on the number of events"):
-        EventDataset(path)
-
-
 def test_unknown_view(fixed):
     with pytest.raises(InputError, match="unknown dataset view 'image'; valid views: array, graph"):
         EventDataset(fixed[0], view="image")  # type: ignore[arg-type]
@@ -421,3 +311,12 @@ def test_errors_are_one_line(tmp_path, fixed):
         with pytest.raises(InputError) as info:
             EventDataset(bad)
         assert "\n" not in str(info.value)
+
+
+def test_built_on_an_open_event_file(fixed):
+    path, events = fixed
+    file = EventFile(path)
+    ds = EventDataset(file, indices=[3, 1])
+    assert ds.events is file and ds.label == file.label == "sm-test"
+    _check_sample(ds[0], events, 3)
+    _check_sample(ds[1], events, 1)

@@ -1,9 +1,10 @@
-"""PyTorch datasets that stream events from a DarkFlow HDF5 event file.
+"""PyTorch datasets that stream events from a DarkFlow HDF5 event file, built on :class:`~darkflow.events.EventFile`.
 
-:class:`EventDataset` reads the padded 2D arrays written by ``darkflow prepare`` (see the design, section
-3) without loading whole datasets: every access reads only the requested events, and a batch of events is
-read with one h5py selection per dataset. The file is opened lazily in the process that reads, so the
-dataset works with ``DataLoader(num_workers > 0)`` under both ``fork`` and ``spawn``.
+:class:`EventDataset` reads the padded 2D arrays of an event file (DESIGN section 3) without loading whole
+datasets: every access reads only the requested events, and a batch of events is read with one h5py
+selection per dataset (:meth:`EventFile.read`). The file is validated once, by :class:`EventFile`, and opened
+lazily in the process that reads, so the dataset works with ``DataLoader(num_workers > 0)`` under both
+``fork`` and ``spawn``.
 
 Two views of an event:
 
@@ -16,7 +17,6 @@ Two views of an event:
 
 from __future__ import annotations
 
-import json
 import operator
 import os
 import warnings
@@ -24,35 +24,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from darkflow.data_prep.chunk import OBJECT_TYPES, TYPE_CODES
-from darkflow.data_prep.store import DATASETS
 from darkflow.errors import DataError, InputError
+from darkflow.events import ANY_ROW, OBJECT_TYPES, TYPE_CODES, TYPE_FEATURE, EventFile
 
 VIEWS: tuple[str, ...] = ("array", "graph")
 """Valid values of the ``view`` argument of :class:`EventDataset`."""
 
-
 NODE_TYPES: tuple[str, ...] = (*OBJECT_TYPES, "met")
 """Node types of the graph view in one-hot order: the one-hot index of a type is ``TYPE_CODES[type] - 1``."""
-
-ANY_ROW = "any"
-"""Row type of a slot in a mixed block: the object's type is then in the ``type`` feature column."""
-
-TYPE_FEATURE = "type"
-"""Name of the feature column that carries the integer type code (:data:`TYPE_CODES`, 0 for padding)."""
-
-_MIN_CACHE_BYTES = 1024 * 1024
-"""Smallest HDF5 raw-chunk cache per dataset (HDF5's default). The cache is sized to hold two chunks of the
-largest dataset, so that consecutive batches within a chunk decompress it once; a larger cache makes random
-reads slower (whole chunks are copied in for one row) unless it holds the whole file."""
-
-_DENSE_FACTOR = 4
-"""Read a bounding slice instead of a point selection when it holds at most this many times the events asked."""
 
 assert [TYPE_CODES[name] for name in NODE_TYPES] == list(range(1, len(NODE_TYPES) + 1))
 
@@ -72,21 +55,11 @@ def import_torch_geometric() -> Any:
     return torch_geometric
 
 
-def _attr_text(value: Any) -> str:
-    """An HDF5 attribute as a Python ``str`` (h5py returns ``bytes`` for fixed-length strings)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _attr_text(value.item())
-    return str(value)
-
-
 class EventDataset(Dataset):
     """Events of a DarkFlow HDF5 event file, streamed from disk.
 
     Arguments:
-        path: the HDF5 event file (datasets ``objects, mask, hlf, weight, event_id, process``; attribute
-            ``layout``).
+        path: the HDF5 event file, or an open :class:`EventFile` (not validated again).
         indices: events of the file this dataset holds, in this order (e.g. a training or validation split);
             integers in ``[0, N)``, repeats allowed. ``None``: every event of the file.
         view: ``"array"`` for dicts of tensors, ``"graph"`` for :class:`torch_geometric.data.Data`.
@@ -105,8 +78,7 @@ class EventDataset(Dataset):
             with mask True (MET row included) in row order.
 
     Raises:
-        InputError: missing file, not an HDF5 file, missing dataset or ``layout`` attribute, datasets of
-            inconsistent shapes, a layout that does not match ``objects``, or an unknown ``view``.
+        InputError: anything :class:`EventFile` refuses, or an unknown ``view``.
         IndexError: an index outside ``[0, N)`` in ``indices`` (or outside the dataset on access).
         ValueError: ``indices`` that are not a 1-D sequence of integers.
         DataError: (graph view, on access) a real object of an ``"any"`` row whose ``type`` code is not 1-8.
@@ -121,178 +93,35 @@ class EventDataset(Dataset):
 
     def __init__(
         self,
-        path: str | os.PathLike,
+        path: str | os.PathLike | EventFile,
         indices: Sequence[int] | np.ndarray | None = None,
         view: Literal["array", "graph"] = "array",
     ) -> None:
         if view not in VIEWS:
             raise InputError(f"unknown dataset view {view!r}; valid views: {', '.join(VIEWS)}")
-        self.path = Path(path)
+        self.events = path if isinstance(path, EventFile) else EventFile(path)
+        self.path = Path(self.events.path)
         self.view: Literal["array", "graph"] = view
-        self._file: h5py.File | None = None
-        self._pid: int | None = None
-        self._read_metadata()
-        self._indices = self._check_indices(indices)
-        self._edge_cache: dict[int, torch.Tensor] = {}
-
-    # ------------------------------------------------------------------ metadata and validation
-
-    def _read_metadata(self) -> None:
-        """Open the file once to validate it and read its shapes and attributes; the handle is closed again."""
-        path = self.path
-        if not path.exists():
-            raise InputError(f"event file not found: {path}")
-        if not path.is_file():
-            raise InputError(f"event file is not a regular file: {path}")
-        try:
-            is_hdf5 = h5py.is_hdf5(path)
-        except OSError as error:
-            raise InputError(f"cannot read event file {path}: {error}") from None
-        if not is_hdf5:
-            raise InputError(
-                f"not an HDF5 file: {path} (expected a DarkFlow event file from `darkflow prepare`)"
-            )
-        try:
-            with h5py.File(path, "r") as file:
-                missing = [name for name in DATASETS if not isinstance(file.get(name), h5py.Dataset)]
-                if missing:
-                    present = sorted(file.keys())
-                    raise InputError(
-                        f"{path} is not a DarkFlow event file: missing dataset(s) {', '.join(missing)}; "
-                        f"it holds: {', '.join(present) if present else 'nothing'}"
-                    )
-                shapes = {name: tuple(file[name].shape) for name in DATASETS}
-                chunk_bytes = max(
-                    int(np.prod(file[name].chunks or (0,))) * file[name].dtype.itemsize for name in DATASETS
-                )
-                chunks = file["objects"].chunks
-                attrs = {
-                    key: _attr_text(file.attrs[key])
-                    for key in ("layout", "hlf_names", "process_names", "label")
-                    if key in file.attrs
-                }
-        except OSError as error:
-            raise InputError(f"cannot read event file {path}: {error}") from None
-        self._check_shapes(shapes)
-        n_events, n_rows, n_features = shapes["objects"]
-        self._n_events: int = n_events
-        self._n_rows: int = n_rows
-        self._n_features: int = n_features
-        self._n_hlf: int = shapes["hlf"][1]
-        self._cache_bytes = max(_MIN_CACHE_BYTES, 2 * chunk_bytes)
-        self._chunk_events: int | None = chunks[0] if chunks else None
-
-        if "layout" not in attrs:
-            raise InputError(f"{path} has no 'layout' attribute; it was not written by `darkflow prepare`")
-        self._layout: dict[str, Any] = self._parse_json(attrs["layout"], "layout", dict)
-        self._hlf_names: list[str] = (
-            self._parse_json(attrs["hlf_names"], "hlf_names", list)
-            if "hlf_names" in attrs
-            else [f"hlf_{k}" for k in range(self._n_hlf)]
-        )
-        self._process_names: list[str] = (
-            self._parse_json(attrs["process_names"], "process_names", list)
-            if "process_names" in attrs
-            else []
-        )
-        self._label: str = attrs.get("label", path.stem)
-        self._check_layout()
-
-    def _check_shapes(self, shapes: dict[str, tuple[int, ...]]) -> None:
-        """All datasets must share the number of events N; ``objects`` is (N, R, F), ``mask`` (N, R)."""
-        expected_ndim = {"objects": 3, "mask": 2, "hlf": 2, "weight": 1, "event_id": 1, "process": 1}
-        for name, ndim in expected_ndim.items():
-            if len(shapes[name]) != ndim:
-                raise InputError(
-                    f"{self.path}: dataset '{name}' has shape {shapes[name]}, expected {ndim} dimension(s)"
-                )
-        n_events, n_rows, _ = shapes["objects"]
-        bad = [f"{name} {shape}" for name, shape in shapes.items() if shape[0] != n_events]
-        if bad:
-            raise InputError(
-                f"{self.path}: datasets disagree on the number of events: objects has {n_events}, "
-                f"but {', '.join(bad)}"
-            )
-        if shapes["mask"][1] != n_rows:
-            raise InputError(f"{self.path}: 'mask' has {shapes['mask'][1]} rows but 'objects' has {n_rows}")
-
-    def _parse_json(self, text: str, name: str, kind: type) -> Any:
-        """Parse a JSON attribute and check its top-level type."""
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            raise InputError(f"{self.path}: attribute '{name}' is not valid JSON: {text[:80]!r}") from None
-        if not isinstance(value, kind):
-            raise InputError(
-                f"{self.path}: attribute '{name}' must be a JSON {kind.__name__}, got {text[:80]!r}"
-            )
-        return value
-
-    def _check_layout(self) -> None:
-        """The layout's features and rows must describe the ``objects`` dataset."""
-        layout, path = self._layout, self.path
-        features = layout.get("features")
-        if not isinstance(features, list) or len(features) != self._n_features:
-            raise InputError(
-                f"{path}: layout features {features!r} do not match the {self._n_features} columns of 'objects'"
-            )
-        rows = layout.get("rows")
-        if not isinstance(rows, list) or len(rows) != self._n_rows:
-            count = len(rows) if isinstance(rows, list) else rows
-            raise InputError(f"{path}: layout has {count} rows but 'objects' has {self._n_rows}")
-        valid = set(TYPE_CODES) | {ANY_ROW}
-        unknown = sorted({str(row) for row in rows if row not in valid})
-        if unknown:
-            raise InputError(
-                f"{path}: unknown row type(s) {', '.join(unknown)} in layout; valid: {', '.join([*TYPE_CODES, ANY_ROW])}"
-            )
-        if len(self._hlf_names) != self._n_hlf:
-            raise InputError(f"{path}: {len(self._hlf_names)} hlf_names for {self._n_hlf} columns of 'hlf'")
+        n = self.events.n_events
+        self._indices = (np.arange(n, dtype=np.int64) if indices is None
+                         else self.events.check_indices(np.asarray(indices)))
+        features, rows = self.events.features, self.events.rows
         self._type_column: int | None = features.index(TYPE_FEATURE) if TYPE_FEATURE in features else None
-        if ANY_ROW in rows and self._type_column is None:
-            raise InputError(f"{path}: layout has '{ANY_ROW}' rows but no '{TYPE_FEATURE}' feature column")
-        self._kinematic_columns: list[int] = [j for j in range(self._n_features) if j != self._type_column]
+        self._kinematic_columns: list[int] = [j for j in range(len(features)) if j != self._type_column]
         # Row type codes, 0 where the row is "any" and the code is read from the type column.
         self._row_codes = np.array([0 if row == ANY_ROW else TYPE_CODES[row] for row in rows], dtype=np.int64)
-
-    def _check_indices(self, indices: Sequence[int] | np.ndarray | None) -> np.ndarray:
-        """The subset as an int64 array of file indices, each in ``[0, N)``."""
-        if indices is None:
-            return np.arange(self._n_events, dtype=np.int64)
-        array = np.asarray(indices)
-        if array.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
-            raise ValueError(
-                f"indices must be a 1-D sequence of integers, got dtype {array.dtype} shape {array.shape}"
-            )
-        if array.dtype == np.bool_:
-            raise ValueError("indices must be integers, not a boolean mask (use np.flatnonzero(mask))")
-        array = array.astype(np.int64)
-        bad = array[(array < 0) | (array >= self._n_events)]
-        if bad.size:
-            raise IndexError(
-                f"event index {int(bad[0])} out of range for {self.path} with {self._n_events} events "
-                f"(valid: 0 to {self._n_events - 1})"
-            )
-        return array
+        self._edge_cache: dict[int, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ file handle
 
-    def _handle(self) -> h5py.File:
-        """The file opened in this process (reopened after a fork: HDF5 handles must not cross processes)."""
-        pid = os.getpid()
-        if self._file is None or self._pid != pid:
-            self._file = h5py.File(self.path, "r", rdcc_nbytes=self._cache_bytes)
-            self._pid = pid
-        return self._file
+    @property
+    def _file(self) -> Any:
+        """The h5py handle of this process (``None`` until the first read, or after :meth:`close`)."""
+        return self.events._file
 
     def close(self) -> None:
         """Close the file handle of this process; the next read reopens it."""
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
-        self._file = None
-        self._pid = None
+        self.events.close()
 
     def __enter__(self) -> EventDataset:
         return self
@@ -302,31 +131,24 @@ class EventDataset(Dataset):
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the h5py handle (for DataLoader workers started with spawn or forkserver)."""
-        state = self.__dict__.copy()
-        state["_file"] = None
-        state["_pid"] = None
-        state["_edge_cache"] = {}
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        return {**self.__dict__, "_edge_cache": {}}
 
     # ------------------------------------------------------------------ properties
 
     @property
     def layout(self) -> dict[str, Any]:
         """The layout attribute: ``name``, ``features``, ``rows`` (type of every row), ``blocks``, ``met_row``."""
-        return self._layout
+        return self.events.layout
 
     @property
     def features(self) -> list[str]:
         """Names of the ``F`` feature columns of ``objects`` (e.g. ``["E", "pt", "eta", "phi"]``)."""
-        return list(self._layout["features"])
+        return self.events.features
 
     @property
     def rows(self) -> list[str]:
         """Type of every one of the ``R`` rows (an object type, ``"met"``, or ``"any"``)."""
-        return list(self._layout["rows"])
+        return self.events.rows
 
     @property
     def node_features(self) -> list[str]:
@@ -336,44 +158,44 @@ class EventDataset(Dataset):
     @property
     def process_names(self) -> list[str]:
         """Process names; ``process`` values index this list."""
-        return list(self._process_names)
+        return self.events.process_names
 
     @property
     def hlf_names(self) -> list[str]:
         """Names of the ``K`` high-level features."""
-        return list(self._hlf_names)
+        return self.events.hlf_names
 
     @property
     def label(self) -> str:
         """The sample's label (file attribute ``label``, else the file name without suffix)."""
-        return self._label
+        return self.events.label
 
     @property
     def n_rows(self) -> int:
         """Number of rows ``R`` of every event array."""
-        return self._n_rows
+        return self.events.n_rows
 
     @property
     def n_features(self) -> int:
         """Number of feature columns ``F`` of every event array."""
-        return self._n_features
+        return self.events.n_features
 
     @property
     def n_hlf(self) -> int:
         """Number of high-level features ``K``."""
-        return self._n_hlf
+        return self.events.n_hlf
 
     @property
     def n_events(self) -> int:
         """Number of events ``N`` in the file (not in the subset: that is ``len(dataset)``)."""
-        return self._n_events
+        return self.events.n_events
 
     @property
     def chunk_events(self) -> int | None:
         """Events per HDF5 chunk of ``objects`` (``None`` if not chunked): a chunk-aware sampler that
         shuffles chunks, then events within a few chunks, reads compressed files much faster than a
         uniform shuffle."""
-        return self._chunk_events
+        return self.events.chunk_events
 
     @property
     def indices(self) -> np.ndarray:
@@ -394,36 +216,6 @@ class EventDataset(Dataset):
             raise IndexError(f"index {int(bad[0])} out of range for a dataset of {size} events")
         return self._indices[positions]
 
-    def _read(self, file_indices: np.ndarray) -> dict[str, np.ndarray]:
-        """Read the events ``file_indices`` (any order, repeats allowed) from every dataset.
-
-        One selection per dataset: a slice when the sorted unique indices are contiguous or dense, else an
-        increasing point selection; the requested order is restored afterwards.
-
-        Shapes:
-            file_indices: ``(B,)``. Returns ``objects (B, R, F)``, ``mask (B, R)``, ``hlf (B, K)``,
-            ``weight, event_id, process (B,)`` as numpy arrays.
-        """
-        file = self._handle()
-        unique, inverse = np.unique(file_indices, return_inverse=True)
-        start, stop = int(unique[0]), int(unique[-1]) + 1
-        span = stop - start
-        if span == len(unique):
-            selection: slice | np.ndarray = slice(start, stop)
-            order = inverse
-        elif span <= _DENSE_FACTOR * len(unique):
-            selection = slice(start, stop)
-            order = unique[inverse] - start
-        else:
-            selection = unique
-            order = inverse
-        out = {}
-        for name in DATASETS:
-            values = file[name][selection]
-            identity = len(order) == len(values) and bool(np.all(order == np.arange(len(order))))
-            out[name] = values if identity else values[order]
-        return out
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor] | Any:
         """One event in the dataset's view (see the class docstring for the shapes)."""
         return self.__getitems__([index])[0]
@@ -436,7 +228,7 @@ class EventDataset(Dataset):
         """
         if len(idx) == 0:
             return []
-        arrays = self._read(self._file_indices(idx))
+        arrays = self.events.read(self._file_indices(idx))
         if self.view == "graph":
             return self._graphs(arrays)
         objects = torch.from_numpy(np.ascontiguousarray(arrays["objects"], dtype=np.float32))  # (B, R, F)
@@ -490,7 +282,7 @@ class EventDataset(Dataset):
         return codes
 
     def _graphs(self, arrays: dict[str, np.ndarray]) -> list[Any]:
-        """Build one ``torch_geometric.data.Data`` per event of a batch read by :meth:`_read`."""
+        """Build one ``torch_geometric.data.Data`` per event of a batch read by :meth:`EventFile.read`."""
         Data = import_torch_geometric().data.Data
 
         mask = np.asarray(arrays["mask"], dtype=np.bool_)  # (B, R)
@@ -527,6 +319,6 @@ class EventDataset(Dataset):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({str(self.path)!r}, events={len(self)}/{self._n_events}, view={self.view!r}, "
-            f"rows={self._n_rows}, features={self.features})"
+            f"{type(self).__name__}({str(self.path)!r}, events={len(self)}/{self.n_events}, view={self.view!r}, "
+            f"rows={self.n_rows}, features={self.features})"
         )
