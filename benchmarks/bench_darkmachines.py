@@ -209,10 +209,10 @@ def _prepare(inputs: list[Path], out: Path, label: str, channel: str, timings: T
 
 def prepare_channel(work: Path, channel: str, sizes: Sizes, timings: Timings, min_signal: int) -> dict[str, Any]:
     """The channel's SM after its cuts, split three ways, and its signals; returns the channel's data facts."""
-    import h5py
     import numpy as np
 
     from darkflow.analysis.metrics import effective_count as neff
+    from darkflow.events import EventFile
 
     folder = work / channel
     folder.mkdir(parents=True, exist_ok=True)
@@ -224,8 +224,7 @@ def prepare_channel(work: Path, channel: str, sizes: Sizes, timings: Timings, mi
     sm_all = folder / "sm_all.h5"
     if not sm_all.is_file() and not _prepare([gen / f"{p}.root" for p in procs], sm_all, "sm", channel, timings):
         return {"channel": channel, "skipped": "no SM event passes the channel", "signals": [], "files": {}}
-    with h5py.File(sm_all, "r") as h:
-        n = h["weight"].shape[0]
+    n = EventFile(sm_all).n_events
     if n < 3 * min_signal:
         return {"channel": channel, "skipped": f"only {n} SM events pass the channel (need {3 * min_signal})",
                 "signals": [], "files": {}}
@@ -237,31 +236,31 @@ def prepare_channel(work: Path, channel: str, sizes: Sizes, timings: Timings, mi
             _subset(sm_all, folder / f"{name}.h5", part, name)
     facts: dict[str, Any] = {"channel": channel, "sm_group": sizes.channels[channel], "files": {}, "processes": {},
                              "signals": [], "signals_dropped": {}}
-    with h5py.File(sm_all, "r") as h:
-        w, proc = h["weight"][:], h["process"][:]
-        names = json.loads(h.attrs["process_names"])
-        facts["sm_read"] = int(h.attrs["n_read"])
+    with EventFile(sm_all) as events:
+        part = events.read(None, ("weight", "process"))
+        w, proc = part["weight"], part["process"]
+        names = events.process_names
+        facts["sm_read"] = int(events.attrs["n_read"])
         for i, name in enumerate(names):
             sel = proc == i
             facts["processes"][name] = {"generated": procs.get(name), "selected": int(sel.sum()),
                                         "sigma_after_channel_pb": float(w[sel].sum()), "n_eff": neff(w[sel])}
     for name in ("sm_all", "sm_train", CALIBRATION, BACKGROUND):
-        with h5py.File(folder / f"{name}.h5", "r") as h:
-            w = h["weight"][:]
+        with EventFile(folder / f"{name}.h5") as events:
+            w = events.read(None, ("weight",))["weight"]
             facts["files"][name] = {"events": int(len(w)), "n_eff": neff(w), "sigma_pb": float(np.sum(w))}
     for signal, generated in sizes.signals.items():
         path = folder / f"{signal}.h5"
         selected = 0
         if path.is_file():
-            with h5py.File(path, "r") as h:
-                selected = h["weight"].shape[0]
+            selected = EventFile(path).n_events
         else:
             selected = _prepare([gen / f"{signal}.root"], path, signal, channel, timings)
         if selected >= min_signal:
             facts["signals"].append(signal)
-            with h5py.File(path, "r") as h:
+            with EventFile(path) as events:
                 facts["files"][signal] = {"events": selected, "generated": generated,
-                                          "sigma_pb": float(np.sum(h["weight"][:]))}
+                                          "sigma_pb": float(np.sum(events.read(None, ("weight",))["weight"]))}
         else:
             facts["signals_dropped"][signal] = selected
     _write_json(facts_path, facts)

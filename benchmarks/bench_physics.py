@@ -204,23 +204,16 @@ def _subset(src: Path, out: Path, indices, label: str) -> None:
     """Write the events ``indices`` (sorted) of ``src`` to ``out`` with ``label`` (atomically)."""
     import numpy as np
 
-    from darkflow.data_prep.store import DATASETS, EventFileWriter, open_event_file, read_attrs
+    from darkflow.events import subset
 
-    with open_event_file(src) as h:
-        attrs = {k: v for k, v in read_attrs(h).items() if k != "created"}
-        n_rows, n_feat = h["objects"].shape[1:]
-        with EventFileWriter(out, n_rows, n_feat, h["hlf"].shape[1]) as writer:
-            idx = np.sort(np.asarray(indices))
-            for lo in range(0, len(idx), 65_536):
-                part = idx[lo : lo + 65_536]
-                writer.append(**{d: h[d][part] for d in DATASETS})
-            writer.close(attrs | {"label": label, "n_selected": len(idx), "subset_of": str(src.name)})
+    subset(src, out, np.asarray(indices), label=label)
 
 
 def prepare_all(work: Path, sizes: Sizes, timings: Timings) -> dict[str, Any]:
     """The SM mixture after the channel, its fixed train/test split, and every signal; returns data facts."""
-    import h5py
     import numpy as np
+
+    from darkflow.events import EventFile
 
     gen = work / "generated"
     sm_all = work / "sm_all.h5"
@@ -228,8 +221,7 @@ def prepare_all(work: Path, sizes: Sizes, timings: Timings) -> dict[str, Any]:
         _prepare([gen / f"{p}.root" for p in sizes.sm_events], sm_all, "sm", timings)
     train, calib, test = work / "sm_train.h5", work / f"{CALIBRATION}.h5", work / f"{BACKGROUND}.h5"
     if not (train.is_file() and calib.is_file() and test.is_file()):
-        with h5py.File(sm_all, "r") as h:
-            n = h["weight"].shape[0]
+        n = EventFile(sm_all).n_events
         if n < sizes.train_events + 100:
             from darkflow.errors import DataError
 
@@ -247,23 +239,24 @@ def prepare_all(work: Path, sizes: Sizes, timings: Timings) -> dict[str, Any]:
 
 def data_facts(work: Path, sizes: Sizes) -> dict[str, Any]:
     """Events, effective events and cross-section per SM process and file, events per signal."""
-    import h5py
     import numpy as np
 
     from darkflow.analysis.metrics import effective_count as neff
+    from darkflow.events import EventFile
 
     facts: dict[str, Any] = {"channel": CHANNEL, "files": {}, "processes": {}}
-    with h5py.File(work / "sm_all.h5", "r") as h:
-        w, proc = h["weight"][:], h["process"][:]
-        names = json.loads(h.attrs["process_names"])
-        facts["sm_read"] = int(h.attrs["n_read"])
+    with EventFile(work / "sm_all.h5") as events:
+        part = events.read(None, ("weight", "process"))
+        w, proc = part["weight"], part["process"]
+        names = events.process_names
+        facts["sm_read"] = int(events.attrs["n_read"])
         for i, name in enumerate(names):
             sel = proc == i
             facts["processes"][name] = {"generated": sizes.sm_events.get(name), "selected": int(sel.sum()),
                                         "sigma_after_channel_pb": float(w[sel].sum()), "n_eff": neff(w[sel])}
     for name in ["sm_all", "sm_train", CALIBRATION, BACKGROUND, *sizes.signal_events]:
-        with h5py.File(work / f"{name}.h5", "r") as h:
-            w = h["weight"][:]
+        with EventFile(work / f"{name}.h5") as events:
+            w = events.read(None, ("weight",))["weight"]
             facts["files"][name] = {"events": int(len(w)), "n_eff": neff(w), "sigma_pb": float(np.sum(w))}
             if name in sizes.signal_events:
                 facts["files"][name]["generated"] = sizes.signal_events[name]
@@ -516,8 +509,7 @@ def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: in
     import csv
     import warnings
 
-    import h5py
-
+    from darkflow.events import EventFile
     from darkflow.train.run import TrainOptions, train
     from darkflow.train.rundir import staging_path
     from darkflow.train.score import score
@@ -526,11 +518,9 @@ def estimate(work: Path, sizes: Sizes, full: Sizes, models: list[str], seeds: in
     est.mkdir(exist_ok=True)
     small = est / "sm_small.h5"
     if not small.is_file():
-        with h5py.File(work / "sm_train.h5", "r") as h:
-            n_events = min(n_events, h["weight"].shape[0])
+        n_events = min(n_events, EventFile(work / "sm_train.h5").n_events)
         _subset(work / "sm_train.h5", small, range(n_events), "sm_small")
-    with h5py.File(small, "r") as h:
-        n_events = h["weight"].shape[0]
+    n_events = EventFile(small).n_events
     if not any(k.startswith("generate/") and "cpu" in v for k, v in timings.data.items()):
         for proc in ("qcd", "wjets", "zjets_nunu", "gluino"):  # a generation rate with CPU times, if none yet
             key = f"estimate-generate/{proc}"

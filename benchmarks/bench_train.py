@@ -50,12 +50,11 @@ def make_file(path: Path, n: int) -> Path:
 def bare_rate(model: torch.nn.Module, path: Path, batch: int, n_train: int, n_val: int) -> float:
     """Training events/s of a bare loop over in-memory batches: the same work as one epoch of
     ``darkflow train`` (training steps, then a forward pass over the validation events) and nothing else."""
-    import h5py
+    from darkflow.events import EventFile
 
-    with h5py.File(path) as h:
-        objects = torch.from_numpy(h["objects"][: n_train + n_val])
-        mask = torch.from_numpy(h["mask"][: n_train + n_val])
-        hlf = torch.from_numpy(h["hlf"][: n_train + n_val])
+    with EventFile(path) as events:
+        part = events.read(slice(0, n_train + n_val), ("objects", "mask", "hlf"))
+    objects, mask, hlf = (torch.from_numpy(part[k]) for k in ("objects", "mask", "hlf"))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     start = time.perf_counter()
@@ -108,11 +107,11 @@ def main() -> None:
             start = time.perf_counter()
             score_file(model, data)
             batched = args.events / (time.perf_counter() - start)
-            import h5py
+            from darkflow.events import EventFile
 
-            with h5py.File(data) as h, torch.no_grad():
-                objects, mask = torch.from_numpy(h["objects"][:500]), torch.from_numpy(h["mask"][:500])
-                hlf = torch.from_numpy(h["hlf"][:500])
+            with EventFile(data) as events, torch.no_grad():
+                part = events.read(slice(0, 500), ("objects", "mask", "hlf"))
+                objects, mask, hlf = (torch.from_numpy(part[k]) for k in ("objects", "mask", "hlf"))
                 start = time.perf_counter()
                 for i in range(500):
                     model(objects[i : i + 1], mask[i : i + 1], sample=False, hlf=hlf[i : i + 1])

@@ -130,10 +130,10 @@ def _scan_yaml(name: str, work: Path) -> str:
 
 def measure(sample: str, process: str, events: int, channels: tuple[str, ...], work: Path, seed: int) -> dict:
     """Generate ``events`` of ``process`` (a name or YAML path), prepare each channel; one JSON in ``work``."""
-    import h5py
     import uproot
 
     from darkflow.data_prep.prepare import PrepareConfig, prepare
+    from darkflow.events import EventFile
     from darkflow.generate.run import GenerateConfig, generate
 
     record = work / f"{sample}.json"
@@ -150,8 +150,8 @@ def measure(sample: str, process: str, events: int, channels: tuple[str, ...], w
         h5 = work / "h5" / f"{sample}_{ch}.h5"
         h5.parent.mkdir(parents=True, exist_ok=True)
         prepare(PrepareConfig(inputs=[str(root)], out=str(h5), channel=ch, shard="0/1"), progress=False)
-        with h5py.File(h5, "r") as f:
-            w = np.asarray(f["weight"][:], np.float64)
+        with EventFile(h5) as events:
+            w = events.read(None, ("weight",))["weight"]
         weights[ch] = w
         s, s2 = float(w.sum()), float((w**2).sum())
         out["channels"][ch] = {"selected": int(len(w)), "fraction": len(w) / res.events, "sum_w_pb": s,

@@ -156,15 +156,13 @@ def _generate(options: DemoOptions) -> None:
 def _prepare_one(inputs: list[Path], out: Path, label: str, channel: str):
     from darkflow.data_prep.prepare import PrepareConfig, prepare
 
-    out.unlink(missing_ok=True)
     return prepare(PrepareConfig(inputs=[str(p) for p in inputs], out=str(out), label=label, channel=channel),
                    progress=False)
 
 
 def _prepare(options: DemoOptions) -> None:
-    import h5py
-
     from darkflow.errors import InputError
+    from darkflow.events import EventFile
 
     gen = options.out / "generated"
     channel = options.channel
@@ -184,9 +182,7 @@ def _prepare(options: DemoOptions) -> None:
             result = _prepare_one(inputs, sm, "sm", channel)
         _say(options, f"2/6 prepare: sm: {result.n_selected} of {result.n_read} events selected")
     else:
-        with h5py.File(sm, "r") as handle:
-            raw = handle.attrs.get("channel", "{}")
-        channel = json.loads(raw).get("name", channel) if isinstance(raw, str) else channel
+        channel = EventFile(sm).channel.get("name", channel)
         _say(options, f"2/6 prepare: {sm} exists, reused (channel {channel})")
     options.channel = channel
     jobs = {label: [gen / folder / f"{p}.root" for p in SM_PROCESSES]
@@ -239,11 +235,11 @@ def _inputs(options: DemoOptions) -> list[Path]:
 
 
 def _cut_scores(scores: Path) -> list[str]:
-    """The ``hlf:`` cut scores of a scores file that every group has (names only; no data read)."""
-    import h5py
+    """The ``hlf:`` cut scores of a scores file that every group has."""
+    from darkflow.analysis.thresholds import read_scores
 
-    with h5py.File(scores, "r") as handle:
-        common = set.intersection(*(set(group) for group in handle.values()))
+    samples = read_scores(scores).samples.values()
+    common = set.intersection(*(set(sample.scores) for sample in samples))
     return sorted(n for n in common if n.startswith("hlf:"))
 
 
@@ -296,10 +292,9 @@ def _flag(options: DemoOptions) -> list[str]:
 
 def default_score(scores: Path) -> str:
     """The default score of a scores file (the run's ``model.default_score``)."""
-    import h5py
+    from darkflow.analysis.thresholds import read_scores
 
-    with h5py.File(scores, "r") as handle:
-        return str(handle.attrs.get("default_score", "total"))
+    return read_scores(scores).default_score
 
 
 def run_score(options: DemoOptions, name: str) -> str:

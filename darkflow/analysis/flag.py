@@ -20,7 +20,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import field_validator, model_validator
@@ -29,7 +29,10 @@ from darkflow.analysis.metrics import Threshold, efficiency_above
 from darkflow.analysis.thresholds import Sample, calibration_sample, parse_eps, place_thresholds, read_scores
 from darkflow.config import Name, StrictModel
 from darkflow.errors import InputError
-from darkflow.fileio import write_text_atomic
+from darkflow.fileio import check_output, write_text_atomic
+
+if TYPE_CHECKING:
+    from darkflow.events import EventFile
 
 
 class FlagConfig(StrictModel):
@@ -162,20 +165,22 @@ def _one_eps(eps_b: str | None) -> list[float]:
     return targets
 
 
-def _event_sample(model, meta: dict, path: Path, label: str, selection: str, indices=None) -> Sample:
-    """Scores, weights and processes of an event file (or of its ``indices``) as a :class:`Sample`."""
-    from darkflow.data_prep.store import open_event_file, read_attrs
+def _event_sample(model, meta: dict, path: Path | EventFile, label: str, selection: str, indices=None) -> Sample:
+    """Scores, weights and processes of an event file (or of its ``indices``) as a :class:`Sample`; ``path``
+    may be an open :class:`~darkflow.events.EventFile`."""
+    from darkflow.events import EventFile
     from darkflow.train.score import check_layout, score_file
 
-    with open_event_file(path) as handle:
-        attrs = read_attrs(handle)
-        rows = slice(None) if indices is None else indices
-        weight = np.asarray(handle["weight"][rows], dtype=np.float64)
-        process = np.asarray(handle["process"][rows], dtype=np.int64)
-        event_id = np.asarray(handle["event_id"][rows], dtype=np.int64)
-    check_layout(meta, path, attrs.get("layout", {}))
-    scores = score_file(model, path, indices=indices)
-    return Sample(label, scores, weight, event_id, process, np.full(weight.size, -1), attrs.get("process_names", []),
+    events = path if isinstance(path, EventFile) else EventFile(path)
+    path = events.path
+    check_layout(meta, path, events.layout)
+    with events:
+        part = events.read(None if indices is None else np.sort(indices), ("weight", "process", "event_id"))
+        weight = part["weight"].astype(np.float64)
+        process = part["process"].astype(np.int64)
+        event_id = part["event_id"].astype(np.int64)
+        scores = score_file(model, events, indices=indices)
+    return Sample(label, scores, weight, event_id, process, np.full(weight.size, -1), events.process_names,
                   selection, str(path))
 
 
@@ -188,11 +193,13 @@ def flag_events(run: str | Path, data: str | Path, out: str | Path, *, eps_b: st
     never ``data``), else on the run's validation events with a warning. Candidates are written highest
     score first with event ID, process, every score, the weight and the high-level features of the event.
     """
-    from darkflow.data_prep.store import open_event_file, read_attrs
+    from darkflow.events import EventFile
     from darkflow.train.run import load_model
 
     if (eps_b is None) == (threshold is None):
         raise InputError("give exactly one of `eps_b` or `threshold`")
+    check_output(out, [data, *([calibration] if calibration is not None else [])])
+    events = EventFile(data)
     model, meta = load_model(run)
     name = score or meta.get("default_score", "total")
     if name not in meta.get("scores", [name]):
@@ -220,13 +227,12 @@ def flag_events(run: str | Path, data: str | Path, out: str | Path, *, eps_b: st
                             "give an independent SM event file as `calibration`")
         placed = place_thresholds(calib, name, targets)[0]
         value, origin = placed.value, _origin(calib, placed, name)
-    with open_event_file(data) as handle:
-        attrs = read_attrs(handle)
-        hlf = handle["hlf"][:]
-    sample = _event_sample(model, meta, Path(data), Path(data).stem, "all")
+    sample = _event_sample(model, meta, events, Path(data).stem, "all")
+    with events:
+        hlf = events.read(None, ("hlf",))["hlf"]
     picked = _above(sample.scores[name], value)
     names = [name] + sorted(k for k in sample.scores if k != name)
-    rows = [["event_id", "process", *names, "weight", *attrs.get("hlf_names", [])]]
+    rows = [["event_id", "process", *names, "weight", *events.hlf_names]]
     for i in picked:
         rows.append([int(sample.event_id[i]), sample.process_name(int(sample.process[i])),
                      *(repr(float(sample.scores[k][i])) for k in names), repr(float(sample.weight[i])),

@@ -549,6 +549,8 @@ def latent_embeddings(model, scores: ScoresFile, events: int = LATENT_EVENTS,
     import h5py
     import torch
 
+    from darkflow.events import EventFile
+
     notes: list[str] = []
     out: dict[str, np.ndarray] = {}
     rng = np.random.default_rng(seed)
@@ -562,12 +564,11 @@ def latent_embeddings(model, scores: ScoresFile, events: int = LATENT_EVENTS,
         if path is None:
             notes.append(f"{label}: event file {source} not found")
             continue
-        with h5py.File(path, "r") as handle:
-            n = handle["objects"].shape[0]
+        with EventFile(path) as handle:
+            n = handle.n_events
             idx = np.sort(rng.choice(n, size=min(n, events), replace=False))
-            objects = torch.from_numpy(handle["objects"][idx])
-            mask = torch.from_numpy(handle["mask"][idx])
-            hlf = torch.from_numpy(handle["hlf"][idx])
+            part = handle.read(idx, ("objects", "mask", "hlf"))
+            objects, mask, hlf = (torch.from_numpy(part[k]) for k in ("objects", "mask", "hlf"))
         with torch.no_grad():
             out[label] = model.posterior_mean(objects, mask, hlf=hlf).double().numpy()
     return out, notes

@@ -23,15 +23,17 @@ import numpy as np
 
 from darkflow.cflow.imageset import ImageSet, Split
 from darkflow.errors import DataError, InputError
+from darkflow.events import EventFile
+from darkflow.events.schema import HDF5_MAGIC
+from darkflow.fileio import check_input
 
 CHUNK = 16_384
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def _kind(path: Path, handle) -> str:
     if "images" in handle and "size" in handle.attrs:
         return "jetimages"
-    if "objects" in handle and "layout" in handle.attrs:
+    if "objects" in handle:
         return "events"
     raise InputError(f"{path}: neither a jet-image file (darkflow jetimages: 'images' dataset) nor an event file "
                      "(darkflow prepare: 'objects' dataset with a 'layout' attribute)")
@@ -58,14 +60,27 @@ def slot_names(rows: Sequence[str]) -> list[str]:
 
 
 def _open(path: Path):
+    """The jet-image file ``path`` opened with h5py (event files are read through :class:`EventFile`)."""
     import h5py
 
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"{path}: no such file; expected .h5 files from darkflow jetimages or darkflow prepare")
+    check_input(path, ".h5 file")
     with open(path, "rb") as handle:
         if handle.read(8) != HDF5_MAGIC:
             raise InputError(f"{path}: not an HDF5 file; expected .h5 files from darkflow jetimages or darkflow prepare")
-    return h5py.File(path, "r")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(f"{path}: cannot be read as HDF5 (truncated or damaged: {err})") from None
+
+
+def _events(events: EventFile) -> tuple[np.ndarray, dict[str, Any], np.ndarray, np.ndarray]:
+    """An event file's ``objects`` as one-channel images ``(N, 1, R, F)``, its meta, event ids and weights."""
+    with events:
+        part = events.read(None, ("objects", "event_id", "weight"))
+    meta = {"rows": slot_names(events.rows), "row_types": events.rows, "features": events.features}
+    return part["objects"][:, None], meta, part["event_id"], part["weight"]
 
 
 def load_h5(paths: Sequence[str | Path], split: Split, background: str | None = None) -> ImageSet:
@@ -91,27 +106,29 @@ def load_h5(paths: Sequence[str | Path], split: Split, background: str | None = 
             if len(kinds) > 1:
                 raise InputError("give either jet-image files (darkflow jetimages) or event files (darkflow prepare), "
                                  "not both")
-            label = str(handle.attrs.get("label", path.stem))
-            file_labels.append(label)
-            if split == "train" and background is not None and label != background:
-                continue
             if kind == "jetimages":
+                label = str(handle.attrs.get("label", path.stem))
+                file_labels.append(label)
+                if split == "train" and background is not None and label != background:
+                    continue
                 x = _read(handle["images"], np.float32)
                 file_meta = {"size": int(handle.attrs["size"]), "radius": float(handle.attrs["radius"]),
                              "image_kind": str(handle.attrs.get("image_kind", "jet")),
                              "process_names": json.loads(handle.attrs.get("process_names", "[]"))}
-            else:
-                layout = json.loads(handle.attrs["layout"])
-                x = _read(handle["objects"], np.float32)[:, None]
-                file_meta = {"rows": slot_names(layout["rows"]), "row_types": list(layout["rows"]),
-                             "features": list(layout["features"])}
-            if x.ndim != 4 or x.shape[1] != 1:
-                raise InputError(f"{path}: images have shape {x.shape}, expected (N, 1, H, W)")
-            if not np.isfinite(x).all():
-                raise DataError(f"{path}: images hold NaN or inf; regenerate the file")
-            _check_same(meta, file_meta, path, x.shape[2:])
-            ids = handle["event_id"][:] if "event_id" in handle else np.arange(len(x))
-            w = handle["weight"][:].astype(np.float64) if "weight" in handle else np.ones(len(x))
+                ids = handle["event_id"][:] if "event_id" in handle else np.arange(len(x))
+                w = handle["weight"][:].astype(np.float64) if "weight" in handle else np.ones(len(x))
+        if kind == "events":
+            events = EventFile(path)
+            label = events.label
+            file_labels.append(label)
+            if split == "train" and background is not None and label != background:
+                continue
+            x, file_meta, ids, w = _events(events)
+        if x.ndim != 4 or x.shape[1] != 1:
+            raise InputError(f"{path}: images have shape {x.shape}, expected (N, 1, H, W)")
+        if not np.isfinite(x).all():
+            raise DataError(f"{path}: images hold NaN or inf; regenerate the file")
+        _check_same(meta, file_meta, path, x.shape[2:])
         used.append(label)
         if split == "train":
             y = 0

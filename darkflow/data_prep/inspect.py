@@ -35,7 +35,7 @@ class InspectResult:
 
 
 def inspect(config: InspectConfig) -> InspectResult:
-    """Summarize every file of ``config.files`` (:func:`darkflow.data_prep.summary.summarize`)."""
-    from darkflow.data_prep.summary import summarize
+    """Summarize every file of ``config.files`` (:func:`darkflow.events.summarize`)."""
+    from darkflow.events import summarize
 
     return InspectResult([summarize(path) for path in config.files])

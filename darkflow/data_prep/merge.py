@@ -40,8 +40,8 @@ class MergeResult:
 
 
 def merge(config: MergeConfig) -> MergeResult:
-    """Concatenate ``config.shards`` into ``config.out`` (:func:`darkflow.data_prep.store.merge`)."""
-    from darkflow.data_prep import store
+    """Concatenate ``config.shards`` into ``config.out`` (:func:`darkflow.events.merge`)."""
+    from darkflow import events
 
-    attrs = store.merge(config.shards, config.out, label=config.label)
+    attrs = events.merge(config.shards, config.out, label=config.label)
     return MergeResult(Path(config.out), int(attrs["n_selected"]), len(config.shards))

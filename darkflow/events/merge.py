@@ -37,7 +37,7 @@ def merge(paths: Sequence[str | os.PathLike], out: str | os.PathLike, label: str
                 if meta.get(key) != first.get(key):
                     raise InputError(
                         f"cannot merge {f.path}: its {key} differs from {files[0].path}'s; "
-                        "prepare every input with the same --layout, --channel and --objects"
+                        "prepare every input with the same `layout`, `channel` and `objects`"
                     )
         if sum(f.n_events for f in files) == 0:
             channel = files[0].channel.get("name", "none")

@@ -18,9 +18,7 @@ attributes ``label``, ``size``, ``radius``, ``image_kind`` (``jet`` or ``event``
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,15 +30,17 @@ from pydantic import field_validator
 from darkflow import __version__
 from darkflow.config import Name, StrictModel
 from darkflow.errors import DataError, InputError
-from darkflow.fileio import publish
+from darkflow.events import TYPE_CODES as ROW_CODES
+from darkflow.events import EventFile
+from darkflow.fileio import check_output, publish, temporary_path
 
 PF_BRANCHES = ("PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass")
 WEIGHT_BRANCHES = ("weight", "genWeight")
 EVENT_WINDOW = float(np.pi)
 """Half-width in delta eta and delta phi of event-level images."""
 JET_TYPES = ("jet", "bjet")
-TYPE_CODES = {"jet": 1, "bjet": 2}
-"""Codes of the ``type`` feature of mixed layouts (``data_prep/layouts/single_list.yaml``)."""
+TYPE_CODES = {name: ROW_CODES[name] for name in JET_TYPES}
+"""Codes of jets in the ``type`` feature of mixed layouts (``data_prep/layouts/single_list.yaml``)."""
 CHUNK_EVENTS = 1024
 
 
@@ -119,21 +119,22 @@ class JetImagesResult:
 class _Writer:
     """Resizable, chunked HDF5 datasets in a temporary file, renamed when complete."""
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, path: Path, size: int, inputs: list[Path]) -> None:
         import h5py
 
-        if not path.parent.is_dir():
-            raise InputError(f"output folder does not exist: {path.parent}")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        self.path, self.tmp, self.n = path, Path(tmp), 0
-        self.file = h5py.File(self.tmp, "w")
-        specs = {"images": ((1, size, size), np.float32), "jet_pt": ((), np.float32), "jet_eta": ((), np.float32),
-                 "jet_phi": ((), np.float32), "jet_mass": ((), np.float32), "weight": ((), np.float64),
-                 "event_id": ((), np.int64), "process": ((), np.int16)}
-        for name, (shape, dtype) in specs.items():
-            self.file.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
-                                     chunks=(CHUNK_EVENTS, *shape))
+        self.path, self.n = check_output(path, inputs), 0
+        self.tmp = temporary_path(self.path)
+        try:
+            self.file = h5py.File(self.tmp, "w")
+            specs = {"images": ((1, size, size), np.float32), "jet_pt": ((), np.float32),
+                     "jet_eta": ((), np.float32), "jet_phi": ((), np.float32), "jet_mass": ((), np.float32),
+                     "weight": ((), np.float64), "event_id": ((), np.int64), "process": ((), np.int16)}
+            for name, (shape, dtype) in specs.items():
+                self.file.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                                         chunks=(CHUNK_EVENTS, *shape))
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
 
     def append(self, batch: Batch) -> None:
         n = len(batch.images)
@@ -219,37 +220,31 @@ def _batch(images: list, jets: list, weight: np.ndarray, ids: np.ndarray, proces
                  np.broadcast_to(np.asarray(process, dtype=np.int16), (k,)).copy(), n_read)
 
 
-def _event_layout(path: Path, handle) -> tuple[list[str], list[str]]:
-    if "objects" not in handle or "layout" not in handle.attrs:
-        raise InputError(f"{path}: not an event file from 'darkflow prepare' (no 'objects' dataset or 'layout' "
-                         "attribute); give ROOT files with PF candidates or prepared .h5 event files")
-    layout = json.loads(handle.attrs["layout"])
-    features = list(layout["features"])
-    need = [f for f in ("pt", "eta", "phi") if f not in features]
+def _event_file(path: Path) -> EventFile:
+    """The prepared event file ``path``, validated, with the ``pt``, ``eta`` and ``phi`` features event images need."""
+    events = EventFile(path)
+    need = [f for f in ("pt", "eta", "phi") if f not in events.features]
     if need:
-        raise InputError(f"{path}: the layout has no {need[0]!r} feature (features {features}); event images "
+        raise InputError(f"{path}: the layout has no {need[0]!r} feature (features {events.features}); event images "
                          "need pt, eta and phi")
-    return list(layout["rows"]), features
+    return events
 
 
-def _event_batches(path: Path, process_map: np.ndarray, config: JetImagesConfig, budget: int) -> Iterator[Batch]:
+def _event_batches(events: EventFile, process_map: np.ndarray, config: JetImagesConfig, budget: int) -> Iterator[Batch]:
     """Event-level images of a prepared HDF5 event file (see the module docstring)."""
-    import h5py
-
     from darkflow.jetimages.preprocess import event_image
 
-    with h5py.File(path, "r") as handle:
-        rows, features = _event_layout(path, handle)
-        col = {f: features.index(f) for f in features}
-        rows_arr = np.array(rows)
-        is_object = rows_arr != "met"
-        is_jet = np.isin(rows_arr, JET_TYPES)
-        mixed = rows_arr == "any"
-        total = min(len(handle["objects"]), budget)
-        for start in range(0, total, config.chunk_size):
-            stop = min(start + config.chunk_size, total)
-            objects = handle["objects"][start:stop].astype(np.float64)  # (n, R, F)
-            mask = handle["mask"][start:stop] & is_object[None, :]
+    path, rows, features = events.path, events.rows, events.features
+    col = {f: features.index(f) for f in features}
+    rows_arr = np.array(rows)
+    is_object = rows_arr != "met"
+    is_jet = np.isin(rows_arr, JET_TYPES)
+    mixed = rows_arr == "any"
+    total = min(events.n_events, budget)
+    with events:
+        for where, part in events.blocks(config.chunk_size, indices=slice(0, total)):
+            objects = part["objects"].astype(np.float64)  # (n, R, F)
+            mask = part["mask"] & is_object[None, :]
             _check_finite(objects, path, "objects")
             jet_rows = np.broadcast_to(is_jet, mask.shape).copy()
             if mixed.any() and "type" in col:
@@ -263,11 +258,11 @@ def _event_batches(path: Path, process_map: np.ndarray, config: JetImagesConfig,
                 mass = np.sqrt(np.maximum(objects[:, :, col["E"]] ** 2 - (pt * np.cosh(eta)) ** 2, 0.0))
             else:
                 mass = np.zeros_like(pt)
-            weight = handle["weight"][start:stop]
-            ids = handle["event_id"][start:stop]
-            proc = process_map[handle["process"][start:stop]]
+            weight, ids = part["weight"], part["event_id"]
+            proc = process_map[part["process"]]
+            n = where.stop - where.start
             images, jets, keep = [], [], []
-            for i in range(stop - start):
+            for i in range(n):
                 if not jet_rows[i].any():
                     continue
                 lead = int(np.argmax(np.where(jet_rows[i], pt[i], -np.inf)))
@@ -278,7 +273,7 @@ def _event_batches(path: Path, process_map: np.ndarray, config: JetImagesConfig,
                                           EVENT_WINDOW))
                 jets.append((pt[i, lead], eta[i, lead], phi[i, lead], mass[i, lead]))
                 keep.append(i)
-            yield _batch(images, jets, weight[keep], ids[keep], proc[keep], stop - start, config.size)
+            yield _batch(images, jets, weight[keep], ids[keep], proc[keep], n, config.size)
 
 
 def _input_kinds(paths: list[Path]) -> str:
@@ -306,8 +301,6 @@ def _input_kinds(paths: list[Path]) -> str:
 
 def make_jet_images(config: JetImagesConfig, progress: bool = True) -> JetImagesResult:
     """Write the images of every input into ``config.out`` (see the module docstring)."""
-    import h5py
-
     from darkflow.progress import progress_bar
 
     start = time.perf_counter()
@@ -317,10 +310,11 @@ def make_jet_images(config: JetImagesConfig, progress: bool = True) -> JetImages
     out = Path(config.out)
     if out.suffix not in (".h5", ".hdf5"):
         raise InputError(f"`out` must be an .h5 file, got {out}")
+    check_output(out, paths)
     kind = _input_kinds(paths)
     process_names: list[str] = []
     budget = config.max_events if config.max_events is not None else sys.maxsize
-    writer = _Writer(out, config.size)
+    writer = _Writer(out, config.size, paths)
     n_read = 0
     bar = progress_bar("jetimages", None, enabled=progress)
     try:
@@ -334,13 +328,13 @@ def make_jet_images(config: JetImagesConfig, progress: bool = True) -> JetImages
                         process_names.append(name)
                     batches = _root_batches(path, process_names.index(name), config, budget)
                 else:
-                    with h5py.File(path, "r") as handle:
-                        _event_layout(path, handle)
-                        names = json.loads(handle.attrs.get("process_names", "[]")) or [path.stem]
+                    events = _event_file(path)
+                    names = events.process_names or [path.stem]
                     for name in names:
                         if name not in process_names:
                             process_names.append(name)
-                    batches = _event_batches(path, np.array([process_names.index(n) for n in names]), config, budget)
+                    batches = _event_batches(events, np.array([process_names.index(n) for n in names]), config,
+                                             budget)
                 for batch in batches:
                     writer.append(batch)
                     n_read += batch.n_read
