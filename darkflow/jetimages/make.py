@@ -32,7 +32,7 @@ from darkflow.config import Name, StrictModel
 from darkflow.errors import DataError, InputError
 from darkflow.events import TYPE_CODES as ROW_CODES
 from darkflow.events import EventFile
-from darkflow.fileio import check_output, publish, temporary_path
+from darkflow.fileio import check_input, check_output, publish, temporary_path
 
 PF_BRANCHES = ("PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass")
 WEIGHT_BRANCHES = ("weight", "genWeight")
@@ -281,8 +281,7 @@ def _input_kinds(paths: list[Path]) -> str:
 
     kinds = set()
     for p in paths:
-        if not p.is_file():
-            raise InputError(f"input file not found: {p}")
+        check_input(p, "input file")
         if p.stat().st_size == 0:
             raise InputError(f"{p}: file is empty")
         with open(p, "rb") as handle:
