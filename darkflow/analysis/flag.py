@@ -133,6 +133,7 @@ def flag(scores: str | Path, label: str, out: str | Path, *, eps_b: str | None =
     """Write the candidates of group ``label`` above the threshold to the CSV ``out`` (atomically)."""
     if (eps_b is None) == (threshold is None):
         raise InputError("give exactly one of `eps_b` or `threshold`")
+    check_output(out, [scores])
     file = read_scores(scores)
     sample = file.sample(label, "label")
     name = file.score_name(score)

@@ -105,7 +105,7 @@ class EventFile:
             with h5py.File(path, "r") as file:
                 self._check_datasets(file, h5py)
                 attrs = {key: _attr_value(file.attrs[key]) for key in file.attrs}
-        except OSError as err:
+        except (OSError, RuntimeError, KeyError, ValueError) as err:
             raise self._fail(f"cannot be read as HDF5 (truncated or damaged: {_short(err)})") from None
         self._attrs = self._parse_attrs(attrs)
         self._check_layout()
@@ -155,6 +155,8 @@ class EventFile:
             kind = JSON_KINDS[name]
             if not isinstance(value, kind):
                 raise self._fail(f"attribute '{name}' must be a JSON {kind.__name__}, got {str(text)[:80]!r}")
+            if name in ("hlf_names", "process_names") and not all(isinstance(v, str) for v in value):
+                raise self._fail(f"attribute '{name}' must be a JSON list of names (strings), got {str(text)[:80]!r}")
             out[name] = value
         return out
 
@@ -164,7 +166,8 @@ class EventFile:
             raise self._fail("no 'layout' attribute; it was not written by `darkflow prepare`")
         layout = attrs["layout"]
         features = layout.get("features")
-        if not isinstance(features, list) or len(features) != self._n_features:
+        if (not isinstance(features, list) or len(features) != self._n_features
+                or not all(isinstance(f, str) for f in features)):
             raise self._fail(f"layout features {features!r} do not match the {self._n_features} columns of 'objects'")
         rows = layout.get("rows")
         if not isinstance(rows, list) or len(rows) != self._n_rows:

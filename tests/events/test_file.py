@@ -230,6 +230,9 @@ def test_missing_layout(tmp_path, fixed):
     ("process_names", "ttbar", "attribute 'process_names' is not valid JSON"),
     ("hlf_names", '{"a": 1}', "attribute 'hlf_names' must be a JSON list"),
     ("channel", "[1, 2]", "attribute 'channel' must be a JSON dict"),
+    ("process_names", "[1, 2, 3]", "attribute 'process_names' must be a JSON list of names"),
+    ("layout", '{"features": ["E", "pt", "eta", 4], "rows": ["jet", "jet", "bjet", "eplus", "met"]}',
+     "layout features .* do not match the 4 columns of 'objects'"),
 ])
 def test_bad_json_attribute(tmp_path, fixed, attr, text, match):
     path = _copy(tmp_path, fixed[1])
