@@ -201,29 +201,39 @@ class EventFile:
                     bad_process += int(bad.sum())
         self.close()
         if bad_weight:
-            raise DataError(f"{self.path}: {bad_weight} event weight(s) are NaN or inf (first at event index "
-                            f"{first_weight}); weights must be finite: fix the input and prepare it again")
+            raise DataError(f"{self.path}: {bad_weight} event weight(s) are NaN or inf (the first at event "
+                            f"{first_weight}); event weights must be finite: fix or drop those events and prepare "
+                            "the file again")
         if bad_process:
             raise DataError(f"{self.path}: {bad_process} event(s) have a process index outside the "
-                            f"{n_names} process_names (first at event index {first_process})")
+                            f"{n_names} process_names (the first at event {first_process})")
 
     def check_finite(self, indices: Index = None) -> None:
         """Raise :class:`DataError` when ``objects`` or ``hlf`` hold NaN or inf in any event (of ``indices``),
-        naming how many events and the first one. One streaming pass."""
+        naming the dataset, how many events and the first one. One streaming pass over both datasets.
+
+        ``prepare`` refuses such values, so a file that holds them was damaged or written by other means.
+        """
         if isinstance(indices, slice):
             indices = np.arange(*indices.indices(self._n_events))
         chosen = None if indices is None else self.check_indices(indices)
-        count, first = 0, -1
-        for where, block in self.blocks(BLOCK, fields=("objects", "hlf"), indices=chosen):
-            bad = ~(np.isfinite(block["objects"]).all(axis=(1, 2)) & np.isfinite(block["hlf"]).all(axis=1))
-            if bad.any():
-                if not count:
-                    position = where.start + int(np.argmax(bad))
-                    first = position if chosen is None else int(chosen[position])
-                count += int(bad.sum())
-        if count:
-            raise DataError(f"{self.path}: {count} event(s) hold NaN or inf in 'objects' or 'hlf' (first at event "
-                            f"index {first}); fix the input and prepare it again")
+        fields = ("objects", "hlf")
+        count, first = dict.fromkeys(fields, 0), dict.fromkeys(fields, -1)
+        for where, block in self.blocks(BLOCK, fields=fields, indices=chosen):
+            for name in fields:
+                values = block[name]
+                bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+                if bad.any():
+                    if not count[name]:
+                        position = where.start + int(np.argmax(bad))
+                        first[name] = position if chosen is None else int(chosen[position])
+                    count[name] += int(bad.sum())
+        self.close()
+        for name in fields:
+            if count[name]:
+                raise DataError(f"{self.path}: damaged input file: {count[name]} event(s) hold NaN or inf in "
+                                f"{name!r} (the first at event {first[name]}); prepare the file again from its "
+                                "sources")
 
     # ------------------------------------------------------------------ properties
 

@@ -51,9 +51,8 @@ class EventBatches(Dataset):
             otherwise every batch is read from the file when it is needed, so that memory stays bounded
             by a few batches whatever the file size.
 
-    Raises:
-        DataError: NaN or inf in the ``objects`` or ``hlf`` of an event of the split
-            (:meth:`EventFile.check_finite`, checked once here).
+    The values are not checked here: ``train`` checks the whole file once
+    (:func:`darkflow.train.input_checks.check_training_values`).
     """
 
     def __init__(self, path: str | os.PathLike | EventFile, indices: Sequence[int] | np.ndarray,
@@ -66,10 +65,6 @@ class EventBatches(Dataset):
         self.arrays: dict[str, np.ndarray] | None = None
         if self.in_memory:
             self.arrays = self.events.read(self.indices, FIELDS)
-            _check_finite(self.events, self.arrays, self.indices)
-            self.events.close()
-        else:
-            self.events.check_finite(self.indices)
             self.events.close()
 
     def __len__(self) -> int:
@@ -80,13 +75,6 @@ class EventBatches(Dataset):
         if self.arrays is not None:
             return {k: torch.from_numpy(v[positions]) for k, v in self.arrays.items()}
         return {k: torch.from_numpy(v) for k, v in self.events.read(self.indices[positions], FIELDS).items()}
-
-
-def _check_finite(events: EventFile, arrays: dict[str, np.ndarray], indices: np.ndarray) -> None:
-    """:meth:`EventFile.check_finite` on a split already in memory (the same message, no second read)."""
-    bad = ~(np.isfinite(arrays["objects"]).all(axis=(1, 2)) & np.isfinite(arrays["hlf"]).all(axis=1))
-    if bad.any():
-        events.check_finite(indices[bad])
 
 
 def distributed_rank() -> tuple[int, int]:

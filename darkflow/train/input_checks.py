@@ -11,51 +11,34 @@ epochs later as a non-finite loss that reads like a learning-rate problem.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from darkflow.errors import DataError
 
-BLOCK_EVENTS = 65_536
-"""Events read at a time."""
+if TYPE_CHECKING:
+    from darkflow.events import EventFile
 
 
-def _bad_events(values: np.ndarray) -> np.ndarray:
-    """Which events (first axis) hold a NaN or inf, bool ``(B,)``."""
-    return ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-
-
-def _count(bad: np.ndarray, offset: int = 0) -> tuple[int, int]:
-    return int(bad.sum()), offset + int(np.argmax(bad)) if bad.any() else -1
-
-
-def check_training_values(path: str | Path, train_idx: np.ndarray, val_idx: np.ndarray,
+def check_training_values(path: str | Path | EventFile, train_idx: np.ndarray, val_idx: np.ndarray,
                           event_weights: str = "use") -> None:
     """Refuse a training file with non-finite weights, objects or high-level features, or a split whose
-    weights are all zero (see the module docstring).
+    weights are all zero (see the module docstring). The weights are checked by :class:`EventFile` when the
+    file is opened (``path`` may be an open one), ``objects`` and ``hlf`` by :meth:`EventFile.check_finite`.
 
     Raises:
         DataError: one line with what is wrong, how many events, the first event index and what to do.
     """
-    from darkflow.data_prep.store import open_event_file
+    from darkflow.events import EventFile
 
-    with open_event_file(path) as handle:
-        weight = handle["weight"][:]
-        count, first = _count(_bad_events(weight))
-        if count:
-            raise DataError(f"{path}: {count} event weight(s) are NaN or inf (the first at event {first}); event "
-                            "weights must be finite: fix or drop those events and prepare the file again")
-        for name in ("objects", "hlf"):
-            data, count, first = handle[name], 0, -1
-            for lo in range(0, data.shape[0], BLOCK_EVENTS):
-                n, at = _count(_bad_events(data[lo : lo + BLOCK_EVENTS]), lo)
-                count, first = count + n, first if first >= 0 else at
-            if count:
-                raise DataError(f"{path}: damaged input file: {count} event(s) hold NaN or inf in {name!r} (the "
-                                f"first at event {first}); prepare the file again from its sources")
+    events = path if isinstance(path, EventFile) else EventFile(path)  # refuses non-finite weights
+    events.check_finite()
+    weight = events.read(None, ("weight",))["weight"]
+    events.close()
     if event_weights == "ignore":
         return
     for split, idx in (("training", train_idx), ("validation", val_idx)):
         if not np.abs(weight[idx]).sum() > 0:
-            raise DataError(f"{path}: every event weight of the {split} split is zero, so the weighted losses are "
+            raise DataError(f"{events.path}: every event weight of the {split} split is zero, so the weighted losses are "
                             "undefined: give the events non-zero weights or set `training.event_weights` to ignore")

@@ -220,7 +220,7 @@ def train(config: TrainConfig, options: TrainOptions) -> dict[str, Any]:
     else:
         train_idx, val_idx = _split(len(full), t.val_fraction, t.seed)
     _check_processes(t, len(train_idx), len(val_idx))
-    check_training_values(options.data, train_idx, val_idx, t.event_weights)
+    check_training_values(full.events, train_idx, val_idx, t.event_weights)
     if plan.source is None:
         scaler = _fit_scaler(options.data, train_idx, config, layout)
     if plan.source is None or hlf_scaler is None:

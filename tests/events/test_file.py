@@ -156,10 +156,13 @@ def test_check_finite_names_count_and_first(tmp_path, fixed):
     hlf[30, 3] = -np.inf
     path = _copy(tmp_path, events, objects=objects, hlf=hlf)
     file = EventFile(path)  # objects and hlf are not read when opening
-    with pytest.raises(DataError, match=r"3 event\(s\) hold NaN or inf in 'objects' or 'hlf' \(first at event index 5\)"):
+    with pytest.raises(DataError, match=r"damaged input file: 1 event\(s\) hold NaN or inf in 'objects' "
+                                        r"\(the first at event 5\)"):
         file.check_finite()
-    with pytest.raises(DataError, match=r"2 event\(s\) .*\(first at event index 9\)"):
+    with pytest.raises(DataError, match=r"2 event\(s\) hold NaN or inf in 'hlf' \(the first at event 9\)"):
         file.check_finite(np.array([0, 9, 10, 30]))
+    with pytest.raises(DataError, match=r"1 event\(s\) hold NaN or inf in 'hlf' \(the first at event 30\)"):
+        file.check_finite(slice(20, 40))
     file.check_finite(np.array([0, 1, 2, 31]))
     file.check_finite(slice(10, 30))
 
@@ -263,7 +266,7 @@ def test_non_finite_weights(tmp_path, fixed, value):
     weight = fixed[1]["weight"].copy()
     weight[[17, 3, 25]] = value
     message = _refused(_copy(tmp_path, fixed[1], weight=weight), DataError,
-                       r"3 event weight\(s\) are NaN or inf \(first at event index 3\)")
+                       r"3 event weight\(s\) are NaN or inf \(the first at event 3\)")
     assert "finite" in message
 
 
@@ -271,4 +274,4 @@ def test_process_outside_process_names(tmp_path, fixed):
     process = fixed[1]["process"].copy()
     process[[11, 12]] = [3, -1]
     _refused(_copy(tmp_path, fixed[1], process=process), DataError,
-             r"2 event\(s\) have a process index outside the 3 process_names \(first at event index 11\)")
+             r"2 event\(s\) have a process index outside the 3 process_names \(the first at event 11\)")

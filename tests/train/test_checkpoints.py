@@ -77,8 +77,8 @@ def fit(sm, out, overrides: dict, probe_options: dict | None = None, resume: boo
     """A real run with the run's own callbacks and checkpoint writer (what ``train`` builds), plus a probe."""
     import lightning as L
 
-    from darkflow.data_prep.dataset import EventDataset
     from darkflow.train.data import EventBatches, batch_loader
+    from darkflow.train.dataset import EventDataset
     from darkflow.train.epoch_end import AtomicCheckpointIO, MetricsCSV
     from darkflow.train.module import DarkFlowModule
     from darkflow.train.run import _fit_scaler

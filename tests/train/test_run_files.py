@@ -24,8 +24,8 @@ SMALL = {"model.latent": 4, "model.context": 8, "model.hidden": 16, "model.chann
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """An untrained run (model.pt as ``darkflow train`` writes it) and its state and metadata."""
-    from darkflow.data_prep.dataset import EventDataset
     from darkflow.models.scaler import Standardizer
+    from darkflow.train.dataset import EventDataset
 
     d = tmp_path_factory.mktemp("runfiles")
     src = write_tree(d / "sm.root", random_nanoaod(np.random.default_rng(0), 200))
