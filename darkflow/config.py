@@ -62,9 +62,10 @@ M = TypeVar("M", bound="StrictModel")
 
 
 class StrictModel(BaseModel):
-    """Base of every config: unknown keys are rejected, values are validated on assignment."""
+    """Base of every config: unknown keys are rejected, NaN and inf are refused in every float, values are
+    validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 YAML_MAX_BYTES = 1 << 20

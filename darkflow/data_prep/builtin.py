@@ -27,10 +27,9 @@ def resolve(kind: str, name_or_path: str | Path, extra: tuple[str, ...] = (), la
     label = label or kind.rstrip("s")
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")) or "/" in text:
-        path = Path(text)
-        if not path.is_file():
-            raise ConfigError(f"{label} file not found: {path}")
-        return path
+        from darkflow.fileio import check_input
+
+        return check_input(text, f"{label} file")
     path = base / kind / f"{text}.yaml"
     if path.is_file():
         return path
