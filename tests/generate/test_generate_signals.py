@@ -208,7 +208,7 @@ def test_existing_folder_keeps_other_files_and_gets_new_ones(tmp_path, monkeypat
     (out / "notes.txt").write_text("kept")
     (out / "ttbar.root").write_bytes(b"replaced")
     (res,) = generate(GenerateConfig(process="ttbar", events=20, seed=2, out=str(out), workers=2, format="both"),
-                      progress=False)
+                      progress=False).processes
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "ttbar.csv", "ttbar.json", "ttbar.root"]
     assert (out / "notes.txt").read_text() == "kept"
     assert (out / "ttbar.root").read_bytes()[:4] == b"root"
