@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +194,22 @@ def tiny_run(tmp_path_factory, synthetic_folder) -> Path:
     out = tmp_path_factory.mktemp("cflow_runs") / "tiny"
     train_cflow(quick_config(32), CflowTrainOptions(data=[str(synthetic_folder)], out=str(out), progress=False))
     return out
+
+
+def signal_when_ready(proc: subprocess.Popen, signum: int, ready: Callable[[], bool] = lambda: True,
+                      settle: float = 0.5, timeout: float = 120.0) -> str:
+    """Wait while ``proc`` runs until ``ready()`` (the command is at work, e.g. a temporary output exists) or
+    ``timeout``, then ``settle`` seconds more; send ``signum`` and return the process's stderr. The process must
+    still be running when signalled, and is killed if anything fails."""
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        time.sleep(settle)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signum)
+        return proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

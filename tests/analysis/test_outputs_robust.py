@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from conftest import signal_when_ready
 
 from darkflow.analysis import plots
 from darkflow.analysis.scan import FILES, ScanConfig, scan
@@ -186,18 +186,7 @@ def test_sigterm_during_scan_leaves_the_folder_unchanged(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "darkflow", *scan_argv(big, out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while not leftovers(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        time.sleep(0.5)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = signal_when_ready(proc, signal.SIGTERM, lambda: bool(leftovers(tmp_path)))
     assert proc.returncode == 143, err
     assert err.count("\n") == 1 and "interrupted by SIGTERM" in err
     assert tree(out) == before and leftovers(tmp_path) == []

@@ -10,11 +10,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import signal_when_ready
 from PIL import Image
 
 from darkflow.cflow.folder import load_folder
@@ -171,18 +171,7 @@ def test_sigterm_during_cflow_train_leaves_nothing(tmp_path, synthetic_folder, e
     proc = subprocess.Popen([sys.executable, "-m", "darkflow", "cflow", "train", "--data", str(synthetic_folder),
                              "--out", str(run), "--epochs", "10000", "--image-size", "32", "-q"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 120
-        while not leftovers(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        time.sleep(2)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    err = signal_when_ready(proc, signal.SIGTERM, lambda: bool(leftovers(tmp_path)), settle=2)
     assert proc.returncode == 143, err
     assert len(err.strip().splitlines()) == 1 and "interrupted by SIGTERM" in err, err
     assert leftovers(tmp_path) == []

@@ -8,12 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import awkward as ak
 import numpy as np
 import pytest
 import uproot
+from conftest import signal_when_ready
 
 from darkflow.data_prep.darkmachines import DarkMachinesReader
 from darkflow.generate.run import GenerateConfig, generate
@@ -225,17 +225,8 @@ def test_interrupt_leaves_no_half_file(tmp_path):
                             # a shell that starts the suite in the background makes its children ignore SIGINT
                             # (POSIX), and Python then raises no KeyboardInterrupt: restore the default
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 120
-        while not leftovers(tmp_path) and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)  # start-up (imports, Pythia's initialisation) takes seconds on a loaded machine
-        time.sleep(1)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    # start-up (imports, Pythia's initialisation) takes seconds on a loaded machine
+    err = signal_when_ready(proc, signal.SIGINT, lambda: bool(leftovers(tmp_path)), settle=1)
     assert proc.returncode == 130, err
     assert list(tmp_path.iterdir()) == []
 
