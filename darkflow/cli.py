@@ -541,7 +541,7 @@ def run_guarded(command: str, body: Callable[[], int]) -> int:
 
     def say(kind: str, message: str) -> None:
         text = flags_named(" ".join(str(message).split()), command)
-        print(f"darkflow {command}: {kind}: {text}", file=sys.stderr, flush=True)
+        print(f"darkflow {command}: {kind + ': ' if kind else ''}{text}", file=sys.stderr, flush=True)
 
     try:
         with handle_signals():
@@ -551,10 +551,10 @@ def run_guarded(command: str, body: Callable[[], int]) -> int:
         say("error", str(err))
         return 2
     except Interrupted as err:
-        say("interrupted", f"{err}; no partial output was left")
+        say("", f"{err}; no partial output was left")
         return exit_status(err)
     except KeyboardInterrupt:
-        say("interrupted", "interrupted by SIGINT; no partial output was left")
+        say("", "interrupted by SIGINT; no partial output was left")
         return 130
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -564,7 +564,6 @@ def run_guarded(command: str, body: Callable[[], int]) -> int:
         where = f" ({err.filename})" if getattr(err, "filename", None) else ""
         say("error", f"{err.strerror or err}{where}")
         return 1
-
     except Exception as err:
         if os.environ.get("DARKFLOW_DEBUG"):
             raise

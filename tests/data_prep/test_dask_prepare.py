@@ -175,7 +175,7 @@ def test_sigterm_ends_the_local_cluster_and_leaves_nothing(tmp_path):
     proc.send_signal(signal.SIGTERM)
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 143
-    assert err.strip().splitlines()[-1] == ("darkflow prepare: interrupted: interrupted by SIGTERM; "
+    assert err.strip().splitlines()[-1] == ("darkflow prepare: interrupted by SIGTERM; "
                                             "no partial output was left")
     assert "Traceback" not in err and len([line for line in err.splitlines() if "darkflow prepare:" in line]) == 1
     gone, alive = psutil.wait_procs(children, timeout=30)

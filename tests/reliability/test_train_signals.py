@@ -126,7 +126,7 @@ def test_sigterm_while_training_leaves_nothing(sm, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     lines = err.strip().splitlines()
-    assert lines == ["darkflow train: interrupted: interrupted by SIGTERM; no partial output was left"], err
+    assert lines == ["darkflow train: interrupted by SIGTERM; no partial output was left"], err
     assert list(tmp_path.iterdir()) == []  # no run folder, no staging folder, no temporary file
     none_alive(children)
 
