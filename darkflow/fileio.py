@@ -196,3 +196,9 @@ def write_text_atomic(path: PathLike, text: str, inputs: Iterable[PathLike] = ()
 def leftovers(folder: PathLike) -> list[Path]:
     """Temporary outputs DarkFlow left in ``folder`` (there should be none once a command has ended)."""
     return sorted(p for p in Path(folder).iterdir() if TMP_MARK in p.name)
+
+
+def remove_leftovers(folder: PathLike) -> None:
+    """Remove the temporary outputs a killed process (SIGKILL) left anywhere under ``folder``."""
+    for path in sorted(Path(folder).rglob(f"*{TMP_MARK}*"), reverse=True):
+        _remove(path)

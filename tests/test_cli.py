@@ -125,7 +125,8 @@ def test_train_overrides_change_one_key_of_the_recipe(tmp_path):
                         "--set", 'model.flow_options={"num_layers": 1}'])
     resolved = options.train_config
     assert resolved.model.kind == "density" and resolved.model.flow == "realnvp"
-    assert resolved.model.flow_options == {"num_layers": 1} and resolved.model.noise == 0.05  # the recipe's noise
+    # key by key at any depth: the recipe's other flow option and its noise stay
+    assert resolved.model.flow_options == {"num_layers": 1, "hidden_features": 128} and resolved.model.noise == 0.05
     assert resolved.training.batch_size == 64 and resolved.training.learning_rate == 3e-4
     assert resolved.training.patience == 5  # from models/density.yaml
 

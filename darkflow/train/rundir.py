@@ -5,7 +5,7 @@ it) and renamed to ``OUT`` once ``model.pt`` is written:
 
 * a failed or interrupted (SIGINT, SIGTERM) new run removes ``OUT.partial``; ``OUT`` is never created;
 * after SIGKILL ``OUT.partial`` survives with ``checkpoints/last.ckpt`` (written every epoch), and resuming
-  ``OUT`` continues there;
+  ``OUT`` continues there (the killed process's temporary files in it are removed first);
 * resuming a complete ``OUT`` trains in a copy (``OUT.partial``) that replaces ``OUT`` when done; a failed or
   interrupted resume leaves ``OUT`` as it was and removes the copy;
 * a staging folder that existed before the command (a killed run being resumed) is kept on failure, and so is
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from darkflow.errors import DataError, InputError
-from darkflow.fileio import atomic_output, check_output, publish
+from darkflow.fileio import atomic_output, check_output, publish, remove_leftovers
 
 MODEL_FILE = "model.pt"
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -119,6 +119,8 @@ def staged(plan: RunPlan, lead: bool = True) -> Iterator[Path]:
             with atomic_output(plan.staging, directory=True) as tmp:
                 shutil.copytree(plan.out, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MODEL_FILE))
             created = True
+        elif plan.staging.is_dir():
+            remove_leftovers(plan.staging)
         elif not plan.staging.exists():
             try:
                 plan.staging.mkdir()

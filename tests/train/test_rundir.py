@@ -153,3 +153,15 @@ def test_other_ddp_processes_read_where_the_first_one_trains(tmp_path):
     finished_run(staging_path(out))
     assert plan_run(out, resume=True, lead=False).source == staging_path(out)
     assert plan_run(tmp_path / "new", resume=False, lead=False).source is None
+
+
+def test_a_resume_removes_what_the_killed_process_was_writing(tmp_path):
+    out = tmp_path / "run"
+    staging = finished_run(staging_path(out))
+    (staging / MODEL_FILE).unlink()
+    stale = staging / "checkpoints" / ".best.ckpt.darkflow-abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    with staged(plan_run(out, resume=True)) as run_dir:
+        assert not stale.exists() and (run_dir / LAST_CHECKPOINT).is_file()
+        (run_dir / MODEL_FILE).write_text("model")
+    assert not [p for p in out.rglob("*") if ".darkflow-" in p.name]
