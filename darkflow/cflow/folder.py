@@ -75,7 +75,9 @@ def load_folder(root: str | Path, split: Split, image_size: int | None = None) -
     Returns:
         an :class:`ImageSet` of kind ``folder``: images ``(N, C, H, W)`` in ``[0, 1]`` (``C`` 1 for
         grayscale, 3 when any image is colour), labels 0 for ``good`` and 1 otherwise, masks from
-        ``ground_truth`` (test split; ``None`` for train).
+        ``ground_truth`` (test split; ``None`` for train, and for a test split whose defect images have no masks
+        at all: image-level labels only, said in ``meta["note"]``). Masks for some defect images but not for
+        others are refused.
     """
     root = Path(root)
     if image_size is not None and (not isinstance(image_size, int) or image_size < 8):
@@ -97,7 +99,15 @@ def load_folder(root: str | Path, split: Split, image_size: int | None = None) -
     files = [(name, p) for name, folder in groups for p in _images_in(folder)]
     mode = _mode([p for _, p in files] + ([] if split == "train" else _images_in(train_good)[:1]))
     images, masks, labels, names = [], [], [], []
-    has_masks = split == "test"
+    defects = [(name, p) for name, p in files if name != "good"]
+    found = [_mask_path(root, name, p) for name, p in defects]
+    has_masks = split == "test" and any(m is not None for m in found)
+    if has_masks and None in found:
+        name, p = defects[found.index(None)]
+        raise InputError(f"{p}: no mask at {root / 'ground_truth' / name / (p.stem + '_mask.png')}, while other "
+                         "defect images have masks; give every test/<defect> image a ground_truth mask, or none "
+                         "(image-level labels only)")
+    masks_of = dict(zip([p for _, p in defects], found, strict=True))
     for name, p in files:
         pixels, stored = _read(p, mode, image_size)
         images.append(pixels)
@@ -108,19 +118,25 @@ def load_folder(root: str | Path, split: Split, image_size: int | None = None) -
         if name == "good":
             masks.append(np.zeros(pixels.shape[:2], dtype=bool))
             continue
-        mask_path = root / "ground_truth" / name / f"{p.stem}_mask.png"
-        if not mask_path.is_file():
-            alt = root / "ground_truth" / name / f"{p.stem}.png"
-            if not alt.is_file():
-                raise InputError(f"{p}: no mask at {mask_path}; every test/<defect> image needs "
-                                 "ground_truth/<defect>/<name>_mask.png")
-            mask_path = alt
-        mask, _ = _read(mask_path, "L", image_size, nearest=True, image=stored)
+        mask, _ = _read(masks_of[p], "L", image_size, nearest=True, image=stored)
         masks.append(mask > 0)
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         raise InputError(f"{root}: images of different sizes {sorted(shapes)[:2]}...; set `image_size` to N to resize them")
     stack = np.stack(images).astype(np.float32) / 255.0
     stack = stack[:, None] if stack.ndim == 3 else stack.transpose(0, 3, 1, 2)
+    meta = {"root": str(root), "mode": mode}
+    if split == "test" and defects and not has_masks:
+        meta["note"] = (f"no ground_truth masks for the {len(defects)} defect image(s): image-level labels only, "
+                        "so pixel_auroc and aupro are left empty")
     return ImageSet(np.ascontiguousarray(stack), np.asarray(labels, dtype=np.int8),
-                    np.stack(masks) if has_masks else None, names, "folder", meta={"root": str(root), "mode": mode})
+                    np.stack(masks) if has_masks else None, names, "folder", meta=meta)
+
+
+def _mask_path(root: Path, defect: str, image: Path) -> Path | None:
+    """``ground_truth/<defect>/<name>_mask.png`` (or ``<name>.png``) of a defect image, if it exists."""
+    for name in (f"{image.stem}_mask.png", f"{image.stem}.png"):
+        path = root / "ground_truth" / defect / name
+        if path.is_file():
+            return path
+    return None

@@ -126,7 +126,8 @@ def score_cflow(run: str | Path, data: list[str], out: str | Path, background: s
 
             (staging / "overlays").mkdir()
             write_overlays(staging / "overlays", images, maps, scores, overlays)
-    return {"metrics": metrics, "n": len(images), "out": out, "kind": images.kind}
+    return {"metrics": metrics, "n": len(images), "out": out, "kind": images.kind,
+            "notes": [images.meta["note"]] if images.meta.get("note") else []}
 
 
 class CflowScoreConfig(StrictModel):
@@ -167,4 +168,5 @@ def run(config: CflowScoreConfig) -> CflowScoreResult:
     """``darkflow cflow score``: :func:`score_cflow`."""
     result = score_cflow(config.run, list(config.data), config.out, background=config.background,
                          overlays=config.overlays)
-    return CflowScoreResult(Path(result["out"]), result["n"], result["kind"], result["metrics"])
+    return CflowScoreResult(Path(result["out"]), result["n"], result["kind"], result["metrics"],
+                            list(result.get("notes", [])))

@@ -1,7 +1,10 @@
 """The MVTec AD folder loader and the synthetic image set, including bad inputs."""
 
+import csv
+import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from PIL import Image
@@ -62,3 +65,40 @@ def test_bad_folders(tmp_path, synthetic_folder):
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(empty / "train" / "good" / "a.png")
     with pytest.raises(InputError, match="no test/ folder"):
         load_folder(empty, "test")
+
+
+def test_a_test_split_without_any_mask_has_image_labels_only(tmp_path):
+    root = write_synthetic(tmp_path / "set", size=16, n_train=2, n_test_good=2, n_test_defect=2)
+    with_masks = load_folder(root, "test")
+    shutil.rmtree(root / "ground_truth")
+    labels_only = load_folder(root, "test")
+    assert labels_only.masks is None and with_masks.masks is not None
+    np.testing.assert_array_equal(labels_only.labels, with_masks.labels)
+    np.testing.assert_array_equal(labels_only.images, with_masks.images)
+    assert "image-level labels only" in labels_only.meta["note"] and "note" not in with_masks.meta
+
+
+def test_cflow_score_of_a_folder_without_masks_gives_image_metrics_and_one_line(tmp_path, capsys):
+    from sklearn.metrics import roc_auc_score
+
+    from darkflow.cli import main
+
+    root = write_synthetic(tmp_path / "set", size=32, n_train=8, n_test_good=4, n_test_defect=2, seed=3)
+    shutil.rmtree(root / "ground_truth")
+    run, out = tmp_path / "run", tmp_path / "scored"
+    assert main(["cflow", "train", "--data", str(root), "--out", str(run), "--epochs", "1", "-q", "--image-size",
+                 "32", "--set", "encoder.channels=[8, 16]", "--set", "encoder.pretrain_steps=5",
+                 "--set", "decoder.blocks=2", "--set", "decoder.pos_dim=16", "--set", "training.fiber_batch=512"]) == 0
+    capsys.readouterr()
+    assert main(["cflow", "score", "--run", str(run), "--data", str(root), "--out", str(out), "--overlays", "2"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "image-level labels only" in err[0] and "warning" in err[0]
+    with open(out / "metrics.csv") as handle:
+        (metrics,) = list(csv.DictReader(handle))
+    with open(out / "scores.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    expected = roc_auc_score([int(r["label"]) for r in rows], [float(r["score"]) for r in rows])
+    assert metrics["pixel_auroc"] == "" and metrics["aupro"] == ""
+    assert float(metrics["image_auroc"]) == pytest.approx(expected, abs=1e-6)
+    with h5py.File(out / "maps.h5") as h:
+        assert "masks" not in h and h["maps"].shape == (len(rows), 32, 32)
