@@ -44,24 +44,20 @@ def _moved(path: str | None, old: str, new: str) -> str | None:
     return path
 
 
-class BestCheckpoint(ModelCheckpoint):
-    """``best.ckpt``: the epoch with the lowest ``val_loss`` among the epochs from ``start`` on.
+class _FromEpoch:
+    """The epoch-end hooks of a monitoring callback, skipped before epoch ``self.start`` (the warm-up).
 
-    Arguments:
-        dirpath: the run's ``checkpoints/`` folder.
-        start: the first epoch that may be the best (the end of the warm-up; 0 for all).
+    ``state_key`` is the key runs written before these classes existed used (``KEYS``: with a warm-up, without),
+    so that such runs still resume with their best score and patience.
     """
 
-    def __init__(self, dirpath: Path, start: int = 0) -> None:
-        super().__init__(dirpath=dirpath, filename="best", monitor="val_loss", mode="min", save_top_k=1,
-                         save_last=False, enable_version_counter=False)
-        self.start = start
+    start: int
+    KEYS: tuple[str, str]
 
     @property
     def state_key(self) -> str:
-        # the key runs written before this class existed used, so that they still resume with their best score
-        name = "monitoring_callbacks.<locals>.BestAfterWarmup" if self.start else "ModelCheckpoint"
-        return name + ModelCheckpoint.state_key.fget(self).removeprefix(type(self).__qualname__)
+        name = self.KEYS[0] if self.start else self.KEYS[1]
+        return name + super().state_key.removeprefix(type(self).__qualname__)
 
     def on_train_batch_end(self, trainer, *args: Any, **kwargs: Any) -> None:
         if trainer.current_epoch >= self.start:
@@ -75,6 +71,22 @@ class BestCheckpoint(ModelCheckpoint):
         if trainer.current_epoch >= self.start:
             super().on_validation_end(trainer, module)
 
+
+class BestCheckpoint(_FromEpoch, ModelCheckpoint):
+    """``best.ckpt``: the epoch with the lowest ``val_loss`` among the epochs from ``start`` on.
+
+    Arguments:
+        dirpath: the run's ``checkpoints/`` folder.
+        start: the first epoch that may be the best (the end of the warm-up; 0 for all).
+    """
+
+    KEYS = ("monitoring_callbacks.<locals>.BestAfterWarmup", "ModelCheckpoint")
+
+    def __init__(self, dirpath: Path, start: int = 0) -> None:
+        super().__init__(dirpath=dirpath, filename="best", monitor="val_loss", mode="min", save_top_k=1,
+                         save_last=False, enable_version_counter=False)
+        self.start = start
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Lightning's, with the paths of a moved run folder mapped to where the folder is now."""
         old, new = state_dict.get("dirpath"), self.dirpath
@@ -86,25 +98,14 @@ class BestCheckpoint(ModelCheckpoint):
         super().load_state_dict(state_dict)
 
 
-class EarlyStop(EarlyStopping):
+class EarlyStop(_FromEpoch, EarlyStopping):
     """Early stopping on ``val_loss`` whose patience counts from epoch ``start``."""
+
+    KEYS = ("monitoring_callbacks.<locals>.EarlyStoppingAfterWarmup", "EarlyStopping")
 
     def __init__(self, patience: int, start: int = 0) -> None:
         super().__init__(monitor="val_loss", mode="min", patience=patience)
         self.start = start
-
-    @property
-    def state_key(self) -> str:
-        name = "monitoring_callbacks.<locals>.EarlyStoppingAfterWarmup" if self.start else "EarlyStopping"
-        return name + EarlyStopping.state_key.fget(self).removeprefix(type(self).__qualname__)
-
-    def on_train_epoch_end(self, trainer, module) -> None:
-        if trainer.current_epoch >= self.start:
-            super().on_train_epoch_end(trainer, module)
-
-    def on_validation_end(self, trainer, module) -> None:
-        if trainer.current_epoch >= self.start:
-            super().on_validation_end(trainer, module)
 
 
 class LastCheckpoint(Checkpoint):
