@@ -58,6 +58,18 @@ Count = Annotated[int, AfterValidator(_at_least_one)]
 Name = Annotated[str, BeforeValidator(_path_text), AfterValidator(_not_empty)]
 """A config field naming a file, folder or label: any non-blank string (a ``Path`` is taken as its text)."""
 
+
+def at_least_one(message: str) -> AfterValidator:
+    """The validator of a list option that needs one entry or more: ``Annotated[list[Name], at_least_one("give
+    at least one event file (.h5)")]``; ``message`` says what to give."""
+
+    def check(value: list[Any]) -> list[Any]:
+        if not value:
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
 M = TypeVar("M", bound="StrictModel")
 
 

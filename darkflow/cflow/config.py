@@ -8,11 +8,11 @@ the recipe (``model``: ``cflow_default``, another ``models/cflow_*.yaml`` or a Y
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import PrivateAttr, field_validator, model_validator
 
-from darkflow.config import Count, FlowName, Fraction, Name, StrictModel
+from darkflow.config import Count, FlowName, Fraction, Name, StrictModel, at_least_one
 
 
 class EncoderConfig(StrictModel):
@@ -133,7 +133,7 @@ SECTIONS = ("encoder", "decoder", "training")
 class CflowTrainCommandConfig(StrictModel):
     """Options of ``darkflow cflow train``: the normal images, the run directory, the recipe and its overrides."""
 
-    data: list[Name]
+    data: Annotated[list[Name], at_least_one("give an image folder (MVTec AD layout) or .h5 file(s)")]
     out: Name
     model: Name = "cflow_default"
     image_size: int | None = None
@@ -141,13 +141,6 @@ class CflowTrainCommandConfig(StrictModel):
     decoder: dict[str, Any] = {}
     training: dict[str, Any] = {}
     _resolved: CflowConfig = PrivateAttr()
-
-    @field_validator("data")
-    @classmethod
-    def _some_data(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("give an image folder (MVTec AD layout) or .h5 file(s)")
-        return value
 
     @model_validator(mode="after")
     def _resolve(self) -> CflowTrainCommandConfig:

@@ -14,15 +14,15 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
-from pydantic import NonNegativeInt, field_validator
+from pydantic import NonNegativeInt
 
 from darkflow.cflow.imageset import ImageSet
 from darkflow.cflow.model import CFlowModel
-from darkflow.config import Name, StrictModel
+from darkflow.config import Name, StrictModel, at_least_one
 from darkflow.errors import InputError
 from darkflow.fileio import atomic_output, write_text_atomic
 
@@ -135,17 +135,10 @@ class CflowScoreConfig(StrictModel):
     of ``.h5`` inputs (default: the run's) and the number of PNG overlays."""
 
     run: Name
-    data: list[Name]
+    data: Annotated[list[Name], at_least_one("give an image folder (MVTec AD layout) or .h5 file(s)")]
     out: Name
     background: str | None = None
     overlays: NonNegativeInt = 8
-
-    @field_validator("data")
-    @classmethod
-    def _some_data(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("give an image folder (MVTec AD layout) or .h5 file(s)")
-        return value
 
 
 @dataclass

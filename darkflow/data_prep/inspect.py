@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
-from pydantic import field_validator
-
-from darkflow.config import Name, StrictModel
+from darkflow.config import Name, StrictModel, at_least_one
 
 
 class InspectConfig(StrictModel):
     """Options of ``darkflow inspect``: the event files to summarize."""
 
-    files: list[Name]
-
-    @field_validator("files")
-    @classmethod
-    def _some_file(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("give at least one event file (.h5)")
-        return value
+    files: Annotated[list[Name], at_least_one("give at least one event file (.h5)")]
 
 
 @dataclass

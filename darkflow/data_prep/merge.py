@@ -4,25 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import field_validator
-
-from darkflow.config import Name, StrictModel
+from darkflow.config import Name, StrictModel, at_least_one
 
 
 class MergeConfig(StrictModel):
     """Options of ``darkflow merge``: the files to concatenate, the output and its label."""
 
-    shards: list[Name]
+    shards: Annotated[list[Name], at_least_one("give at least one event file (.h5) to merge")]
     out: Name
     label: str | None = None
-
-    @field_validator("shards")
-    @classmethod
-    def _some_file(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("give at least one event file (.h5) to merge")
-        return value
 
 
 @dataclass

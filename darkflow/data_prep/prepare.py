@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import field_validator, model_validator
 
-from darkflow.config import Name, StrictModel
+from darkflow.config import Name, StrictModel, at_least_one
 from darkflow.data_prep import builtin
 from darkflow.data_prep.channels import Channel, load_channel
 from darkflow.data_prep.chunk import EventChunk
@@ -44,7 +44,7 @@ SIMULATION_SOURCES = ("darkmachines", "darkflow", "delphes")
 class PrepareConfig(StrictModel):
     """Options of ``darkflow prepare`` (a YAML file with these keys, overridden by CLI flags)."""
 
-    inputs: list[Name]
+    inputs: Annotated[list[Name], at_least_one("give at least one ROOT or CSV file")]
     out: Name
     source: str = "auto"
     channel: str = "none"
@@ -66,13 +66,6 @@ class PrepareConfig(StrictModel):
     def _positive(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
             raise ValueError("must be at least 1")
-        return value
-
-    @field_validator("inputs")
-    @classmethod
-    def _some_input(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("give at least one ROOT or CSV file")
         return value
 
     @field_validator("shard")

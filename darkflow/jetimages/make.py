@@ -23,12 +23,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from pydantic import field_validator
 
 from darkflow import __version__
-from darkflow.config import Name, StrictModel
+from darkflow.config import Name, StrictModel, at_least_one
 from darkflow.errors import DataError, InputError
 from darkflow.events import TYPE_CODES as ROW_CODES
 from darkflow.events import EventFile
@@ -47,7 +48,7 @@ CHUNK_EVENTS = 1024
 class JetImagesConfig(StrictModel):
     """Options of ``darkflow jetimages``."""
 
-    inputs: list[Name]
+    inputs: Annotated[list[Name], at_least_one("give at least one ROOT file with PF candidates or prepared .h5 event file")]
     out: Name
     size: int = 32
     radius: float = 0.8
@@ -77,13 +78,6 @@ class JetImagesConfig(StrictModel):
     def _count(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
             raise ValueError("must be at least 1")
-        return value
-
-    @field_validator("inputs")
-    @classmethod
-    def _some_input(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("give at least one ROOT file with PF candidates or prepared .h5 event file")
         return value
 
 

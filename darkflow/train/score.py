@@ -22,13 +22,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
-from pydantic import field_validator
 
-from darkflow.config import Name, StrictModel
+from darkflow.config import Name, StrictModel, at_least_one
 from darkflow.errors import InputError
 from darkflow.events import EventFile
 from darkflow.fileio import atomic_output, check_output
@@ -314,16 +313,9 @@ class ScoreConfig(StrictModel):
     """Options of ``darkflow score``: the run, the event files to score, the scores file, strictness."""
 
     run: Name
-    data: list[Name]
+    data: Annotated[list[Name], at_least_one("give at least one event file (.h5) to score")]
     out: Name
     strict: bool = False
-
-    @field_validator("data")
-    @classmethod
-    def _some_input(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("give at least one event file (.h5) to score")
-        return value
 
 
 @dataclass
