@@ -274,6 +274,19 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def section_overrides(config: BaseModel, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The mapping fields ``sections`` of a command's config as dotted overrides of a recipe, key by key at any
+    depth: ``model: {flow_options: {hidden: 16}}`` gives ``{"model.flow_options.hidden": 16}``, so that the
+    recipe's other keys stay (an empty mapping below a section replaces the recipe's)."""
+
+    def dotted(prefix: str, value: Any) -> list[tuple[str, Any]]:
+        if isinstance(value, dict) and value:
+            return [pair for key, sub in value.items() for pair in dotted(f"{prefix}.{key}", sub)]
+        return [] if prefix in sections else [(prefix, value)]
+
+    return dict(pair for section in sections for pair in dotted(section, getattr(config, section)))
+
+
 def apply_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Return a copy of ``data`` with dotted ``overrides`` set (``{"a.b": 1}`` sets ``data["a"]["b"]``)."""
     out = _deep_copy(data)

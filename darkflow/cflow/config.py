@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import PrivateAttr, field_validator, model_validator
 
-from darkflow.config import Count, FlowName, Fraction, Name, StrictModel, at_least_one
+from darkflow.config import Count, FlowName, Fraction, Name, StrictModel, at_least_one, section_overrides
 
 
 class EncoderConfig(StrictModel):
@@ -144,8 +144,7 @@ class CflowTrainCommandConfig(StrictModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> CflowTrainCommandConfig:
-        overrides: dict[str, Any] = {f"{section}.{key}": value for section in SECTIONS
-                                     for key, value in getattr(self, section).items()}
+        overrides = section_overrides(self, SECTIONS)
         if self.image_size is not None:
             overrides["image_size"] = self.image_size
         self._resolved = load_cflow_config(self.model, overrides)

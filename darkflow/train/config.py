@@ -148,14 +148,6 @@ SECTIONS = ("model", "standardize", "training")
 """The sections of a recipe a :class:`TrainCommandConfig` can override."""
 
 
-def _dotted(prefix: str, value: Any) -> list[tuple[str, Any]]:
-    """``{"a": {"b": 1}}`` under ``prefix`` as ``[("prefix.a.b", 1)]``: an override changes the recipe key by key,
-    at any depth (an empty mapping replaces the recipe's)."""
-    if isinstance(value, dict) and value:
-        return [pair for key, sub in value.items() for pair in _dotted(f"{prefix}.{key}", sub)]
-    return [(prefix, value)] if not (isinstance(value, dict) and prefix in SECTIONS) else []
-
-
 class TrainCommandConfig(StrictModel):
     """Options of ``darkflow train``: the SM event file, the run directory, the recipe and its overrides."""
 
@@ -170,10 +162,10 @@ class TrainCommandConfig(StrictModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> TrainCommandConfig:
-        from darkflow.config import apply_overrides, read_yaml, validate
+        from darkflow.config import apply_overrides, read_yaml, section_overrides, validate
         from darkflow.data_prep.builtin import MODEL_CONFIGS, resolve
 
-        overrides = dict(pair for section in SECTIONS for pair in _dotted(section, getattr(self, section)))
+        overrides = section_overrides(self, SECTIONS)
         recipe = read_yaml(resolve("", self.recipe, label="model config", base=MODEL_CONFIGS), "model config")
         self._resolved = validate(TrainConfig, apply_overrides(recipe, overrides), f"model {self.recipe}")
         return self
