@@ -44,6 +44,14 @@ def _reason(err: BaseException) -> str:
     return getattr(err, "strerror", None) or str(err)
 
 
+def same_file(a: PathLike, b: PathLike) -> bool:
+    """Whether ``a`` and ``b`` name the same file: the same resolved path, or the same inode (a hard link)."""
+    try:
+        return Path(a).resolve() == Path(b).resolve() or os.path.samefile(a, b)
+    except (OSError, RuntimeError):
+        return False
+
+
 def check_input(path: PathLike, what: str = "file", directory: bool = False) -> Path:
     """``path`` as a readable regular file (or folder, ``directory=True``); otherwise a one-line
     :class:`InputError` that names the problem: not found, a folder, a FIFO or device, unreadable."""
@@ -79,13 +87,7 @@ def check_output(
         raise InputError(f"{what} path is empty; give a file or folder name")
     resolved = _resolve(path)
     for item in inputs:
-        item_path = Path(item)
-        try:
-            same = item_path.exists() and (resolved == _resolve(item_path) or (
-                path.exists() and os.path.samefile(path, item_path)))
-        except OSError:
-            same = False
-        if same:
+        if Path(item).exists() and same_file(path, item):
             raise InputError(f"{what} {path} is also an input; give another output name (inputs are never changed)")
     parent = resolved.parent
     shown = f"{path.parent}" if resolved.parent == _resolve(path.parent) else f"{parent} (where the link {path} points)"

@@ -30,7 +30,7 @@ import torch
 from darkflow.config import Name, StrictModel, at_least_one
 from darkflow.errors import InputError
 from darkflow.events import EventFile
-from darkflow.fileio import atomic_output, check_output
+from darkflow.fileio import atomic_output, check_output, same_file
 from darkflow.train.overlap import KeyIndex, event_keys
 
 BATCH = 4096
@@ -84,19 +84,10 @@ def hlf_scores(names: list[str], hlf: np.ndarray) -> dict[str, np.ndarray]:
     return {f"hlf:{name}": hlf[:, k].astype(np.float64) for k, name in enumerate(names) if name not in HLF_SKIPPED}
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
 def refuse_overwrite(out: Path, protected: list[Path]) -> None:
     """Refuse an output path that is one of ``protected`` (the same resolved path, or the same inode)."""
     for path in protected:
-        if _same_file(out, path):
+        if same_file(out, path):
             raise InputError(f"`out` {out} is the input {path}; write the scores to another file")
 
 
@@ -161,7 +152,7 @@ def _met(events: EventFile) -> np.ndarray | None:
 def _overlap(training: _Training, path: Path, events: EventFile, ids: dict[str, np.ndarray]) -> tuple[np.ndarray, str]:
     """``split`` of an input (the roles of its training-file events, else -1) and its role's description;
     ``ids`` holds its ``process`` and ``event_id``."""
-    if _same_file(path, training.path):
+    if same_file(path, training.path):
         return training.roles(), "same"
     met = _met(events)
     with_met = met is not None and training.has_met
@@ -218,7 +209,7 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
         if label in labels:
             raise InputError(f"two inputs have the label {label!r}; prepare one again with another `label`")
         labels[label] = events
-        if training.description is not None and not (training.exists and _same_file(path, training.path)):
+        if training.description is not None and not (training.exists and same_file(path, training.path)):
             found += [f"{path}: {phrase}" for phrase in differences(events.attrs, training.description)]
     if strict and found:
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
