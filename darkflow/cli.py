@@ -302,23 +302,30 @@ VERBS: tuple[Verb, ...] = (
     Verb("cflow train", "darkflow.cflow.config:CflowTrainCommandConfig", "darkflow.cflow.train:run",
          help="train on normal images (an MVTec AD folder or .h5 files)",
          description="Train CFLOW-AD on the normal images of an MVTec AD folder (train/good) or of HDF5 jet-image / "
-         "event files; writes RUN/cflow.pt, RUN/config.yaml, RUN/metrics.csv.",
-         example="darkflow cflow train --data textures --out runs/cflow_textures --image-size 64",
+         "event files, or fit its closed-form Gaussian special case (--model mvg, no training); writes "
+         "RUN/cflow.pt, RUN/config.yaml, RUN/metrics.csv.",
+         example="darkflow cflow train --data textures --out runs/cflow_textures   # --model mvg: the Gaussian",
          flags=(
              flag("--data", many=True, help="an image folder (MVTec AD layout) or .h5 file(s)"),
              flag("--out", help="run directory"),
-             flag("--model", help="cflow_default (default), cflow_resnet18, cflow_wide_resnet50_2 or a .yaml file"),
+             flag("--model", help="cflow_default (default), mvg (the closed-form Gaussian, no decoder), "
+                  "cflow_resnet18, cflow_wide_resnet50_2 or a .yaml file"),
              flag("--encoder", key="encoder.name", choices=("builtin", "resnet18", "wide_resnet50_2"),
                   help="the image encoder"),
              flag("--weights", key="encoder.weights", help="torchvision encoders: imagenet (download), none "
                   "(random) or a local .pth file"),
-             flag("--image-size", type=int, help="resize folder images to N x N (default 256; .h5 images keep "
-                  "their size)"),
-             flag("--epochs", key="training.epochs", type=int, help="decoder training epochs (default 10)"),
+             flag("--image-size", type=int, help="resize folder images to N x N (default: keep their size; .h5 "
+                  "images always keep theirs)"),
+             flag("--covariance", key="gaussian.covariance", choices=("position", "shared", "none"),
+                  help="the Gaussian of every scale: a covariance per position (default), one shared by the "
+                  "positions, or none (decoders on unwhitened features)"),
+             flag("--epochs", key="training.epochs", type=int, help="decoder training epochs (default 5)"),
              flag("--flow", key="decoder.flow", help="decoder flow (any conditional flow of the registry; default "
                   "cflow-coupling)"),
              flag("--seed", key="training.seed", type=int, help="seed of the split and initialisation"),
              flag("--accelerator", key="training.accelerator", choices=ACCELERATORS, help="device kind"),
+             flag("--precision", key="training.precision", choices=("32", "bf16"),
+                  help="32 (default) or bf16 autocast (GPUs with bfloat16)"),
          ), progress=True, threads=True, processes=lambda c: c.cflow_config.training.devices, announce=True),
     Verb("cflow score", "darkflow.cflow.score:CflowScoreConfig", "darkflow.cflow.score:run",
          help="anomaly maps, scores, metrics and overlays of a trained run",

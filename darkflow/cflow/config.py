@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from darkflow.config import Count, FlowName, Fraction, Name, StrictModel, at_least_one, section_overrides
 
@@ -21,8 +21,8 @@ class EncoderConfig(StrictModel):
     name: Literal["builtin", "resnet18", "wide_resnet50_2"] = "builtin"
     weights: str = "imagenet"
     channels: list[int] = [32, 64, 128]
-    resolution: Count = 32
-    pretrain_steps: int = 400
+    resolution: Count = 64
+    pretrain_steps: int = 0
     pretrain_lr: float = 1e-3
 
     @field_validator("pretrain_steps")
@@ -47,11 +47,29 @@ class EncoderConfig(StrictModel):
         return value
 
 
+class GaussianConfig(StrictModel):
+    """:class:`darkflow.cflow.gaussian.GaussianFibers` options: the closed-form Gaussian of every scale's fibers.
+
+    It is the whole ``mvg`` model (``decoder.flow: none``) and the whitening CFLOW-AD's decoders start from
+    (``covariance: none``: no whitening, the decoders see the standardized features, as before version 0.2).
+    """
+
+    covariance: Literal["shared", "position", "none"] = "position"
+    epsilon: float = 0.01
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon(cls, value: float) -> float:
+        if not (0 < value < float("inf")):
+            raise ValueError("must be a finite variance above 0")
+        return value
+
+
 class DecoderConfig(StrictModel):
-    """:func:`darkflow.cflow.decoder.build_decoders` options."""
+    """:func:`darkflow.cflow.decoder.build_decoders` options (``flow: none``: no decoder, the ``mvg`` model)."""
 
     flow: FlowName = "cflow-coupling"
-    blocks: Count = 8
+    blocks: Count = 4
     clamp: float = 1.9
     pos_dim: int = 128
     flow_options: dict = {}
@@ -74,14 +92,16 @@ class DecoderConfig(StrictModel):
 class TrainingConfig(StrictModel):
     """Optimisation and trainer options."""
 
-    epochs: int = 10
-    fiber_batch: int = 256
+    epochs: int = 5
+    fiber_batch: int = 4096
+    fiber_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     batch_size: int = 16
     learning_rate: float = 1e-3
     val_fraction: Fraction = 0.2
     seed: int = 1
     accelerator: str = "cpu"
     devices: int = 1
+    precision: Literal["32", "bf16"] = "32"
 
     @field_validator("epochs", "fiber_batch", "batch_size", "devices")
     @classmethod
@@ -99,19 +119,33 @@ class TrainingConfig(StrictModel):
 
 
 class CflowConfig(StrictModel):
-    """A CFLOW-AD run: the input size (image folders are resized to it), encoder, decoders and training."""
+    """A CFLOW-AD run: the input size (image folders are resized to it; ``None`` keeps their size), encoder,
+    Gaussian, decoders and training."""
 
-    image_size: int = 256
+    image_size: int | None = None
     encoder: EncoderConfig = EncoderConfig()
+    gaussian: GaussianConfig = GaussianConfig()
     decoder: DecoderConfig = DecoderConfig()
     training: TrainingConfig = TrainingConfig()
 
     @field_validator("image_size")
     @classmethod
-    def _size(cls, value: int) -> int:
-        if value < 8:
+    def _size(cls, value: int | None) -> int | None:
+        if value is not None and value < 8:
             raise ValueError("must be at least 8 pixels")
         return value
+
+    @model_validator(mode="after")
+    def _mvg(self) -> CflowConfig:
+        if self.decoder.flow == "none" and self.gaussian.covariance == "none":
+            raise ValueError("the mvg model (`decoder.flow` none) is the Gaussian alone: set `gaussian.covariance` "
+                             "to shared or position")
+        return self
+
+    @property
+    def is_mvg(self) -> bool:
+        """True for the closed-form Gaussian model (no decoder to train)."""
+        return self.decoder.flow == "none"
 
 
 def load_cflow_config(model: str | None, overrides: dict[str, Any]) -> CflowConfig:
@@ -126,7 +160,7 @@ def load_cflow_config(model: str | None, overrides: dict[str, Any]) -> CflowConf
     return load_config(CflowConfig, path, overrides)
 
 
-SECTIONS = ("encoder", "decoder", "training")
+SECTIONS = ("encoder", "gaussian", "decoder", "training")
 """The sections of a CFLOW recipe a :class:`CflowTrainCommandConfig` can override."""
 
 
@@ -138,6 +172,7 @@ class CflowTrainCommandConfig(StrictModel):
     model: Name = "cflow_default"
     image_size: int | None = None
     encoder: dict[str, Any] = {}
+    gaussian: dict[str, Any] = {}
     decoder: dict[str, Any] = {}
     training: dict[str, Any] = {}
     _resolved: CflowConfig = PrivateAttr()

@@ -1,5 +1,6 @@
-"""The CFLOW-AD model: input standardization, a frozen multi-scale encoder, feature standardization,
-one conditional-flow decoder per scale conditioned on positional encodings, and calibration constants."""
+"""The CFLOW-AD model: input standardization, a frozen multi-scale encoder, feature standardization, the
+closed-form Gaussian of every scale's fibers (whitening), one conditional-flow decoder per scale conditioned on
+positional encodings (none: the MVG model), and calibration constants."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import Tensor, nn
 from darkflow.cflow.config import CflowConfig
 from darkflow.cflow.decoder import build_decoders
 from darkflow.cflow.encoders import IMAGENET_MEAN, IMAGENET_STD, build_encoder
+from darkflow.cflow.gaussian import GaussianFibers
 from darkflow.cflow.loss import fiber_nll
 from darkflow.cflow.maps import anomaly_map, image_score
 from darkflow.cflow.positional import positional_encoding_2d
@@ -65,10 +67,14 @@ class CFlowModel(nn.Module):
             self.register_buffer(f"feature_std_{s}", torch.ones(cs, 1, 1))
             pos = positional_encoding_2d(config.decoder.pos_dim, hs, ws)
             self.register_buffer(f"position_{s}", pos.flatten(1).T.contiguous(), persistent=False)  # (hs*ws, P)
+        g = config.gaussian
+        self.gaussians = nn.ModuleList() if g.covariance == "none" else nn.ModuleList(
+            GaussianFibers(cs, hs * ws, g.covariance) for cs, hs, ws in self.scales)
         d = config.decoder
-        self.decoders = build_decoders([cs for cs, _, _ in self.scales], d.flow, d.blocks, d.clamp, d.pos_dim,
-                                       d.flow_options)
-        self.forward_direction = d.flow == "cflow-coupling" or not self.decoders[0].has_inverse
+        self.mvg = config.is_mvg
+        self.decoders = nn.ModuleList() if self.mvg else build_decoders(
+            [cs for cs, _, _ in self.scales], d.flow, d.blocks, d.clamp, d.pos_dim, d.flow_options)
+        self.forward_direction = self.mvg or d.flow == "cflow-coupling" or not self.decoders[0].has_inverse
         self.register_buffer("calibration", torch.tensor([[0.0, 1.0]] * len(self.scales)))
 
     def fit_input_normalization(self, images: Tensor) -> None:
@@ -105,24 +111,49 @@ class CFlowModel(nn.Module):
         return [(m - getattr(self, f"feature_mean_{s}")) / getattr(self, f"feature_std_{s}")
                 for s, m in enumerate(self.raw_features(images))]
 
+    def fit_gaussians(self, maps: list[Tensor], epsilon: float) -> None:
+        """Fit every scale's Gaussian on the standardized training maps ``[(N, C_s, h_s, w_s)]``."""
+        for gaussian, m in zip(self.gaussians, maps, strict=True):
+            gaussian.fit(m, epsilon)
+
+    def scale_fibers(self, scale: int, maps: Tensor) -> Tensor:
+        """The fibers the decoder of ``scale`` sees: standardized maps ``(N, C_s, h_s, w_s)`` -> ``(N, P_s, C_s)``,
+        whitened by the scale's Gaussian (when there is one), positions in row-major order."""
+        if len(self.gaussians):
+            return self.gaussians[scale].whiten(maps)
+        return maps.flatten(2).transpose(1, 2)
+
     def position(self, scale: int) -> Tensor:
         """The positional encodings of scale ``scale``'s positions in row-major order, ``(h_s * w_s, P)``."""
         return getattr(self, f"position_{scale}")
 
-    def fibers(self, scale: int, fibers: Tensor, context: Tensor) -> Tensor:
-        """Per-fiber NLL of ``fibers`` ``(B, C_s)`` with positional encodings ``context`` ``(B, P)`` -> ``(B,)``."""
+    def fibers(self, scale: int, fibers: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Per-fiber NLL of ``fibers`` ``(B, C_s)`` of scale ``scale``, conditioned on the positional encodings
+        of their positions -> ``(B,)``.
+
+        The fibers are ``B / Q`` images times ``Q`` positions, image-major: ``positions`` ``(Q,)`` are the
+        row-major positions of each image's fibers (``None``: all ``P_s`` positions in order)."""
+        from darkflow.flows import IndexedContext
+
+        table = self.position(scale)
+        context = IndexedContext(table if positions is None else table[positions])
         decoder = self.decoders[scale]
         u, log_det = decoder(fibers, context) if self.forward_direction else decoder.inverse(fibers, context)
         return fiber_nll(u, log_det)
 
     def nll_maps(self, images: Tensor) -> list[Tensor]:
-        """Per-scale fiber NLL maps ``[(N, h_s, w_s)]``."""
+        """Per-scale fiber NLL maps ``[(N, h_s, w_s)]``: the decoder's NLL of the whitened fibers per dimension
+        (the whitening's log-determinant, a constant of each position, is left out like the Gaussian
+        normalisation), or for the MVG model the squared Mahalanobis distance over ``2 C_s`` (the same NLL
+        with the identity as flow)."""
         out = []
         for s, m in enumerate(self.features(images)):
             n, c, h, w = m.shape
-            fibers = m.permute(0, 2, 3, 1).reshape(-1, c)
-            context = self.position(s).unsqueeze(0).expand(n, -1, -1).reshape(n * h * w, -1)
-            out.append(self.fibers(s, fibers, context).view(n, h, w))
+            z = self.scale_fibers(s, m)
+            if self.mvg:
+                out.append((0.5 * z.pow(2).sum(-1) / c).view(n, h, w))
+                continue
+            out.append(self.fibers(s, z.reshape(n * h * w, c)).view(n, h, w))
         return out
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:

@@ -29,16 +29,21 @@ from darkflow.fileio import atomic_output, write_text_atomic
 METRICS = ("image_auroc", "pixel_auroc", "aupro")
 
 
-@torch.no_grad()
-def predict(model: CFlowModel, images: np.ndarray, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Anomaly maps ``(N, H, W)`` and image scores ``(N,)`` of raw images ``(N, C, H, W)``, in batches."""
-    model.eval()
-    maps, scores = [], []
-    for lo in range(0, len(images), batch_size):
-        m, s = model(torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch_size])))
-        maps.append(m.numpy())
-        scores.append(s.numpy())
-    return np.concatenate(maps).astype(np.float32), np.concatenate(scores).astype(np.float32)
+def predict(model: CFlowModel, images: np.ndarray, batch_size: int = 64,
+            device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Anomaly maps ``(N, H, W)`` and image scores ``(N,)`` of raw images ``(N, C, H, W)``: every scale of a
+    batch of images in one pass, under ``torch.inference_mode``, written into preallocated float32 arrays."""
+    model.eval().to(device)
+    n, _, h, w = images.shape
+    maps = np.empty((n, h, w), dtype=np.float32)
+    scores = np.empty(n, dtype=np.float32)
+    with torch.inference_mode():
+        for lo in range(0, n, batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[lo : lo + batch_size], dtype=np.float32))
+            m, s = model(batch.to(device))
+            maps[lo : lo + len(batch)] = m.float().cpu().numpy()
+            scores[lo : lo + len(batch)] = s.float().cpu().numpy()
+    return maps, scores
 
 
 def evaluate(maps: np.ndarray, scores: np.ndarray, images: ImageSet) -> dict[str, float | None]:
@@ -107,7 +112,7 @@ def score_cflow(run: str | Path, data: list[str], out: str | Path, background: s
     out = Path(out)
     with atomic_output(out, directory=True, merge=True, inputs=[*data, run]) as staging:
         model, meta = load_run(run)
-        size = meta["shape"][1] if meta["kind"] == "folder" else None
+        size = meta["config"].get("image_size") if meta["kind"] == "folder" else None
         background = background if background is not None else meta.get("label")
         images = load_images(data if len(data) > 1 else data[0], "test", size, background)
         if tuple(images.images.shape[1:]) != tuple(meta["shape"]):

@@ -61,17 +61,27 @@ def split_normal(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.nda
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def device_for(config: CflowConfig) -> torch.device:
+    """The device the run's tensors live on while training: CUDA for ``accelerator`` gpu / cuda (or auto with
+    a GPU present), else the CPU."""
+    acc = config.training.accelerator
+    if acc in ("gpu", "cuda") or (acc == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 def _trainer(config: CflowConfig, progress: bool, epochs: int = -1, steps: int = -1, stage: str = "cflow train",
-             metrics: dict[str, str] | None = None):
+             metrics: dict[str, str] | None = None, images_per_step: float | None = None):
     import lightning as L
 
     from darkflow.train.progress import epoch_progress
 
     t = config.training
-    bar = [epoch_progress(stage, metrics or {})] if progress else []
+    bar = [epoch_progress(stage, metrics or {}, unit="images", per_batch=images_per_step)] if progress else []
     return L.Trainer(max_epochs=epochs, max_steps=steps, accelerator=t.accelerator, devices=t.devices, logger=False,
                      enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-                     num_sanity_val_steps=0, gradient_clip_val=5.0, deterministic="warn", callbacks=bar)
+                     num_sanity_val_steps=0, gradient_clip_val=5.0, deterministic="warn", callbacks=bar,
+                     precision="bf16-mixed" if t.precision == "bf16" else "32-true")
 
 
 def _fit(trainer, module, loader) -> None:
@@ -88,12 +98,28 @@ def _fit(trainer, module, loader) -> None:
         trainer.fit(module, loader)
 
 
+def fiber_plan(images: int, positions: list[int], fiber_batch: int, fraction: float) -> tuple[int, int, list[int]]:
+    """How one optimizer step covers every scale: the same images, a random subset of each scale's positions.
+
+    Each step takes ``n`` images and, for scale ``s``, ``Q_s = ceil(fraction * P_s)`` of its ``P_s`` positions
+    (drawn anew every step), so that the largest scale sees about ``fiber_batch`` fibers (``n * Q_s``) and an
+    epoch of ``ceil(images / n)`` steps sees every image once.
+
+    Returns:
+        ``steps`` per epoch, ``n`` images per step, ``[Q_s]``.
+    """
+    take = [max(1, math.ceil(fraction * p)) for p in positions]
+    per_step = max(1, min(images, fiber_batch // max(take)))
+    return math.ceil(images / per_step), per_step, take
+
+
 def _modules():
     """The two Lightning modules, defined lazily so that importing this file does not import Lightning."""
     import lightning as L
     from torch import nn
 
     from darkflow.cflow.encoders import ConvDecoder
+    from darkflow.train.module import NonFiniteLoss
 
     class AutoencoderModule(L.LightningModule):
         """Pre-trains the built-in encoder: MSE of a small decoder's reconstruction of normal images."""
@@ -118,66 +144,75 @@ def _modules():
             return torch.optim.Adam(self.parameters(), lr=self.lr)
 
     class FlowModule(L.LightningModule):
-        """Trains the decoders on fiber batches: every step takes one batch of every scale, in a new random
-        order each epoch (the scales have separate parameters, so their losses simply add)."""
+        """Trains every scale's decoder in one optimizer step on a large fiber batch (:func:`fiber_plan`).
 
-        def __init__(self, model: CFlowModel, fibers: list[torch.Tensor], fiber_batch: int, lr: float,
-                     steps: int, seed: int) -> None:
+        The fibers ``[(N, P_s, C_s)]`` go to the training device once. Each epoch draws the image order and every
+        step's positions on the host and sends them in one transfer; a step gathers its ``n x Q_s`` fibers per
+        scale on the device. The decoders see the positions' encodings through an
+        :class:`~darkflow.flows.base.IndexedContext`, so their context layer runs on ``Q_s`` rows, not
+        ``n * Q_s``. No host round trip per step: the NaN check reads the epoch's mean loss at its end.
+        """
+
+        def __init__(self, model: CFlowModel, fibers: list[torch.Tensor], fiber_batch: int, fraction: float,
+                     lr: float, epochs: int, seed: int) -> None:
             super().__init__()
             self.model = model
-            self.fibers = fibers  # [(n_s, C_s)]: plain attributes, indexed on the CPU
-            self.fiber_batch = fiber_batch
+            self.fibers = fibers
+            self.n_images = len(fibers[0])
+            self.steps, self.per_step, self.take = fiber_plan(self.n_images, [f.shape[1] for f in fibers],
+                                                              fiber_batch, fraction)
             self.lr = lr
-            self.steps = steps
+            self.epochs = epochs
             self.seed = seed
             self.losses: list[float] = []
 
+        def on_fit_start(self) -> None:
+            self.fibers = [f.to(self.device) for f in self.fibers]
+
         def on_train_epoch_start(self) -> None:
             g = torch.Generator().manual_seed(self.seed * 1000 + self.current_epoch)
-            self.order = [torch.randperm(len(f), generator=g) for f in self.fibers]
+            self.order = torch.randperm(self.n_images, generator=g).to(self.device)
+            self.positions = [torch.rand(self.steps, f.shape[1], generator=g).argsort(dim=1)[:, :q].to(self.device)
+                              for f, q in zip(self.fibers, self.take, strict=True)]
 
         def training_step(self, step, batch_idx):
+            images = self.order[batch_idx * self.per_step : (batch_idx + 1) * self.per_step]
             total = 0.0
             for s, f in enumerate(self.fibers):
-                n = len(f)
-                lo = (int(step) * self.fiber_batch) % n
-                idx = self.order[s][lo : lo + self.fiber_batch]
-                hw = self.model.position(s).shape[0]
-                x = f[idx].to(self.device)
-                context = self.model.position(s)[(idx % hw).to(self.device)]
-                total = total + self.model.fibers(s, x, context).mean()
-            if not torch.isfinite(total):
-                from darkflow.train.module import NonFiniteLoss
-
-                raise NonFiniteLoss(f"the CFLOW training loss became {float(total)} at epoch {self.current_epoch}; "
-                                    "lower training.learning_rate or check the inputs")
-            self.log("flow_loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=self.fiber_batch)
+                positions = self.positions[s][batch_idx]
+                x = f[images[:, None], positions[None, :]].reshape(-1, f.shape[2])
+                total = total + self.model.fibers(s, x, positions).mean()
+            self.log("flow_loss", total, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
             return total
 
         def on_train_epoch_end(self) -> None:
-            self.losses.append(float(self.trainer.callback_metrics["flow_loss"]))
+            loss = float(self.trainer.callback_metrics["flow_loss"])
+            if not math.isfinite(loss):
+                raise NonFiniteLoss(f"the CFLOW training loss became {loss} at epoch {self.current_epoch}; lower "
+                                    "`training.learning_rate` or check the inputs", self.current_epoch)
+            self.losses.append(loss)
 
         def configure_optimizers(self):
             opt = torch.optim.Adam(self.model.decoders.parameters(), lr=self.lr)
-            total = self.steps * self.trainer.max_epochs
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=total, pct_start=0.1)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.steps * self.epochs,
+                                                        pct_start=0.1)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     return AutoencoderModule, FlowModule
 
 
 @torch.no_grad()
-def _in_batches(fn, images: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    """``fn`` over image batches, outputs (lists of per-scale tensors) concatenated per scale on the CPU."""
+def _in_batches(fn, images: torch.Tensor, batch_size: int, device: torch.device) -> list[torch.Tensor]:
+    """``fn`` over image batches on ``device``, outputs (lists of per-scale tensors) concatenated per scale."""
     parts: list[list[torch.Tensor]] = []
     for lo in range(0, len(images), batch_size):
-        parts.append([t.cpu() for t in fn(images[lo : lo + batch_size])])
+        parts.append(list(fn(images[lo : lo + batch_size].to(device))))
     return [torch.cat(p) for p in zip(*parts, strict=True)]
 
 
 def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> tuple[CFlowModel, dict[str, Any]]:
-    """Train a CFLOW-AD model on the normal images of ``images``; returns the model (eval mode, on the CPU)
-    and a summary (losses per epoch, calibration, sizes, seconds)."""
+    """Train a CFLOW-AD model (or fit the MVG model) on the normal images of ``images``; returns the model
+    (eval mode, on the CPU) and a summary (losses per epoch, calibration, sizes, seconds per stage)."""
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -196,39 +231,46 @@ def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> t
                        rows_are_objects=images.kind == "events")
     model.fit_input_normalization(x_train)
     AutoencoderModule, FlowModule = _modules()
+    device = device_for(config)
+    summary: dict[str, Any] = {"n_train": len(train_idx), "n_val": len(val_idx), "ae_losses": [], "flow_losses": [],
+                               "seconds": {}}
     start = time.perf_counter()
-    summary: dict[str, Any] = {"n_train": len(train_idx), "n_val": len(val_idx), "ae_losses": [], "flow_losses": []}
     if config.encoder.name == "builtin" and config.encoder.pretrain_steps > 0:
         ae = AutoencoderModule(model, config.encoder.pretrain_lr)
         loader = DataLoader(TensorDataset(model.normalize(x_train)), batch_size=t.batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(t.seed))
         _fit(_trainer(config, progress, steps=config.encoder.pretrain_steps, stage="cflow encoder pre-training",
-                      metrics={"ae_loss": "reconstruction MSE"}), ae, loader)
+                      metrics={"ae_loss": "reconstruction MSE"}, images_per_step=t.batch_size), ae, loader)
         summary["ae_losses"] = ae.losses
-        model.encoder.cpu()
-    summary["ae_seconds"] = time.perf_counter() - start
-    model.encoder.eval().requires_grad_(False)
-    raw = _in_batches(model.raw_features, x_train, t.batch_size)
-    model.fit_feature_normalization(raw)
-    fibers = []
-    for s, m in enumerate(raw):
-        m = (m - getattr(model, f"feature_mean_{s}")) / getattr(model, f"feature_std_{s}")
-        fibers.append(m.permute(0, 2, 3, 1).reshape(-1, m.shape[1]).contiguous())  # (N * h * w, C_s), row-major
-    del raw
-    steps = max(1, math.ceil(max(len(f) for f in fibers) / t.fiber_batch))
-    flow = FlowModule(model, fibers, t.fiber_batch, t.learning_rate, steps, t.seed)
+    summary["seconds"]["pretrain"] = time.perf_counter() - start
     start = time.perf_counter()
-    _fit(_trainer(config, progress, epochs=t.epochs, stage="cflow decoders", metrics={"flow_loss": "fiber NLL"}),
-         flow, DataLoader(range(steps), batch_size=None))
-    summary["flow_seconds"] = time.perf_counter() - start
-    summary["flow_losses"] = flow.losses
-    summary["steps_per_epoch"] = steps
-    model.cpu().eval()
-    nll = _in_batches(model.nll_maps, x_val, t.batch_size)
-    model.calibration.copy_(calibration_constants(nll))
+    model.to(device).eval().requires_grad_(False)
+    maps = _in_batches(model.raw_features, x_train, t.batch_size, device)
+    model.fit_feature_normalization(maps)
+    maps = [(m - getattr(model, f"feature_mean_{s}")) / getattr(model, f"feature_std_{s}") for s, m in enumerate(maps)]
+    if len(model.gaussians):
+        model.fit_gaussians(maps, config.gaussian.epsilon)
+    summary["seconds"]["features"] = time.perf_counter() - start
+    start = time.perf_counter()
+    if not model.mvg:
+        fibers = [model.scale_fibers(s, m) for s, m in enumerate(maps)]
+        del maps
+        model.decoders.requires_grad_(True).train()
+        flow = FlowModule(model, fibers, t.fiber_batch, t.fiber_fraction, t.learning_rate, t.epochs, t.seed)
+        del fibers
+        _fit(_trainer(config, progress, epochs=t.epochs, stage="cflow decoders", metrics={"flow_loss": "fiber NLL"},
+                     images_per_step=flow.per_step),
+             flow, DataLoader(range(flow.steps), batch_size=None))
+        summary["flow_losses"] = flow.losses
+        summary["steps_per_epoch"] = flow.steps
+        del flow
+    summary["seconds"]["flow"] = time.perf_counter() - start
+    model.to(device).eval().requires_grad_(False)
+    nll = _in_batches(model.nll_maps, x_val, t.batch_size, device)
+    model.calibration.copy_(calibration_constants([m.cpu() for m in nll]).to(model.calibration.device))
     summary["calibration"] = model.calibration.tolist()
-    summary["val_loss"] = float(torch.cat([m.flatten() for m in nll]).mean())
-    return model, summary
+    summary["val_loss"] = float(torch.cat([m.flatten().cpu() for m in nll]).mean())
+    return model.cpu().eval(), summary
 
 
 def _json_safe(value: Any) -> Any:
@@ -280,6 +322,9 @@ class CflowTrainResult:
 
     def lines(self) -> list[str]:
         """The summary the command prints."""
+        if not self.flow_losses:
+            return [f"fitted the Gaussian (mvg) on {self.n_train} images ({self.n_val} held out for calibration), "
+                    f"validation NLL {self.val_loss:.4g}: {self.out}/{RUN_FILE}"]
         return [f"trained on {self.n_train} images ({self.n_val} held out for calibration), "
                 f"{len(self.flow_losses)} epoch(s), final fiber NLL {self.flow_losses[-1]:.4g}, validation NLL "
                 f"{self.val_loss:.4g}: {self.out}/{RUN_FILE}"]
@@ -302,7 +347,9 @@ def load_run(run: str | Path) -> tuple[CFlowModel, dict[str, Any]]:
                                      required=("config", "shape", "normalization", "rows_are_objects"))
     if not isinstance(meta["config"], dict):
         raise InputError(f"{path}: the CFLOW model's metadata holds no config mapping; the file is damaged")
-    config = validate(CflowConfig, meta["config"], str(path))
+    saved = dict(meta["config"])
+    saved.setdefault("gaussian", {"covariance": "none"})  # runs saved before the whitening existed
+    config = validate(CflowConfig, saved, str(path))
     try:
         model = CFlowModel(config, tuple(meta["shape"]), meta["normalization"], load_weights=False,
                            rows_are_objects=meta["rows_are_objects"])

@@ -5,10 +5,10 @@
 >>> z_k, log_det = flow(z_0, context)     # (B, 8), (B,)
 """
 
-from darkflow.flows.base import Flow, Identity, Sequential
+from darkflow.flows.base import Flow, Identity, IndexedContext, Sequential
 from darkflow.flows.registry import FLOWS, build_flow, flow_options, register
 
-__all__ = ["FLOWS", "Flow", "Identity", "Sequential", "build_flow", "flow_options", "register"]
+__all__ = ["FLOWS", "Flow", "Identity", "IndexedContext", "Sequential", "build_flow", "flow_options", "register"]
 
 # Importing the families registers their flows.
 from darkflow.flows import (  # noqa: E402, F401

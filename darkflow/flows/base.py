@@ -16,6 +16,37 @@ from torch import Tensor, nn
 from darkflow.errors import ConfigError
 
 
+class IndexedContext:
+    """A context whose ``B`` rows repeat a few distinct ones, never built unless a flow needs it.
+
+    CFLOW-AD conditions every fiber on the positional encoding of its position: a batch of ``B`` fibers has
+    only ``P`` distinct contexts. A flow that sets ``indexed_context = True`` (:class:`CFlowBlock`) applies its
+    first context layer to the ``P`` rows of the table and adds the result to the rows that use it; any other
+    flow gets the dense ``(B, C)`` tensor from :meth:`Flow.check`.
+
+    Arguments:
+        table: the distinct contexts ``(P, C)``.
+        index: the row of each sample ``(B,)`` (integer), or ``None``: the samples tile the table, sample ``b``
+            uses row ``b mod P`` (``B`` a multiple of ``P``; e.g. every position of ``B / P`` images).
+    """
+
+    def __init__(self, table: Tensor, index: Tensor | None = None) -> None:
+        self.table = table
+        self.index = index
+
+    def dense(self, batch: int) -> Tensor:
+        """The context as a ``(batch, C)`` tensor."""
+        if self.index is None:
+            return self.table.repeat(batch // self.table.shape[0], 1)
+        return self.table[self.index]
+
+    def add_to(self, rows: Tensor, projected: Tensor) -> Tensor:
+        """``rows`` ``(B, H)`` plus each sample's row of ``projected`` ``(P, H)`` (the table after a layer)."""
+        if self.index is None:
+            return (rows.reshape(-1, *projected.shape) + projected).reshape(-1, projected.shape[1])
+        return rows + projected[self.index]
+
+
 class Flow(nn.Module):
     """Base class of every flow in :mod:`darkflow.flows`.
 
@@ -33,6 +64,7 @@ class Flow(nn.Module):
     """
 
     has_inverse: bool = False
+    indexed_context: bool = False
 
     def __init__(self, features: int, context: int = 0) -> None:
         super().__init__()
@@ -45,9 +77,18 @@ class Flow(nn.Module):
         self.triangular = False
 
     def check(self, z: Tensor, context: Tensor | None) -> Tensor:
-        """Validate shapes at the public boundary and return the context as ``(B, C)``."""
+        """Validate shapes at the public boundary and return the context as ``(B, C)`` (an
+        :class:`IndexedContext` stays one for flows with ``indexed_context``)."""
         if z.dim() != 2 or z.shape[1] != self.features:
             raise ConfigError(f"{type(self).__name__} expects z of shape (B, {self.features}), got {tuple(z.shape)}")
+        if isinstance(context, IndexedContext):
+            table, index = context.table, context.index
+            rows = z.shape[0] if index is None else index.shape[0]
+            if (table.dim() != 2 or table.shape[1] != self.context or rows != z.shape[0]
+                    or (index is None and z.shape[0] % max(1, table.shape[0]))):
+                raise ConfigError(f"{type(self).__name__} expects an indexed context table (P, {self.context}) "
+                                  f"with one index per sample or P dividing {z.shape[0]}, got {tuple(table.shape)}")
+            return context if self.indexed_context else context.dense(z.shape[0])
         if context is None:
             if self.context:
                 raise ConfigError(f"{type(self).__name__} needs a context of shape (B, {self.context})")
@@ -98,6 +139,7 @@ class Sequential(Flow):
         self.layers = nn.ModuleList(layers)
         self.has_inverse = all(layer.has_inverse for layer in layers)
         self.triangular = all(layer.triangular for layer in layers)
+        self.indexed_context = all(layer.indexed_context for layer in layers)
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         context = self.check(z, context)

@@ -10,6 +10,10 @@ One block maps ``z -> z'``:
    ``exp(g)``, initialised to 1);
 4. a fixed permutation: a random permutation of the features or a fixed random orthogonal matrix.
 
+Given an :class:`~darkflow.flows.base.IndexedContext` (CFLOW-AD: ``P`` positional encodings for ``B`` fibers),
+the context half of the subnet's first layer runs on the ``P`` distinct rows only, the same map at a fraction
+of the cost (``C = 128`` of ``ceil(D/2) + C`` inputs).
+
 ``log |det|`` = ``sum(clamp * tanh(s / clamp)) + sum(log scale)``. Both directions cost one subnet pass
 per block; the data flow is ``(B, D)`` matrix products only, for batches of ``B*H*W`` fibers.
 """
@@ -23,7 +27,7 @@ import torch.nn.functional as F
 from nflows.transforms import RandomPermutation
 from torch import Tensor, nn
 
-from darkflow.flows.base import Flow, Sequential, check_choice, check_float, check_int
+from darkflow.flows.base import Flow, IndexedContext, Sequential, check_choice, check_float, check_int
 from darkflow.flows.registry import register
 
 PERMUTATIONS = ("random", "orthogonal")
@@ -102,6 +106,7 @@ class CFlowBlock(Flow):
     """
 
     has_inverse = True
+    indexed_context = True
 
     def __init__(
         self,
@@ -128,8 +133,14 @@ class CFlowBlock(Flow):
             FixedOrthogonal(features) if permutation == "orthogonal" else _Permutation(features)
         )
 
-    def _coupling(self, z_a: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:
-        s, t = (0.1 * self.subnet(torch.cat([z_a, context], dim=1))).chunk(2, dim=1)
+    def _coupling(self, z_a: Tensor, context: Tensor | IndexedContext) -> tuple[Tensor, Tensor]:
+        if isinstance(context, IndexedContext):  # the context half of the first layer on the P distinct rows
+            first = self.subnet[0]
+            h = context.add_to(F.linear(z_a, first.weight[:, : self.split]),
+                               F.linear(context.table, first.weight[:, self.split :], first.bias))
+            s, t = (0.1 * self.subnet[1:](h)).chunk(2, dim=1)
+        else:
+            s, t = (0.1 * self.subnet(torch.cat([z_a, context], dim=1))).chunk(2, dim=1)
         return self.clamp * torch.tanh(s / self.clamp), t
 
     def _log_global_scale(self) -> Tensor:

@@ -43,9 +43,12 @@ def _max_epochs(trainer) -> int | None:
     return None
 
 
-def epoch_progress(desc: str, metrics: dict[str, str]):
+def epoch_progress(desc: str, metrics: dict[str, str], unit: str = "events", per_batch: float | None = None):
     """A Lightning progress-bar callback; ``metrics`` maps logged metric names to how lines name them, e.g.
-    ``{"train_loss": "train loss", "val_loss": "validation loss"}`` (absent ones are left out)."""
+    ``{"train_loss": "train loss", "val_loss": "validation loss"}`` (absent ones are left out).
+
+    The rate is in ``unit`` per second: ``per_batch`` of them per batch when given (e.g. the images a CFLOW
+    fiber step covers), else the length of each batch's first tensor."""
     from lightning.pytorch.callbacks.progress import ProgressBar
 
     class EpochProgress(ProgressBar):
@@ -83,7 +86,7 @@ def epoch_progress(desc: str, metrics: dict[str, str]):
                                      int(total) if math.isfinite(total) else None, unit="batches", ends=False)
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
-            n = _batch_events(batch)
+            n = _batch_events(batch) if per_batch is None else per_batch
             self._events = None if n is None or self._events is None else self._events + n
             self._batches += 1
             self._train_end = time.perf_counter()
@@ -97,17 +100,18 @@ def epoch_progress(desc: str, metrics: dict[str, str]):
             values = {k: float(v) for k, v in trainer.callback_metrics.items()
                       if getattr(v, "numel", lambda: 0)() == 1}
             losses = ", ".join(f"{name} {values[key]:.5g}" for key, name in metrics.items() if key in values)
+            train_seconds = self._train_end - self._epoch_start
+            if self._events and train_seconds > 0:
+                per_s = self._events * trainer.world_size / train_seconds
+                rate = f"{per_s:.0f} {unit}/s" if per_s >= 100 else f"{per_s:.3g} {unit}/s"
+            else:
+                rate = f"{self._batches / train_seconds:.3g} batches/s" if train_seconds > 0 else ""
             if self._terminal and self._bar is not None:
-                self._bar.set_postfix_str(losses, refresh=False)
+                self._bar.set_postfix_str(", ".join(p for p in (losses, rate) if p), refresh=False)
             self._close_bar()
             if self._terminal:
                 return
             now = time.perf_counter()
-            train_seconds = self._train_end - self._epoch_start
-            if self._events and train_seconds > 0:
-                rate = f"{self._events * trainer.world_size / train_seconds:.0f} events/s"
-            else:
-                rate = f"{self._batches / train_seconds:.3g} batches/s" if train_seconds > 0 else ""
             elapsed = now - self._start
             parts = [p for p in (losses, rate, f"elapsed {_clock(elapsed)}") if p]
             if self._epochs:  # epochs of this session so far; on --resume the count starts further on

@@ -8,7 +8,6 @@ import torch
 
 from darkflow.cflow.config import CflowConfig
 from darkflow.cflow.imageset import ImageSet
-from darkflow.cflow.model import CFlowModel
 from darkflow.cflow.score import predict
 from darkflow.cflow.train import RUN_FILE, fit_cflow, load_run
 from darkflow.config import validate
@@ -76,9 +75,8 @@ def test_non_conditional_flow_and_bad_config(quick_config):
         validate(CflowConfig, {"decoder": {"flow": "nope"}})
     with pytest.raises(ConfigError, match="unknown key 'blokcs'"):
         validate(CflowConfig, {"decoder": {"blokcs": 4}})
-    with pytest.raises(ConfigError, match="nothing to learn"):
-        CFlowModel(quick_config(16).model_copy(update={"decoder": CflowConfig().decoder.model_copy(
-            update={"flow": "none", "pos_dim": 16})}), (1, 16, 16))
+    with pytest.raises(ConfigError, match="mvg model .* the Gaussian alone"):
+        validate(CflowConfig, {"decoder": {"flow": "none"}, "gaussian": {"covariance": "none"}})
     with pytest.raises(InputError, match="at least 2"):
         fit_cflow(ImageSet(np.zeros((1, 1, 8, 8), np.float32), np.zeros(1, np.int8), None, ["a"], "folder"),
                   quick_config(8), progress=False)
@@ -94,3 +92,22 @@ def test_other_registry_flow_trains(quick_config):
     assert np.isfinite(summary["flow_losses"]).all()
     maps, scores = predict(model, x[:3])
     assert maps.shape == (3, 16, 16) and np.isfinite(scores).all()
+
+
+def test_bf16_autocast_trains(quick_config):
+    rng = np.random.default_rng(3)
+    x = rng.random((10, 1, 16, 16)).astype(np.float32)
+    images = ImageSet(x, np.zeros(10, np.int8), None, [str(i) for i in range(10)], "jetimages")
+    model, summary = fit_cflow(images, quick_config(16, precision="bf16", epochs=2), progress=False)
+    assert len(summary["flow_losses"]) == 2 and np.isfinite(summary["flow_losses"]).all()
+    maps, scores = predict(model, x[:3])
+    assert maps.dtype == np.float32 and np.isfinite(maps).all()
+
+
+def test_fiber_plan_covers_every_image_once_per_epoch():
+    from darkflow.cflow.train import fiber_plan
+
+    steps, per_step, take = fiber_plan(100, [2304, 576, 144], 4096, 0.25)
+    assert take == [576, 144, 36] and per_step == 4096 // 576 and steps == -(-100 // per_step)
+    assert fiber_plan(3, [16], 4096, 1.0) == (1, 3, [16])  # all fibers of all images in one step
+    assert fiber_plan(5, [1000], 10, 1.0) == (5, 1, [1000])  # never fewer than one image a step

@@ -1,0 +1,103 @@
+"""The multivariate Gaussian (MVG) of CFLOW-AD's appendix A: one scale's feature fibers in closed form.
+
+Every position ``p`` of a scale's ``h x w`` map has its own mean ``mu_p``. The covariance is either one
+matrix shared by every position (``shared``: the within-position covariance pooled over positions, what a
+stationary texture needs) or one per position (``position``: shrunk towards the shared one with the weight of
+``C`` pseudo-observations, a conjugate prior that keeps it invertible with fewer images than channels; the
+approach of PaDiM). Both get ``epsilon * I`` added (features are standardized per channel, so ``epsilon`` is
+in units of their variance).
+
+The fit stores the whitening ``W_p = L_p^{-1}`` (``Sigma_p = L_p L_p^T``, Cholesky), so that
+``z = W_p (x - mu_p)`` is standard normal under the model, the squared Mahalanobis distance is ``|z|^2``
+and ``log N(x) = -|z|^2 / 2 - log det L_p - C/2 log(2 pi)`` (eq. 5.2 of the appendix).
+
+The MVG model scores with ``|z|^2`` alone. CFLOW-AD's decoders start from the same whitening: a flow whose
+blocks are near the identity then starts at this Gaussian and training can only add to it (eq. 6 of the
+appendix relates the two).
+
+References:
+    D. Gudovskiy, S. Ishizaka, K. Kozuka, CFLOW-AD, WACV 2022 (arXiv:2107.12571), appendix A;
+    T. Defard et al., PaDiM, ICPR 2021 (arXiv:2011.08785); O. Rippel, P. Mertens, D. Merhof, Modeling the
+    Distribution of Normal Data in Pre-Trained Deep Features for Anomaly Detection, ICPR 2020 (arXiv:2005.14140).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from darkflow.errors import InputError
+
+COVARIANCES = ("shared", "position")
+MAX_POSITION_BYTES = 512 * 2**20
+
+
+class GaussianFibers(nn.Module):
+    """Per-position means and a shared or per-position covariance of ``C``-channel fibers on ``P`` positions.
+
+    Arguments:
+        channels: ``C``.
+        positions: ``P = h * w``.
+        covariance: ``shared`` or ``position`` (see the module docstring).
+
+    Shapes:
+        ``whiten``: maps ``(N, C, h, w)`` -> ``z`` ``(N, P, C)``; ``mahalanobis``, ``log_prob``: maps
+        ``(N, C, h, w)`` -> ``(N, h, w)``.
+    """
+
+    def __init__(self, channels: int, positions: int, covariance: str = "shared") -> None:
+        super().__init__()
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be one of {COVARIANCES}, not {covariance!r}")
+        k = positions if covariance == "position" else 1
+        if covariance == "position" and k * channels * channels * 4 > MAX_POSITION_BYTES:
+            raise InputError(f"a covariance per position needs {k * channels * channels * 4 / 2**30:.1f} GiB for "
+                             f"{positions} positions of {channels} channels; set `gaussian.covariance` to shared")
+        self.covariance = covariance
+        self.register_buffer("mean", torch.zeros(positions, channels))
+        self.register_buffer("whitening", torch.eye(channels).expand(k, -1, -1).clone())
+        self.register_buffer("log_det_cholesky", torch.zeros(k))
+
+    @torch.no_grad()
+    def fit(self, maps: Tensor, epsilon: float = 0.01) -> GaussianFibers:
+        """Fit on the training maps ``(N, C, h, w)`` (``N >= 2``), in float64."""
+        n, c, h, w = maps.shape
+        x = maps.double().flatten(2).transpose(1, 2)  # (N, P, C)
+        mean = x.mean(dim=0)
+        r = x - mean
+        shared = torch.einsum("npc,npd->cd", r, r) / max(1, (n - 1) * h * w)
+        if self.covariance == "position":
+            own = torch.einsum("npc,npd->pcd", r, r)  # (n - 1) times the sample covariance
+            cov = (own + c * shared) / (n - 1 + c)
+        else:
+            cov = shared.unsqueeze(0)
+        cov = cov + epsilon * torch.eye(c, dtype=cov.dtype)
+        chol = torch.linalg.cholesky(cov)
+        eye = torch.eye(c, dtype=cov.dtype).expand_as(chol)
+        self.mean.copy_(mean.float())
+        self.whitening.copy_(torch.linalg.solve_triangular(chol, eye, upper=False).float())
+        self.log_det_cholesky.copy_(torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1).float())
+        return self
+
+    def whiten(self, maps: Tensor) -> Tensor:
+        """``z = W_p (x - mu_p)`` of every fiber, ``(N, C, h, w)`` -> ``(N, P, C)``."""
+        x = maps.flatten(2).transpose(1, 2) - self.mean
+        if self.covariance == "position":
+            return torch.einsum("npc,pdc->npd", x, self.whitening)
+        return x @ self.whitening[0].T
+
+    def mahalanobis(self, maps: Tensor) -> Tensor:
+        """Squared Mahalanobis distance of every fiber, ``(N, C, h, w)`` -> ``(N, h, w)``."""
+        return self.whiten(maps).pow(2).sum(-1).view(maps.shape[0], *maps.shape[2:])
+
+    def log_prob(self, maps: Tensor) -> Tensor:
+        """Log-density of every fiber under its position's Gaussian, ``(N, C, h, w)`` -> ``(N, h, w)``."""
+        c = maps.shape[1]
+        log_det = self.log_det_cholesky.view(1, -1).expand(maps.shape[0], -1).reshape(maps.shape[0], *(
+            maps.shape[2:] if self.covariance == "position" else (1, 1)))
+        return -0.5 * self.mahalanobis(maps) - log_det - 0.5 * c * math.log(2 * math.pi)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.mean.shape[1]}, positions={self.mean.shape[0]}, covariance={self.covariance!r}"
