@@ -120,6 +120,7 @@ def main() -> None:
             row[name] = {
                 "train_images_per_s": len(train_set) * spec["epochs"] / out["train_s"],
                 "infer_images_per_s": len(test_set) / out["infer_s"], "infer_s": out["infer_s"],
+                "train_s": out["train_s"],
                 "image_auroc": image_auroc(out["scores"], test_set.labels),
                 "pixel_auroc": (pixel_auroc(out["maps"], test_set.masks) if test_set.masks is not None else None),
             }

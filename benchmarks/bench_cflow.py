@@ -128,7 +128,37 @@ def ours(data: dict, model: str, epochs: int | None) -> dict:
         "infer_images_per_s": len(test) / infer_s, "stages": summary["seconds"],
         "image_auroc": image_auroc(scores, test.labels),
         "pixel_auroc": pixel_auroc(maps, test.masks) if test.masks is not None else None,
+        "scores": scores, "labels": test.labels,
     }
+
+
+def cli_train_seconds(folder: str) -> float:
+    """Wall time of ``darkflow cflow train --data FOLDER`` with the defaults, as a user runs it (start-up,
+    loading, training, calibration and writing the run included)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "darkflow.cli", "cflow", "train", "--data", folder, "--out",
+                        str(Path(tmp) / "run"), "-q"], check=True, capture_output=True)
+        return time.perf_counter() - start
+
+
+def paired_sigma(a, b, labels, resamples: int = 2000, seed: int = 0) -> float | None:
+    """Standard deviation of ``AUROC(a) - AUROC(b)`` over bootstrap resamples of the test images (both models
+    scored the same images, so the difference is resampled pairwise)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    known = labels >= 0
+    a, b, y = np.asarray(a)[known], np.asarray(b)[known], np.asarray(labels)[known]
+    if len(set(y.tolist())) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(resamples):
+        i = rng.integers(0, len(y), len(y))
+        if len(set(y[i].tolist())) == 2:
+            diffs.append(roc_auc_score(y[i], a[i]) - roc_auc_score(y[i], b[i]))
+    return float(np.std(diffs, ddof=1))
 
 
 def pca(data: dict) -> dict:
@@ -184,6 +214,8 @@ def main() -> None:
           f"{'infer img/s':>11s} {'image AUROC':>11s} {'pixel AUROC':>11s}")
     for name, d in data.items():
         results = {"cflow": ours(d, "default", 2 if args.quick else None), "mvg": ours(d, "mvg", None), "pca": pca(d)}
+        results["cflow"]["image_auroc_diff_sigma"] = paired_sigma(results["cflow"]["scores"], results["mvg"]["scores"],
+                                                                   results["cflow"]["labels"])
         for model, r in results.items():
             print(f"{name:<13s} {model:<8s} {r.get('n_train', 0):>5d} {r.get('n_test', 0):>4d} "
                   f"{fmt(r.get('train_s'), '.1f'):>8s} {fmt(r.get('train_images_per_s'), '.1f'):>11s} "
@@ -193,12 +225,15 @@ def main() -> None:
         for metric in ("image_auroc", "pixel_auroc"):
             if flow[metric] is None:
                 continue
-            ok = flow[metric] >= mvg[metric] - 1e-9
-            print(f"{name:<13s} CFLOW {metric.replace('_', ' ')} {flow[metric]:.3f} vs MVG {mvg[metric]:.3f}: "
-                  f"{'flow >= its Gaussian' if ok else 'LOSES to its Gaussian'}")
+            diff = flow[metric] - mvg[metric]
+            sigma = flow.get(f"{metric}_diff_sigma")
+            ok = round(flow[metric], 3) >= round(mvg[metric], 3)
+            spread = f" +- {sigma:.3f} (paired bootstrap over test images)" if sigma is not None else ""
+            print(f"{name:<13s} CFLOW {metric.replace('_', ' ')} {flow[metric]:.3f} vs MVG {mvg[metric]:.3f}, "
+                  f"difference {diff:+.4f}{spread}: {'flow >= its Gaussian' if ok else 'LOSES to its Gaussian'}")
             rows.append({"name": f"{name} CFLOW {metric.replace('_', ' ')}", "value": flow[metric], "unit": "",
-                         "reference": mvg[metric], "target": ">= mvg", "ok": ok,
-                         "pca": results["pca"][metric]})
+                         "reference": mvg[metric], "target": ">= mvg", "ok": ok, "difference": diff,
+                         "difference_sigma": sigma, "pca": results["pca"][metric]})
         rows += [
             {"name": f"{name} mvg {m.replace('_', ' ')}", "value": mvg[m], "unit": "", "reference": results["pca"][m],
              "target": None, "ok": None} for m in ("image_auroc", "pixel_auroc") if mvg[m] is not None]
@@ -213,8 +248,11 @@ def main() -> None:
         ]
         if name in ("texture96", "texture128") and not args.quick:
             limit = 180 if name == "texture96" else 300
-            rows.append({"name": f"{name} default training time", "value": flow["train_s"], "unit": "s",
-                         "reference": None, "target": f"< {limit}", "ok": flow["train_s"] < limit})
+            wall = cli_train_seconds(d["train"])
+            print(f"{name:<13s} darkflow cflow train (defaults, {flow['n_train']} images): {wall:.0f} s "
+                  f"(target < {limit} s: {'met' if wall < limit else 'MISSED'})")
+            rows.append({"name": f"{name} darkflow cflow train, defaults", "value": wall, "unit": "s",
+                         "reference": None, "target": f"< {limit}", "ok": wall < limit})
     if not args.skip_anomalib:
         epochs = args.epochs or 1
         same = {k: v for k, v in data.items() if k in ("synthetic256", "jets32")}

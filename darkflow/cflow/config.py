@@ -70,7 +70,7 @@ class DecoderConfig(StrictModel):
 
     flow: FlowName = "cflow-coupling"
     blocks: Count = 4
-    clamp: float = 1.9
+    clamp: float = 0.5
     pos_dim: int = 128
     flow_options: dict = {}
 
