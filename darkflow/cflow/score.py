@@ -99,7 +99,7 @@ def _write_maps(path: Path, images: ImageSet, maps: np.ndarray, scores: np.ndarr
 
 
 def score_cflow(run: str | Path, data: list[str], out: str | Path, background: str | None = None,
-                overlays: int = 8, batch_size: int = 16) -> dict[str, Any]:
+                overlays: int = 8, batch_size: int = 64) -> dict[str, Any]:
     """Score ``data`` with the run, write the output folder, return the metrics and counts.
 
     The output folder is checked before any work (it may be neither the run nor an input) and built under a
