@@ -94,7 +94,7 @@ class TrainingConfig(StrictModel):
 
     epochs: int = 5
     fiber_batch: int = 4096
-    fiber_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    fiber_fraction: Annotated[float, Field(gt=0, le=1)] = 0.25
     batch_size: int = 16
     learning_rate: float = 1e-3
     val_fraction: Fraction = 0.2

@@ -64,12 +64,13 @@ class GaussianFibers(nn.Module):
     def fit(self, maps: Tensor, epsilon: float = 0.01) -> GaussianFibers:
         """Fit on the training maps ``(N, C, h, w)`` (``N >= 2``), in float64."""
         n, c, h, w = maps.shape
-        x = maps.double().flatten(2).transpose(1, 2)  # (N, P, C)
-        mean = x.mean(dim=0)
-        r = x - mean
-        shared = torch.einsum("npc,npd->cd", r, r) / max(1, (n - 1) * h * w)
+        x = maps.double().flatten(2).permute(2, 1, 0)  # (P, C, N)
+        r = (x - x.mean(dim=2, keepdim=True)).contiguous()
+        mean = x.mean(dim=2)
+        flat = r.permute(0, 2, 1).reshape(-1, c)
+        shared = flat.T @ flat / max(1, (n - 1) * h * w)
         if self.covariance == "position":
-            own = torch.einsum("npc,npd->pcd", r, r)  # (n - 1) times the sample covariance
+            own = torch.bmm(r, r.transpose(1, 2))  # (n - 1) times the sample covariance, (P, C, C)
             cov = (own + c * shared) / (n - 1 + c)
         else:
             cov = shared.unsqueeze(0)
@@ -82,11 +83,14 @@ class GaussianFibers(nn.Module):
         return self
 
     def whiten(self, maps: Tensor) -> Tensor:
-        """``z = W_p (x - mu_p)`` of every fiber, ``(N, C, h, w)`` -> ``(N, P, C)``."""
-        x = maps.flatten(2).transpose(1, 2) - self.mean
+        """``z = W_p (x - mu_p)`` of every fiber, ``(N, C, h, w)`` -> ``(N, P, C)``.
+
+        One batched product per position in a contiguous ``(P, N, C)`` layout (``einsum`` on the strided view
+        falls off a 100x performance cliff for some shapes)."""
         if self.covariance == "position":
-            return torch.einsum("npc,pdc->npd", x, self.whitening)
-        return x @ self.whitening[0].T
+            x = (maps.flatten(2).permute(2, 0, 1) - self.mean[:, None, :]).contiguous()
+            return torch.bmm(x, self.whitening.transpose(1, 2)).transpose(0, 1)
+        return (maps.flatten(2).transpose(1, 2) - self.mean) @ self.whitening[0].T
 
     def mahalanobis(self, maps: Tensor) -> Tensor:
         """Squared Mahalanobis distance of every fiber, ``(N, C, h, w)`` -> ``(N, h, w)``."""

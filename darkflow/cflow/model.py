@@ -127,17 +127,26 @@ class CFlowModel(nn.Module):
         """The positional encodings of scale ``scale``'s positions in row-major order, ``(h_s * w_s, P)``."""
         return getattr(self, f"position_{scale}")
 
-    def fibers(self, scale: int, fibers: Tensor, positions: Tensor | None = None) -> Tensor:
+    def fibers(self, scale: int, fibers: Tensor, positions: Tensor | None = None, chunk: int = 8192) -> Tensor:
         """Per-fiber NLL of ``fibers`` ``(B, C_s)`` of scale ``scale``, conditioned on the positional encodings
         of their positions -> ``(B,)``.
 
         The fibers are ``B / Q`` images times ``Q`` positions, image-major: ``positions`` ``(Q,)`` are the
-        row-major positions of each image's fibers (``None``: all ``P_s`` positions in order)."""
+        row-major positions of each image's fibers (``None``: all ``P_s`` positions in order). Without
+        gradients the decoder runs on about ``chunk`` fibers (whole images) at a time: its hidden activations
+        then stay in the CPU cache (2-3x faster than one pass over a large batch); traced exports take one pass."""
         from darkflow.flows import IndexedContext
 
         table = self.position(scale)
         context = IndexedContext(table if positions is None else table[positions])
         decoder = self.decoders[scale]
+        q = context.table.shape[0]
+        rows = max(q, chunk // q * q)
+        if torch.is_grad_enabled() or len(fibers) <= rows or torch.jit.is_tracing():
+            return self._nll(decoder, fibers, context)
+        return torch.cat([self._nll(decoder, part, context) for part in fibers.split(rows)])
+
+    def _nll(self, decoder: nn.Module, fibers: Tensor, context) -> Tensor:
         u, log_det = decoder(fibers, context) if self.forward_direction else decoder.inverse(fibers, context)
         return fiber_nll(u, log_det)
 

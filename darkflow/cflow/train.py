@@ -157,7 +157,7 @@ def _modules():
                      lr: float, epochs: int, seed: int) -> None:
             super().__init__()
             self.model = model
-            self.fibers = fibers
+            self.fibers = [f.contiguous() for f in fibers]
             self.n_images = len(fibers[0])
             self.steps, self.per_step, self.take = fiber_plan(self.n_images, [f.shape[1] for f in fibers],
                                                               fiber_batch, fraction)
