@@ -31,7 +31,8 @@ sys.path.insert(0, str(HERE))
 
 
 def nanoaod_file(path: Path, n: int, seed: int) -> Path:
-    """NanoAOD-like events with uproot (jets, leptons, photons, MET, weights), ~ 6 jets per event."""
+    """NanoAOD-like events with uproot (jets, leptons, photons, MET, weights), ~ 6 jets per event, with the ID
+    and isolation branches the ``nanoaod`` schema reads."""
     import awkward as ak
     import uproot
 
@@ -47,8 +48,13 @@ def nanoaod_file(path: Path, n: int, seed: int) -> Path:
         return ak.unflatten(ak.zip(cols), counts)
 
     charge = {"charge": lambda m: rng.choice(np.array([-1, 1], np.int32), m)}
-    data = {"Jet": coll(6.0, {"btagDeepB": lambda m: rng.uniform(0, 1, m).astype(np.float32)}),
-            "Electron": coll(1.0, charge), "Muon": coll(1.0, charge), "Photon": coll(0.8, {}),
+    iso = lambda m: rng.exponential(0.05, m).astype(np.float32)  # noqa: E731 (mostly isolated)
+    ident = lambda low, high: lambda m: rng.integers(low, high, m).astype(np.int32)  # noqa: E731
+    data = {"Jet": coll(6.0, {"btagDeepB": lambda m: rng.uniform(0, 1, m).astype(np.float32),
+                              "jetId": ident(0, 8)}),
+            "Electron": coll(1.0, charge | {"cutBased": ident(0, 5), "pfRelIso03_all": iso}),
+            "Muon": coll(1.0, charge | {"mediumId": lambda m: rng.random(m) < 0.8, "pfRelIso04_all": iso}),
+            "Photon": coll(0.8, {"cutBased": ident(0, 4), "pfRelIso03_all": iso}),
             "MET_pt": rng.exponential(60.0, n).astype(np.float32),
             "MET_phi": rng.uniform(-np.pi, np.pi, n).astype(np.float32),
             "genWeight": np.ones(n, np.float32), "event": np.arange(n, dtype=np.int64) + seed * 10**9}

@@ -5,7 +5,8 @@ encoders with the ``planar`` and ``nsf-ar`` flows, prints:
 
 * training events/s of ``darkflow train`` (Lightning, data streamed from HDF5), from its metrics.csv;
 * the share of the training step spent outside the model's forward/backward/optimizer step (data
-  loading, Lightning, logging), from a bare loop over the same batches held in memory (target < 15%);
+  loading, Lightning, logging), from a bare loop over the same batches held in memory, with the recipe's
+  gradient clipping (``training.gradient_clip``, part of the optimizer step) (target < 15%);
 * scoring events/s batched (``darkflow score``'s path) versus one event per call, as the original did;
 * the shipped default recipe (``darkflow train`` with no model options) against the previous default, conv +
   planar with the squared-error loss and no recipe option (issue 14: at most 1.5x slower per training event).
@@ -47,9 +48,10 @@ def make_file(path: Path, n: int) -> Path:
     return path
 
 
-def bare_rate(model: torch.nn.Module, path: Path, batch: int, n_train: int, n_val: int) -> float:
+def bare_rate(model: torch.nn.Module, path: Path, batch: int, n_train: int, n_val: int, clip: float = 0.0) -> float:
     """Training events/s of a bare loop over in-memory batches: the same work as one epoch of
-    ``darkflow train`` (training steps, then a forward pass over the validation events) and nothing else."""
+    ``darkflow train`` (training steps with the recipe's gradient clipping at norm ``clip`` (0: none), then a
+    forward pass over the validation events) and nothing else."""
     from darkflow.events import EventFile
 
     with EventFile(path) as events:
@@ -62,6 +64,8 @@ def bare_rate(model: torch.nn.Module, path: Path, batch: int, n_train: int, n_va
         loss = model(objects[lo : lo + batch], mask[lo : lo + batch], hlf=hlf[lo : lo + batch])["total"].mean()
         opt.zero_grad()
         loss.backward()
+        if clip > 0:  # part of the configured optimizer step (training.gradient_clip), as in Lightning's
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         opt.step()
     with torch.no_grad():
         for lo in range(n_train, n_train + n_val, batch):
@@ -101,7 +105,8 @@ def main() -> None:
             epoch_s = (float(rows[-1]["seconds"]) - float(rows[0]["seconds"])) / max(len(rows) - 1, 1)
             train_rate = n_train / epoch_s
             model, _ = load_model(out)
-            bare = bare_rate(model, data, cfg.training.batch_size, n_train, args.events - n_train)
+            bare = bare_rate(model, data, cfg.training.batch_size, n_train, args.events - n_train,
+                             cfg.training.gradient_clip)
             outside = 1 - train_rate / bare
             model.eval()
             start = time.perf_counter()

@@ -188,6 +188,17 @@ def atomic_output(
         raise
 
 
+@contextlib.contextmanager
+def scratch_folder(final: PathLike) -> Iterator[Path]:
+    """Yield a new temporary folder beside ``final`` (``.NAME.darkflow-XXXXXX.tmp``) for intermediate files of
+    the output ``final``; it is removed, with everything in it, however the block ends (nothing is published)."""
+    tmp = temporary_path(final, directory=True)
+    try:
+        yield tmp
+    finally:
+        _remove(tmp)
+
+
 def write_text_atomic(path: PathLike, text: str, inputs: Iterable[PathLike] = ()) -> Path:
     """Write ``text`` to ``path`` through :func:`atomic_output`."""
     with atomic_output(path, inputs=inputs) as tmp:

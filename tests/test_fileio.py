@@ -28,3 +28,19 @@ def test_outputs_are_readable_like_ordinary_files(tmp_path):
         assert not list(tmp_path.glob(".*tmp"))
     finally:
         os.umask(old)
+
+
+def test_scratch_folder_is_removed_however_the_block_ends(tmp_path):
+    import pytest
+
+    from darkflow.fileio import TMP_MARK, leftovers, scratch_folder
+
+    with scratch_folder(tmp_path / "out.h5") as scratch:
+        assert scratch.is_dir() and scratch.parent == tmp_path and TMP_MARK in scratch.name
+        (scratch / "part.h5").write_bytes(b"x")
+    assert leftovers(tmp_path) == []
+    with pytest.raises(KeyError), scratch_folder(tmp_path / "out.h5") as scratch:
+        (scratch / "sub").mkdir()
+        (scratch / "sub" / "part.h5").write_bytes(b"x")
+        raise KeyError("stop")
+    assert list(tmp_path.iterdir()) == []

@@ -1,15 +1,20 @@
 """``darkflow prepare --workers N | --dask-scheduler ADDR``: entry ranges converted on a Dask cluster.
 
 The inputs are cut into tasks of one file and at most ``chunk_size`` entries, aligned on the chunks the
-single-process path reads. Each task runs :func:`darkflow.data_prep.convert.convert_range` (the same
-readers and :func:`~darkflow.data_prep.convert.convert_chunk`) on a worker; the client writes the results
-in input order into one HDF5 file, so the file is the single-process one, dataset for dataset. At most
-two tasks per worker thread are in flight or waiting to be written: memory stays bounded whatever the
-input size. The input files must be readable from the workers (a shared file system on a cluster).
+single-process path reads. Each task runs :func:`convert_shard` on a worker: the same readers and
+:func:`~darkflow.data_prep.convert.convert_chunk` (:func:`~darkflow.data_prep.convert.convert_range`), its
+events written to a shard file of its own in the output's scratch folder (``.NAME.darkflow-XXXXXX.tmp``
+beside the output), and only a small summary (counts, process names, the shard's name) goes back to the
+client. The client appends the shards in input order to the one output file with the code of
+``darkflow merge`` (:func:`darkflow.events.merge.append_events`), deleting each once copied, so the file is
+the single-process one, dataset for dataset. At most two tasks per worker thread are in flight or waiting to
+be copied: memory and scratch space stay bounded whatever the input size. The input files must be readable,
+and the output's folder writable, from the workers (a shared file system on a cluster).
 
 A local cluster (``workers``) is closed, workers included, however the conversion ends: an error, SIGINT or
-SIGTERM (:class:`darkflow.errors.Interrupted`). Its worker processes also get SIGTERM from the kernel when
-this process dies without cleaning up (:func:`darkflow.signals.die_with_parent`).
+SIGTERM (:class:`darkflow.errors.Interrupted`); the scratch folder is removed after it. Its worker processes
+also get SIGTERM from the kernel when this process dies without cleaning up
+(:func:`darkflow.signals.die_with_parent`).
 
 ``uproot.dask`` / dask-awkward are not used: the conversion works on numpy chunks with a known entry
 range and must come back in order to one writer, which plain futures express directly.
@@ -20,10 +25,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
-from darkflow.data_prep.convert import convert_range
+from darkflow.data_prep.convert import ConversionSpec, convert_range
+from darkflow.data_prep.features import HLF_NAMES
 from darkflow.errors import ConfigError, InputError
 
 INSTALL_HINT = "pip install 'darkflow[dask]' (dask and distributed)"
@@ -128,19 +135,47 @@ def tasks(readers, chunk_size: int) -> Iterator[tuple[str, int, int, int]]:
             yield str(reader.path), lo, min(lo + chunk_size, stop), getattr(reader, "index_offset", 0)
 
 
-def convert_on_cluster(client, spec, readers, writer, processes, bar) -> tuple[int, int, int, int]:
-    """Run the tasks on ``client``'s cluster and append their results to ``writer`` in input order.
+def convert_shard(spec: ConversionSpec, path: str, start: int, stop: int, index_offset: int,
+                  shard: str) -> dict:
+    """Convert entries ``[start, stop)`` of one input (run on a worker) and write the selected events to the
+    event file ``shard`` (uncompressed, its ``process`` indexing the attribute ``process_names``).
+
+    Returns the summary the client needs: ``shard`` (``None`` when no event was selected: no file),
+    ``process_names`` (every process read, in order of first appearance), ``n_read``, ``n_selected``,
+    ``n_bad``, ``n_skipped``.
+    """
+    from darkflow.events import EventFileWriter
+
+    part = convert_range(spec, path, start, stop, index_offset)
+    summary = {key: part.pop(key) for key in ("process_names", "n_read", "n_bad", "n_skipped")}
+    n_selected = len(part["objects"])
+    if n_selected:
+        layout = spec.layout
+        with EventFileWriter(shard, layout.n_rows, len(layout.features), len(HLF_NAMES)) as writer:
+            writer.append(**part)
+            writer.close({"layout": layout.describe(), "hlf_names": list(HLF_NAMES),
+                          "process_names": summary["process_names"]})
+    return summary | {"shard": shard if n_selected else None, "n_selected": n_selected}
+
+
+def convert_on_cluster(client, spec: ConversionSpec, readers, writer, processes, bar,
+                       scratch: Path) -> tuple[int, int, int, int]:
+    """Run the tasks on ``client``'s cluster, their shards in the folder ``scratch``, and append the shards to
+    ``writer`` in input order (each deleted once copied).
 
     Returns ``n_read, n_selected, n_bad, n_skipped``.
     """
+    from darkflow.events import EventFile
+    from darkflow.events.merge import append_events
+
     window = 2 * max(1, sum(client.nthreads().values()))
-    todo = tasks(readers, spec.chunk_size)
+    todo = enumerate(tasks(readers, spec.chunk_size))
     running: deque = deque()
     n_read = n_selected = n_bad = n_skipped = 0
 
     def submit() -> None:
-        for task in todo:
-            running.append(client.submit(convert_range, spec, *task, pure=False))
+        for k, task in todo:
+            running.append(client.submit(convert_shard, spec, *task, str(scratch / f"part-{k:06d}.h5"), pure=False))
             return
 
     try:
@@ -149,18 +184,18 @@ def convert_on_cluster(client, spec, readers, writer, processes, bar) -> tuple[i
         while running:
             part = running.popleft().result()
             submit()
-            names = part.pop("process_names")
-            if names:  # registered in the order the single-process path meets them
-                part["process"] = processes(np.array(names, dtype=object))[part["process"]]
-            read = part.pop("n_read")
-            n_read += read
-            n_bad += part.pop("n_bad")
-            n_skipped += part.pop("n_skipped")
-            n_selected += len(part["objects"])
-            writer.append(**part)
-            bar.update(read)
+            if part["process_names"]:  # registered in the order the single-process path meets them
+                processes(np.array(part["process_names"], dtype=object))
+            if part["shard"] is not None:
+                with EventFile(part["shard"]) as shard:
+                    append_events(writer, shard, processes.names)
+                Path(part["shard"]).unlink()
+            n_read += part["n_read"]
+            n_bad += part["n_bad"]
+            n_skipped += part["n_skipped"]
+            n_selected += part["n_selected"]
+            bar.update(part["n_read"])
     finally:
         for future in running:
             future.cancel()
     return n_read, n_selected, n_bad, n_skipped
-

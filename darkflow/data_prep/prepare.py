@@ -263,7 +263,9 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
     with contextlib.ExitStack() as stack:
         if parallel:
             from darkflow.data_prep.dask_prepare import connect
+            from darkflow.fileio import scratch_folder
 
+            scratch = stack.enter_context(scratch_folder(out))  # removed after the cluster is closed
             cluster = stack.enter_context(connect(config.workers, config.dask_scheduler, config.dask_timeout, client))
         readers = _readers(config, spec, inputs)
         unit_warnings = [w for w in (getattr(r, "unit_warning", lambda: None)() for r in readers) if w]
@@ -275,7 +277,7 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
                 from darkflow.data_prep.dask_prepare import convert_on_cluster
 
                 n_read, n_selected, n_bad, n_skipped = convert_on_cluster(
-                    cluster.client, spec, readers, writer, processes, bar)
+                    cluster.client, spec, readers, writer, processes, bar, scratch)
             else:
                 n_read, n_selected, n_bad = _convert_here(spec, readers, writer, processes, bar)
                 n_skipped = sum(getattr(r, "n_skipped", 0) for r in readers)

@@ -1,4 +1,5 @@
-"""Event files from event files: :func:`merge` concatenates (e.g. ``--shard`` outputs), :func:`subset` selects."""
+"""Event files from event files: :func:`merge` concatenates (e.g. ``--shard`` outputs), :func:`subset` selects,
+:func:`append_events` copies one file into an open writer (merge, and the shards of ``prepare --workers``)."""
 
 from __future__ import annotations
 
@@ -52,10 +53,7 @@ def merge(paths: Sequence[str | os.PathLike], out: str | os.PathLike, label: str
         with EventFileWriter(out, head.n_rows, head.n_features, head.n_hlf, compression=head.compression,
                              inputs=paths) as writer:
             for f in files:
-                remap = np.array([names.index(n) for n in f.process_names] or [0], dtype=np.int16)
-                for _, part in f.blocks(block):
-                    part["process"] = remap[part["process"]]
-                    writer.append(**part)
+                append_events(writer, f, names, block)
             attrs = {k: v for k, v in first.items() if k not in ("created", "shard")}
             attrs.update(
                 label=label or first.get("label", ""),
@@ -71,6 +69,16 @@ def merge(paths: Sequence[str | os.PathLike], out: str | os.PathLike, label: str
     finally:
         for f in files:
             f.close()
+
+
+def append_events(writer: EventFileWriter, source: EventFile, names: Sequence[str], block: int = BLOCK) -> int:
+    """Append every event of ``source`` to ``writer`` in blocks, its ``process`` indices remapped from
+    ``source.process_names`` onto ``names`` (which must hold them all); returns the number of events."""
+    remap = np.array([names.index(n) for n in source.process_names] or [0], dtype=np.int16)
+    for _, part in source.blocks(block):
+        part["process"] = remap[part["process"]]
+        writer.append(**part)
+    return source.n_events
 
 
 def subset(path: str | os.PathLike, out: str | os.PathLike, indices: Sequence[int] | np.ndarray,

@@ -9,7 +9,8 @@ One masked layer (MADE) is cheap, one network pass, in the direction where its c
 layer's input, and costs ``D`` sequential passes the other way. Hence:
 
 - ``maf``: the MAF of Papamakarios et al. Its one-pass direction is density evaluation ``z_K -> z_0``
-  (:meth:`Flow.inverse`); :meth:`Flow.forward` (sampling, ``z_0 -> z_K``) takes ``D`` passes per layer.
+  (:meth:`Flow.inverse`); :meth:`Flow.forward` (sampling, ``z_0 -> z_K``) takes ``D`` passes per layer
+  (:class:`~darkflow.flows.made_inverse.MaskedAffine`: the masks and context terms once per call).
 - ``iaf``: the same layer used the other way round (``InverseTransform``): :meth:`Flow.forward`,
   ``z_0 -> z_K``, is one pass per layer, as the VAE needs; :meth:`Flow.inverse` takes ``D`` passes.
 - ``nsf-ar``: rational-quadratic spline layers used IAF-style, one pass per layer in :meth:`Flow.forward`.
@@ -26,7 +27,6 @@ import torch
 from nflows.transforms import (
     CompositeTransform,
     InverseTransform,
-    MaskedAffineAutoregressiveTransform,
     MaskedPiecewiseRationalQuadraticAutoregressiveTransform,
     RandomPermutation,
     ReversePermutation,
@@ -37,6 +37,7 @@ from nflows.transforms.splines.rational_quadratic import DEFAULT_MIN_DERIVATIVE
 from torch import Tensor, nn
 
 from darkflow.flows.base import Flow, check_choice, check_float, check_int
+from darkflow.flows.made_inverse import MaskedAffine
 from darkflow.flows.registry import register
 
 PERMUTATIONS = ("reverse", "random", "none")
@@ -131,7 +132,7 @@ def _made_affine(
     unit_scale = math.log(math.expm1(1.0 - 1e-3))  # nflows: scale = softplus(u) + 1e-3
     layers = [
         _identity_init(
-            MaskedAffineAutoregressiveTransform(
+            MaskedAffine(
                 features=features,
                 hidden_features=hidden_features,
                 context_features=context or None,

@@ -11,7 +11,7 @@ from conftest import random_nanoaod, write_tree
 from test_prepare_csv import random_csv
 
 from darkflow.cli import main
-from darkflow.data_prep.dask_prepare import tasks
+from darkflow.data_prep.dask_prepare import convert_shard, tasks
 from darkflow.data_prep.prepare import PrepareConfig, prepare
 from darkflow.errors import DataError, InputError
 
@@ -103,6 +103,37 @@ def test_worker_errors_and_bad_addresses_are_one_line(tmp_path, client, capsys):
     assert main(["prepare", str(bad), "--out", str(out), "--workers", "0"]) == 2
     assert "workers" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_task_writes_its_shard_and_returns_only_a_summary(tmp_path, root_files):
+    from pathlib import Path
+
+    from darkflow.data_prep import builtin
+    from darkflow.data_prep.channels import load_channel
+    from darkflow.data_prep.convert import ConversionSpec, convert_range
+    from darkflow.data_prep.layout import load_layout
+    from darkflow.data_prep.objects import load_objects
+    from darkflow.data_prep.prepare import resolve_source
+    from darkflow.events import EventFile
+
+    _, schema = resolve_source("auto", [Path(p) for p in root_files])
+    spec = ConversionSpec(load_layout(builtin.resolve("layouts", "default")),
+                          load_objects(builtin.resolve("objects", "darkmachines")),
+                          load_channel(builtin.resolve("channels", "chan2b")), schema, 100, "fail", None)
+    expected = convert_range(spec, root_files[2], 100, 300, 700)
+    summary = convert_shard(spec, root_files[2], 100, 300, 700, str(tmp_path / "part.h5"))
+    assert not any(isinstance(v, np.ndarray) for v in summary.values())  # no event data goes back to the client
+    assert summary["shard"] == str(tmp_path / "part.h5") and summary["n_read"] == 200
+    assert summary["n_selected"] == len(expected["objects"]) > 0
+    assert summary["process_names"] == expected["process_names"] == ["qcd"]
+    with EventFile(tmp_path / "part.h5") as shard:
+        got = shard.read(slice(None))
+        assert shard.process_names == ["qcd"]
+    for name in DATASETS:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    empty = convert_shard(spec, root_files[2], 5, 5, 0, str(tmp_path / "none.h5"))
+    assert empty["shard"] is None and empty["n_selected"] == 0 and not (tmp_path / "none.h5").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["part.h5"]
 
 
 def test_tasks_are_aligned_on_chunks():
