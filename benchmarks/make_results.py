@@ -307,8 +307,8 @@ def headline(payload: dict[str, Any] | None) -> list[str]:
 MISSED_BECAUSE = {
     ("bench_prepare", "ratio prepare / bare"): "reading, converting and writing 1M events take 1.8 s against a bare "
     "read of 0.6 s timed after its imports; imports are 0.33 s (README, Conversion speed)",
-    ("bench_generate", "speed-up 2 workers"): "measured with the 2 cores shared by other jobs; the lent machine's "
-    "1.57-1.64 is the reference (README, Generation speed)",
+    ("bench_generate", "speed-up 2 workers"): "needs two free cores: with other jobs on them 2 workers fall below "
+    "one (README, Generation speed)",
     ("bench_generate", "worker loop / bare next"): "reading Pythia's event record, one binding call per particle "
     "(1.5 ms of 7 ms an event), has no bulk accessor (README, Generation speed)",
     ("bench_cflow", "CFLOW image auroc"): "each scale alone the flow is at least the Gaussian; averaged, its weak "
