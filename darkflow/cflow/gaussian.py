@@ -65,8 +65,8 @@ class GaussianFibers(nn.Module):
         """Fit on the training maps ``(N, C, h, w)`` (``N >= 2``), in float64."""
         n, c, h, w = maps.shape
         x = maps.double().flatten(2).permute(2, 1, 0)  # (P, C, N)
-        r = (x - x.mean(dim=2, keepdim=True)).contiguous()
         mean = x.mean(dim=2)
+        r = (x - mean[..., None]).contiguous()
         flat = r.permute(0, 2, 1).reshape(-1, c)
         shared = flat.T @ flat / max(1, (n - 1) * h * w)
         if self.covariance == "position":
@@ -99,8 +99,9 @@ class GaussianFibers(nn.Module):
     def log_prob(self, maps: Tensor) -> Tensor:
         """Log-density of every fiber under its position's Gaussian, ``(N, C, h, w)`` -> ``(N, h, w)``."""
         c = maps.shape[1]
-        log_det = self.log_det_cholesky.view(1, -1).expand(maps.shape[0], -1).reshape(maps.shape[0], *(
-            maps.shape[2:] if self.covariance == "position" else (1, 1)))
+        log_det = self.log_det_cholesky  # (1,) shared, broadcast; (P,) per position, laid out as the map
+        if self.covariance == "position":
+            log_det = log_det.view(1, *maps.shape[2:])
         return -0.5 * self.mahalanobis(maps) - log_det - 0.5 * c * math.log(2 * math.pi)
 
     def extra_repr(self) -> str:

@@ -106,10 +106,14 @@ class CFlowModel(nn.Module):
             getattr(self, f"feature_mean_{s}").copy_(mean.view(-1, 1, 1).float())
             getattr(self, f"feature_std_{s}").copy_(std.view(-1, 1, 1).float())
 
+    def standardize(self, maps: list[Tensor]) -> list[Tensor]:
+        """Raw encoder maps ``[(N, C_s, h_s, w_s)]`` standardized per channel with the fitted statistics."""
+        return [(m - getattr(self, f"feature_mean_{s}")) / getattr(self, f"feature_std_{s}")
+                for s, m in enumerate(maps)]
+
     def features(self, images: Tensor) -> list[Tensor]:
         """Standardized encoder maps ``[(N, C_s, h_s, w_s)]``."""
-        return [(m - getattr(self, f"feature_mean_{s}")) / getattr(self, f"feature_std_{s}")
-                for s, m in enumerate(self.raw_features(images))]
+        return self.standardize(self.raw_features(images))
 
     def fit_gaussians(self, maps: list[Tensor], epsilon: float) -> None:
         """Fit every scale's Gaussian on the standardized training maps ``[(N, C_s, h_s, w_s)]``."""

@@ -247,7 +247,7 @@ def fit_cflow(images: ImageSet, config: CflowConfig, progress: bool = True) -> t
     model.to(device).eval().requires_grad_(False)
     maps = _in_batches(model.raw_features, x_train, t.batch_size, device)
     model.fit_feature_normalization(maps)
-    maps = [(m - getattr(model, f"feature_mean_{s}")) / getattr(model, f"feature_std_{s}") for s, m in enumerate(maps)]
+    maps = model.standardize(maps)
     if len(model.gaussians):
         model.fit_gaussians(maps, config.gaussian.epsilon)
     summary["seconds"]["features"] = time.perf_counter() - start
