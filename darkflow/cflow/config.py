@@ -10,9 +10,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
 
 from darkflow.config import Count, FlowName, Fraction, Name, StrictModel, at_least_one, section_overrides
+
+
+def _above_zero(what: str) -> AfterValidator:
+    """A float field that must be a finite ``what`` above 0 (one message for every such option)."""
+
+    def check(value: float) -> float:
+        if not (0 < value < float("inf")):
+            raise ValueError(f"must be a finite {what} above 0")
+        return value
+
+    return AfterValidator(check)
 
 
 class EncoderConfig(StrictModel):
@@ -23,20 +34,13 @@ class EncoderConfig(StrictModel):
     channels: list[int] = [32, 64, 128]
     resolution: Count = 64
     pretrain_steps: int = 0
-    pretrain_lr: float = 1e-3
+    pretrain_lr: Annotated[float, _above_zero("learning rate")] = 1e-3
 
     @field_validator("pretrain_steps")
     @classmethod
     def _steps(cls, value: int) -> int:
         if value < 0:
             raise ValueError("must be 0 (no pre-training) or more")
-        return value
-
-    @field_validator("pretrain_lr")
-    @classmethod
-    def _lr(cls, value: float) -> float:
-        if not (0 < value < float("inf")):
-            raise ValueError("must be a finite learning rate above 0")
         return value
 
     @field_validator("channels")
@@ -55,14 +59,8 @@ class GaussianConfig(StrictModel):
     """
 
     covariance: Literal["shared", "position", "none"] = "position"
-    epsilon: float = 0.01
+    epsilon: Annotated[float, _above_zero("variance")] = 0.01
 
-    @field_validator("epsilon")
-    @classmethod
-    def _epsilon(cls, value: float) -> float:
-        if not (0 < value < float("inf")):
-            raise ValueError("must be a finite variance above 0")
-        return value
 
 
 class DecoderConfig(StrictModel):
@@ -70,16 +68,9 @@ class DecoderConfig(StrictModel):
 
     flow: FlowName = "cflow-coupling"
     blocks: Count = 4
-    clamp: float = 0.5
+    clamp: Annotated[float, _above_zero("soft-clamp scale")] = 0.5
     pos_dim: int = 128
     flow_options: dict = {}
-
-    @field_validator("clamp")
-    @classmethod
-    def _clamp(cls, value: float) -> float:
-        if not (0 < value < float("inf")):
-            raise ValueError("must be a finite soft-clamp scale above 0")
-        return value
 
     @field_validator("pos_dim")
     @classmethod
@@ -96,7 +87,7 @@ class TrainingConfig(StrictModel):
     fiber_batch: int = 4096
     fiber_fraction: Annotated[float, Field(gt=0, le=1)] = 0.25
     batch_size: int = 16
-    learning_rate: float = 1e-3
+    learning_rate: Annotated[float, _above_zero("learning rate")] = 1e-3
     val_fraction: Fraction = 0.2
     seed: int = 1
     accelerator: str = "cpu"
@@ -108,13 +99,6 @@ class TrainingConfig(StrictModel):
     def _positive(cls, value: int) -> int:
         if value < 1:
             raise ValueError("must be at least 1")
-        return value
-
-    @field_validator("learning_rate")
-    @classmethod
-    def _lr(cls, value: float) -> float:
-        if not (0 < value < float("inf")):
-            raise ValueError("must be a finite learning rate above 0")
         return value
 
 
