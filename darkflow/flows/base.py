@@ -40,11 +40,15 @@ class IndexedContext:
             return self.table.repeat(batch // self.table.shape[0], 1)
         return self.table[self.index]
 
-    def add_to(self, rows: Tensor, projected: Tensor) -> Tensor:
-        """``rows`` ``(B, H)`` plus each sample's row of ``projected`` ``(P, H)`` (the table after a layer)."""
+    def affine(self, rows: Tensor, weight: Tensor, projected: Tensor) -> Tensor:
+        """``rows @ weight.T`` plus each sample's row of ``projected`` in one fused product.
+
+        Shapes: ``rows`` ``(B, K)``, ``weight`` ``(H, K)``, ``projected`` ``(P, H)`` (the table after a layer)
+        -> ``(B, H)``."""
         if self.index is None:
-            return (rows.reshape(-1, *projected.shape) + projected).reshape(-1, projected.shape[1])
-        return rows + projected[self.index]
+            p, h = projected.shape
+            return (rows.reshape(-1, p, rows.shape[1]) @ weight.T).add_(projected).reshape(-1, h)
+        return torch.addmm(projected[self.index], rows, weight.T)
 
 
 class Flow(nn.Module):

@@ -69,6 +69,11 @@ class FixedOrthogonal(nn.Module):
     def inverse(self, z: Tensor) -> Tensor:
         return F.linear(z, self.matrix().T)
 
+    def affine(self, z: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
+        """``W (z * scale + bias)`` as one product with the scale and bias folded into ``W``."""
+        w = self.matrix()
+        return torch.addmm(w @ bias, z, (w * scale).T)
+
 
 class _Permutation(nn.Module):
     """A fixed random permutation of the features (nflows ``RandomPermutation``); ``|det| = 1``."""
@@ -82,6 +87,11 @@ class _Permutation(nn.Module):
 
     def inverse(self, z: Tensor) -> Tensor:
         return self.permutation.inverse(z)[0]
+
+    def affine(self, z: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
+        """The permutation of ``z * scale + bias``."""
+        order = self.permutation._permutation
+        return torch.addcmul(bias[order], z[:, order], scale[order])
 
 
 class CFlowBlock(Flow):
@@ -134,14 +144,19 @@ class CFlowBlock(Flow):
         )
 
     def _coupling(self, z_a: Tensor, context: Tensor | IndexedContext) -> tuple[Tensor, Tensor]:
-        if isinstance(context, IndexedContext):  # the context half of the first layer on the P distinct rows
-            first = self.subnet[0]
-            h = context.add_to(F.linear(z_a, first.weight[:, : self.split]),
-                               F.linear(context.table, first.weight[:, self.split :], first.bias))
-            s, t = (0.1 * self.subnet[1:](h)).chunk(2, dim=1)
+        """``(clamp * tanh(s / clamp), t)`` with ``(s, t) = 0.1 * subnet([z_a, context])``; the factors 0.1 and
+        ``1 / clamp`` are folded into the last layer, and with an indexed context the context half of the first
+        layer runs on the ``P`` distinct rows only."""
+        first, last = self.subnet[0], self.subnet[2]
+        if isinstance(context, IndexedContext):
+            projected = F.linear(context.table, first.weight[:, self.split :], first.bias)
+            h = context.affine(z_a, first.weight[:, : self.split], projected)
         else:
-            s, t = (0.1 * self.subnet(torch.cat([z_a, context], dim=1))).chunk(2, dim=1)
-        return self.clamp * torch.tanh(s / self.clamp), t
+            h = F.linear(torch.cat([z_a, context], dim=1), first.weight, first.bias)
+        k = self.features - self.split
+        fold = torch.cat([last.weight.new_full((k,), 0.1 / self.clamp), last.weight.new_full((k,), 0.1)])
+        u, t = F.linear(F.relu(h, inplace=True), last.weight * fold[:, None], last.bias * fold).split(k, dim=1)
+        return self.clamp * torch.tanh(u), t
 
     def _log_global_scale(self) -> Tensor:
         if self.global_affine == "softplus":
@@ -153,8 +168,9 @@ class CFlowBlock(Flow):
         z_a, z_b = z.split([self.split, self.features - self.split], dim=1)
         log_s, t = self._coupling(z_a, context)
         log_g = self._log_global_scale()
-        z = torch.cat([z_a, z_b * log_s.exp() + t], dim=1) * log_g.exp() + self.global_bias
-        return self.permutation(z), log_s.sum(dim=1) + log_g.sum()
+        z = self.permutation.affine(torch.cat([z_a, torch.addcmul(t, z_b, log_s.exp())], dim=1), log_g.exp(),
+                                    self.global_bias)
+        return z, log_s.sum(dim=1) + log_g.sum()
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         context = self.check(z, context)
