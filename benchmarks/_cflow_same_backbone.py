@@ -39,7 +39,7 @@ def run_anomalib(train: np.ndarray, test: np.ndarray, spec: dict) -> dict:
     torch.manual_seed(spec["seed"])
     model = CflowModel(backbone="resnet18", layers=("layer1", "layer2", "layer3"), pre_trained=False,
                        fiber_batch_size=spec["fiber_batch"], decoder="freia-cflow", condition_vector=128,
-                       coupling_blocks=8, clamp_alpha=1.9, permute_soft=False)
+                       coupling_blocks=8, clamp_alpha=1.9, permute_soft=True)
     x_train, x_test = (three_channels(x) for x in standardize(train, test))
     params = [p for d in model.decoders for p in d.parameters()]
     opt = torch.optim.Adam(params, lr=spec["anomalib_lr"])
