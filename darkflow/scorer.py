@@ -58,6 +58,7 @@ class Scorer:
     Attributes:
         names: the output's score fields, in order: the model's scores (``darkflow score``'s names) then the
             ``hlf:NAME`` cut baselines.
+        default_score: the model's default score (the one ``darkflow scan`` and ``flag`` use).
         schema, objects_definition, channel, layout: the conversion applied (those of the training file).
     """
 
@@ -75,6 +76,7 @@ class Scorer:
         self.batch_size = batch_size
         self.schema, self.objects_definition, self.channel, self.layout = conversion(meta, self.run, source)
         self.names = [*model_scores(model), *(f"hlf:{n}" for n in HLF_NAMES if n not in HLF_SKIPPED)]
+        self.default_score = str(meta.get("default_score", "total"))
         self._model: Any = model.to(self.device)
 
     def __getstate__(self) -> dict[str, Any]:
