@@ -159,3 +159,34 @@ def test_importing_darkflow_stays_light():
     code = ("import sys, darkflow; assert 'torch' not in sys.modules and 'darkflow.scorer' not in sys.modules; "
             "from darkflow import Scorer; assert Scorer.__module__ == 'darkflow.scorer'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["coffea", "dask"])
+def test_example_scores_inside_an_analysis_as_prepare_and_score_do(setup, scorer, flat, real_nanoaod, tmp_path,
+                                                                   engine):
+    """examples/score_in_analysis.py (in README): a coffea processor, or map_partitions over uproot.dask, in two
+    processes over partitions of 64 events."""
+    import importlib.util
+    import os
+
+    if engine == "coffea" and importlib.util.find_spec("coffea") is None:
+        if os.environ.get("CI"):
+            pytest.fail("coffea is not installed; CI installs the dev extra, which includes coffea")
+        pytest.skip("coffea is not installed (extra `coffea`)")
+    run, reference = setup
+    out = tmp_path / "scores.npz"
+    example = Path(__file__).resolve().parents[1] / "examples" / "score_in_analysis.py"
+    done = subprocess.run([sys.executable, str(example), str(real_nanoaod), "--run", str(run), "--out", str(out),
+                           "--engine", engine, "--workers", "2", "--chunk-size", "64", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    selected = ak.to_numpy(scorer(flat).selected)
+    assert f"{engine}: 200 events read, {selected.sum()} selected" in done.stdout
+    with np.load(out) as columns:
+        np.testing.assert_array_equal(columns["event"], ak.to_numpy(flat.event))
+        np.testing.assert_array_equal(columns["selected"], selected)
+        np.testing.assert_array_equal(columns["MET"], ak.to_numpy(flat.MET_pt))
+        for name in scorer.names:
+            assert np.isnan(columns[name][~selected]).all(), name
+            np.testing.assert_allclose(columns[name][selected], reference[name], rtol=2e-6, atol=1e-6, err_msg=name)
