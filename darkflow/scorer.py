@@ -71,8 +71,8 @@ class Scorer:
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
         self.run = Path(run)
-        model, meta = load_model(run)
         self.device = _device(device)
+        model, meta = load_model(run)
         self.batch_size = batch_size
         self.schema, self.objects_definition, self.channel, self.layout = conversion(meta, self.run, source)
         self.names = [*model_scores(model), *(f"hlf:{n}" for n in HLF_NAMES if n not in HLF_SKIPPED)]
@@ -197,7 +197,7 @@ def _device(device: str | None) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     try:
         torch.empty(0, device=device)
-    except (RuntimeError, ValueError) as err:
+    except (RuntimeError, ValueError, AssertionError, NotImplementedError) as err:
         raise InputError(f"device {device!r} cannot be used ({str(err).splitlines()[0]}); give cpu, cuda or "
                          "cuda:N of a GPU this machine has") from None
     return device

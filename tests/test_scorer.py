@@ -14,6 +14,7 @@ import awkward as ak
 import h5py
 import numpy as np
 import pytest
+import torch
 import uproot
 
 from darkflow.cli import main
@@ -44,7 +45,7 @@ def setup(real_nanoaod, tmp_path_factory):
     assert main(["score", "--run", str(run), "--data", str(prepared), "--out", str(scores)]) == 0
     with h5py.File(scores, "r") as handle:
         reference = {k: v[:] for k, v in handle["ttbar"].items()}
-    return run, reference
+    return run, reference, prepared
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +76,7 @@ def nanoevents_like(flat: ak.Array) -> ak.Array:
 
 
 def test_equals_prepare_and_score_with_nan_for_events_failing_the_channel(setup, scorer, flat):
-    _, reference = setup
+    _, reference, _ = setup
     out = scorer(flat)
     assert len(out) == len(flat) == 200
     assert out.fields == [*scorer.names, "selected"]
@@ -155,6 +156,48 @@ def test_events_without_a_branch_of_the_schema_are_refused_in_one_line(scorer, f
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("model", ["isoforest", "hlf_density", "density", "svdd"])
+def test_baselines_equal_prepare_and_score(setup, flat, tmp_path, model):
+    from darkflow import Scorer
+
+    _, _, prepared = setup
+    run, scores = tmp_path / "run", tmp_path / "scores.h5"
+    assert main(["train", "--data", str(prepared), "--out", str(run), "--model", model, "--epochs", "1",
+                 "--batch-size", "32", "-q"]) == 0
+    assert main(["score", "--run", str(run), "--data", str(prepared), "--out", str(scores)]) == 0
+    scorer = Scorer(run, device="cpu")
+    out = scorer(flat)
+    selected = ak.to_numpy(out.selected)
+    with h5py.File(scores, "r") as handle:
+        group = handle["ttbar"]
+        assert "total" in scorer.names and set(scorer.names) <= set(group)
+        for name in scorer.names:
+            assert np.isnan(ak.to_numpy(out[name])[~selected]).all()
+            np.testing.assert_allclose(ak.to_numpy(out[name])[selected], group[name][:], rtol=2e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_scores_equal_cpu_scores(setup, scorer, flat):
+    from darkflow import Scorer
+
+    on_gpu = Scorer(setup[0], device="cuda")
+    assert next(on_gpu.model.parameters()).is_cuda
+    gpu, cpu = on_gpu(flat), scorer(flat)
+    assert ak.all(gpu.selected == cpu.selected)
+    for name in scorer.names:  # TF32 / other kernels: a looser float32 tolerance
+        assert ak.all(ak.isclose(gpu[name], cpu[name], rtol=1e-3, atol=1e-3, equal_nan=True)), name
+
+
+def test_unusable_device_and_missing_run_are_refused_in_one_line(setup, tmp_path):
+    from darkflow import Scorer
+
+    with pytest.raises(InputError, match="device 'nonsense' cannot be used") as err:
+        Scorer(setup[0], device="nonsense")
+    assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="no trained model at"):
+        Scorer(tmp_path / "no_run", device="cpu")
+
+
 def test_importing_darkflow_stays_light():
     code = ("import sys, darkflow; assert 'torch' not in sys.modules and 'darkflow.scorer' not in sys.modules; "
             "from darkflow import Scorer; assert Scorer.__module__ == 'darkflow.scorer'")
@@ -174,7 +217,7 @@ def test_example_scores_inside_an_analysis_as_prepare_and_score_do(setup, scorer
         if os.environ.get("CI"):
             pytest.fail("coffea is not installed; CI installs the dev extra, which includes coffea")
         pytest.skip("coffea is not installed (extra `coffea`)")
-    run, reference = setup
+    run, reference, _ = setup
     out = tmp_path / "scores.npz"
     example = Path(__file__).resolve().parents[1] / "examples" / "score_in_analysis.py"
     done = subprocess.run([sys.executable, str(example), str(real_nanoaod), "--run", str(run), "--out", str(out),
