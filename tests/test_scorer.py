@@ -233,3 +233,33 @@ def test_example_scores_inside_an_analysis_as_prepare_and_score_do(setup, scorer
         for name in scorer.names:
             assert np.isnan(columns[name][~selected]).all(), name
             np.testing.assert_allclose(columns[name][selected], reference[name], rtol=2e-6, atol=1e-6, err_msg=name)
+
+
+def test_conversion_comes_from_the_run_when_the_training_file_is_gone(setup, scorer, flat, real_nanoaod, tmp_path):
+    """Built-in source: the run's own description is enough. A source YAML of the user's: read from the training
+    file's attributes while it exists, refused in one line once it is gone (unless ``source`` is given)."""
+    from darkflow import Scorer
+    from darkflow.data_prep import builtin
+
+    custom = tmp_path / "my_nanoaod.yaml"
+    custom.write_text(builtin.resolve("sources", SOURCE).read_text())
+    whole = scorer(flat)
+    for source in (SOURCE, str(custom)):
+        prepared, run = tmp_path / f"{Path(source).stem}.h5", tmp_path / f"run_{Path(source).stem}"
+        prepare(PrepareConfig(inputs=[str(real_nanoaod)], out=str(prepared), source=source,
+                              channel=str(setup[2].parent / "meff80.yaml")), progress=False)
+        assert main(["train", "--data", str(prepared), "--out", str(run), "--model", "isoforest", "-q"]) == 0
+        before = Scorer(run, device="cpu")
+        assert before.schema.name == Path(source).stem and before.channel.meff_min == MEFF_MIN
+        prepared.unlink()
+        if source == SOURCE:
+            after = Scorer(run, device="cpu")
+            assert after.schema == before.schema and after.objects_definition == before.objects_definition
+        else:
+            with pytest.raises(InputError, match="source 'my_nanoaod', which is not built in") as err:
+                Scorer(run, device="cpu")
+            assert "\n" not in str(err.value)
+            after = Scorer(run, device="cpu", source=str(custom))
+        out = after(flat)
+        assert ak.all(out.selected == whole.selected)
+        assert ak.all(ak.isclose(out["hlf:m_eff"], whole["hlf:m_eff"], rtol=0, atol=0, equal_nan=True))
