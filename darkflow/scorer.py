@@ -104,8 +104,8 @@ class Scorer:
                 (``uproot`` arrays or ``uproot.dask``: ``events["Jet_pt"]``) or as collections of records
                 (coffea NanoEvents: ``events.Jet.pt``, ``events.MET.pt``); or a mapping branch -> array (what
                 ``TTree.arrays(how=dict)`` returns). Delphes trees work in uproot's flat form (``Jet.PT``).
-                A typetracer (dask-awkward's meta) gives the typetracer of the output and touches only the
-                branches the conversion reads.
+                A dask-awkward array gives :meth:`dask` of it; a typetracer (dask-awkward's meta) gives the
+                typetracer of the output and touches only the branches the conversion reads.
 
         Returns:
             a record array of length ``N``: float64 fields :attr:`names` (NaN where not ``selected``) and bool
@@ -113,6 +113,8 @@ class Scorer:
         """
         import awkward as ak
 
+        if type(events).__module__.startswith("dask_awkward"):
+            return self.dask(events)
         if not isinstance(events, Mapping) and ak.backend(events) == "typetracer":
             for name in self.branches():
                 ak.typetracer.touch_data(_field(events, name))

@@ -142,6 +142,7 @@ def test_dask_map_partitions_over_uproot_dask_reads_only_the_branches_used(score
     scores = scorer.dask(events)
     (read,) = dak.report_necessary_columns(scores).values()
     assert set(read) == set(scorer.branches())
+    assert isinstance(scorer(events), dak.Array)
     (computed,) = dask.compute(scores, scheduler="sync")
     whole = scorer(flat)
     assert computed.fields == whole.fields
