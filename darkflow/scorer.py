@@ -14,6 +14,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,11 +85,9 @@ class Scorer:
 
     @property
     def model(self):
-        """The torch model, on :attr:`device` (loaded on first use after unpickling)."""
+        """The torch model, on :attr:`device` (after unpickling: loaded on first use, once per process)."""
         if self._model is None:
-            from darkflow.train.run import load_model
-
-            self._model = load_model(self.run)[0].to(self.device)
+            self._model = _load(self.run, self.device)
         return self._model
 
     def branches(self) -> list[str]:
@@ -190,6 +189,24 @@ class Scorer:
             columns[name] = column
         columns[SELECTED] = selected
         return ak.zip(columns, depth_limit=1)
+
+
+def _load(run: Path, device: str):
+    """The run's model on ``device``, loaded once per process (executors unpickle a scorer for every task)."""
+    from darkflow.train.rundir import MODEL_FILE
+
+    path = run / MODEL_FILE if run.is_dir() else run
+    if not path.is_file():
+        raise InputError(f"no trained model at {path} in this process; the run directory must be readable "
+                         "wherever the scorer runs (on every Dask worker)")
+    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int, device: str):
+    from darkflow.train.run import load_model
+
+    return load_model(path)[0].to(device)
 
 
 def _device(device: str | None) -> str:

@@ -131,6 +131,8 @@ def test_pickled_scorer_loads_its_model_lazily_and_scores_alike(scorer, flat):
     assert copy._model is None
     assert ak.all(ak.isclose(copy(flat).total, scorer(flat).total, rtol=0, atol=0, equal_nan=True))
     assert copy._model is not None
+    again = pickle.loads(pickle.dumps(scorer))
+    assert again.model is copy.model  # one load per process, however many copies an executor unpickles
 
 
 def test_dask_map_partitions_over_uproot_dask_reads_only_the_branches_used(scorer, flat, real_nanoaod):
