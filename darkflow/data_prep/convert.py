@@ -1,6 +1,7 @@
 """The conversion of source events into event-file arrays, shared by the single-process and the Dask paths.
 
-:func:`convert_chunk` applies object cuts, the channel, the layout and the high-level features to one chunk;
+:func:`convert_chunk` applies object cuts, the channel, the layout and the high-level features to one chunk
+(:func:`convert_selected` also says which events passed the channel: :class:`darkflow.Scorer` keeps the others);
 :func:`convert_range` converts an entry range of one input as a Dask task (or any worker) does. Both paths
 (:mod:`darkflow.data_prep.prepare` and :mod:`darkflow.data_prep.dask_prepare`) import from here, never from
 each other's module in a cycle.
