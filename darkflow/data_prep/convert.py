@@ -1,6 +1,7 @@
 """The conversion of source events into event-file arrays, shared by the single-process and the Dask paths.
 
-:func:`convert_chunk` applies object cuts, the channel, the layout and the high-level features to one chunk;
+:func:`convert_chunk` applies object cuts, the channel, the layout and the high-level features to one chunk
+(:func:`convert_selected` also says which events passed the channel: :class:`darkflow.Scorer` keeps the others);
 :func:`convert_range` converts an entry range of one input as a Dask task (or any worker) does. Both paths
 (:mod:`darkflow.data_prep.prepare` and :mod:`darkflow.data_prep.dask_prepare`) import from here, never from
 each other's module in a cycle.
@@ -64,9 +65,8 @@ def as_jagged(chunk: EventChunk) -> EventChunk:
                       chunk.source, chunk.first_line)
 
 
-def drop_nonfinite(chunk: EventChunk, on_error: str) -> tuple[EventChunk, int]:
-    """Drop (``skip``) or refuse (``fail``) events with NaN or inf in any input quantity; returns the chunk
-    and the number of events dropped."""
+def nonfinite(chunk: EventChunk) -> tuple[np.ndarray, list[str]]:
+    """Which events have NaN or inf in any input quantity, bool ``(N,)``, and in which quantities (for messages)."""
     bad = ~(np.isfinite(chunk.met) & np.isfinite(chunk.met_phi) & np.isfinite(chunk.weight))
     what = ["MET/MET_phi/weight"] if bad.any() else []
     for name, coll in chunk.objects.items():
@@ -77,6 +77,13 @@ def drop_nonfinite(chunk: EventChunk, on_error: str) -> tuple[EventChunk, int]:
             if not finite.all():
                 bad[coll.event[~finite]] = True
                 what.append(f"{name} {key}")
+    return bad, what
+
+
+def drop_nonfinite(chunk: EventChunk, on_error: str) -> tuple[EventChunk, int]:
+    """Drop (``skip``) or refuse (``fail``) events with NaN or inf in any input quantity; returns the chunk
+    and the number of events dropped."""
+    bad, what = nonfinite(chunk)
     if not bad.any():
         return chunk, 0
     if on_error == "fail":
@@ -109,24 +116,37 @@ def convert_chunk(
     Returns the datasets of DESIGN section 3 for the selected events (``process_name`` as strings);
     ``buffers`` are passed to :meth:`Layout.build`.
     """
+    return convert_selected(chunk, objects_def, channel, layout, buffers)[0]
+
+
+def convert_selected(
+    chunk: EventChunk,
+    objects_def: ObjectDefinitions,
+    channel: Channel | None,
+    layout: Layout,
+    buffers: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """:func:`convert_chunk` and which events of the chunk passed the channel, bool ``(N,)``: the datasets
+    hold the passing events in order (``len == keep.sum()``)."""
     objects = select_objects(chunk.objects, objects_def)
     met, met_phi = chunk.met, chunk.met_phi
     hts = ht(objects)
-    keep = channel.passes(objects, met, hts) if channel is not None else None
-    if keep is not None and not keep.all():
+    keep = channel.passes(objects, met, hts) if channel is not None else np.ones(len(met), dtype=bool)
+    if not keep.all():
         objects = {k: v.events(keep) for k, v in objects.items()}
         met, met_phi, hts = met[keep], met_phi[keep], hts[keep]
+        rows = keep
     else:
-        keep = slice(None)
+        rows = slice(None)
     arrays, mask = layout.build(objects, met, met_phi, buffers)
     return {
         "objects": arrays,
         "mask": mask,
         "hlf": high_level_features(objects, met, met_phi, hts),
-        "weight": chunk.weight[keep].astype(np.float64),
-        "event_id": chunk.event_id[keep].astype(np.int64),
-        "process_name": chunk.process[keep],
-    }
+        "weight": chunk.weight[rows].astype(np.float64),
+        "event_id": chunk.event_id[rows].astype(np.int64),
+        "process_name": chunk.process[rows],
+    }, keep
 
 
 def open_reader(spec: ConversionSpec, path: str, start: int = 0, stop: int | None = None,

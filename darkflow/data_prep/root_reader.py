@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import awkward as ak
@@ -125,41 +125,62 @@ class RootReader:
             yield chunk
 
     def _convert(self, arrays: dict[str, ak.Array], entry: int) -> EventChunk:
-        schema = self.schema
-        n = len(next(iter(arrays.values())))
-        objects: dict[str, Jagged] = {}
-        for name, coll in schema.collections.items():
-            record, flag = _collection(arrays, coll)
-            if name == "jet" and coll.btag is not None:
-                objects["jet"], objects["bjet"] = record.where(~flag), record.where(flag)
-            elif name in ("electron", "muon"):
-                plus, minus = ("eplus", "eminus") if name == "electron" else ("muplus", "muminus")
-                objects[plus], objects[minus] = record.where(flag > 0), record.where(flag < 0)
-            else:
-                objects[name] = record
-        for name in OBJECT_TYPES:
-            if name not in objects:
-                objects[name] = Jagged.empty(n)
-        if schema.met.kinematics == "ptphi":
-            met = _scalar(arrays[schema.met.pt])
-            met_phi = _scalar(arrays[schema.met.phi])
+        return chunk_from_branches(arrays, self.schema, entry + self.index_offset, self.process, str(self.path))
+
+
+def chunk_from_branches(
+    arrays: Mapping[str, ak.Array],
+    schema: SourceSchema,
+    first_index: int = 0,
+    process: str = "",
+    source: str = "",
+) -> EventChunk:
+    """One in-memory chunk of ``N`` events, given as arrays of the schema's branches, as an :class:`EventChunk`.
+
+    This is the conversion ``prepare`` applies to every chunk it reads and :class:`darkflow.Scorer` to the
+    events of an analysis.
+
+    Arguments:
+        arrays: branch name -> awkward array of length ``N`` for every name in ``schema.branches()``
+            (jagged ``(N, var)`` for object branches, ``(N,)`` for per-event ones).
+        first_index: event ID of the first event when the schema has no ``event_id`` branch (entry number).
+        process: process name given to every event.
+        source: where the events came from, for messages.
+    """
+    n = len(next(iter(arrays.values())))
+    objects: dict[str, Jagged] = {}
+    for name, coll in schema.collections.items():
+        record, flag = _collection(arrays, coll)
+        if name == "jet" and coll.btag is not None:
+            objects["jet"], objects["bjet"] = record.where(~flag), record.where(flag)
+        elif name in ("electron", "muon"):
+            plus, minus = ("eplus", "eminus") if name == "electron" else ("muplus", "muminus")
+            objects[plus], objects[minus] = record.where(flag > 0), record.where(flag < 0)
         else:
-            mex, mey = _scalar(arrays[schema.met.px]), _scalar(arrays[schema.met.py])
-            met, met_phi = np.hypot(mex, mey), np.arctan2(mey, mex)
-        weight = _scalar(arrays[schema.weight], 1.0) if schema.weight else np.ones(n)
-        if schema.event_id:
-            event_id = _scalar(arrays[schema.event_id], -1).astype(np.int64)
-        else:
-            event_id = np.arange(entry, entry + n, dtype=np.int64) + self.index_offset
-        return EventChunk(
-            objects=objects,
-            met=met.astype(np.float64),
-            met_phi=met_phi.astype(np.float64),
-            weight=weight.astype(np.float64),
-            event_id=event_id,
-            process=np.full(n, self.process, dtype=object),
-            source=str(self.path),
-        )
+            objects[name] = record
+    for name in OBJECT_TYPES:
+        if name not in objects:
+            objects[name] = Jagged.empty(n)
+    if schema.met.kinematics == "ptphi":
+        met = _scalar(arrays[schema.met.pt])
+        met_phi = _scalar(arrays[schema.met.phi])
+    else:
+        mex, mey = _scalar(arrays[schema.met.px]), _scalar(arrays[schema.met.py])
+        met, met_phi = np.hypot(mex, mey), np.arctan2(mey, mex)
+    weight = _scalar(arrays[schema.weight], 1.0) if schema.weight else np.ones(n)
+    if schema.event_id:
+        event_id = _scalar(arrays[schema.event_id], -1).astype(np.int64)
+    else:
+        event_id = np.arange(first_index, first_index + n, dtype=np.int64)
+    return EventChunk(
+        objects=objects,
+        met=met.astype(np.float64),
+        met_phi=met_phi.astype(np.float64),
+        weight=weight.astype(np.float64),
+        event_id=event_id,
+        process=np.full(n, process, dtype=object),
+        source=source,
+    )
 
 
 def _flat(array: ak.Array) -> np.ndarray:
