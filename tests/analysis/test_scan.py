@@ -45,8 +45,9 @@ def scores_file(tmp_path):
 
 
 def _csv(path):
+    """The rows of a CSV, its ``#`` header lines skipped (as pandas ``read_csv(comment="#")``)."""
     with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+        return list(csv.DictReader(line for line in handle if not line.startswith("#")))
 
 
 def _read(path, label):
@@ -231,3 +232,44 @@ def test_scan_refuses_negative_weights(scores_file, tmp_path, capsys):
         handle["zprime/weight"][0] = -1.0
     assert main(["scan", "--scores", str(path), "--background", "sm_test", "--out", str(tmp_path / "scan")]) == 2
     assert "group 'zprime' has negative" in capsys.readouterr().err
+
+
+def test_flag_csv_has_header_lines_and_the_high_level_features(scores_file, tmp_path, capsys):
+    path, _, _ = scores_file
+    rng = np.random.default_rng(5)
+    features = {}
+    with h5py.File(path, "a") as handle:
+        handle.attrs["model"] = "runs/conv_maf"
+        for label in handle:
+            n = handle[label]["weight"].shape[0]
+            features[label] = {"n_jet": rng.integers(0, 6, n).astype(np.float64), "HT": rng.uniform(0, 900, n),
+                               "MET": rng.uniform(0, 400, n), "m_eff": rng.uniform(0, 1200, n)}
+            for name, values in features[label].items():
+                handle[label].create_dataset(f"hlf:{name}", data=values)
+    out = tmp_path / "cands.csv"
+    assert main(["flag", "--scores", str(path), "--label", "zprime", "--eps-b", "1e-2", "--calibration", "sm_cal",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    lines = out.read_text().splitlines()
+    cal, w_cal = _read(path, "sm_cal")
+    placed = threshold_at_efficiency(cal, w_cal, 1e-2)
+    assert lines[0] == (f"# threshold={placed.value!r}, eps_B=0.01, calibration=sm_cal, run=runs/conv_maf, "
+                        "score=total")
+    sig, _ = _read(path, "zprime")
+    assert lines[1].startswith(f"# sample=zprime, events={N_SIG}, flagged={np.sum(sig > placed.value)}, "
+                               f"eps_B_achieved={placed.achieved:.6g}, calibration_events=all")
+    assert lines[2] == "event_id,process,total,reco,weight,MET,HT,m_eff,n_jet"
+    rows = _csv(out)
+    assert len(rows) == np.sum(sig > placed.value)
+    for row in rows:
+        i = int(row["event_id"]) - 100
+        assert float(row["total"]) == sig[i] and float(row["MET"]) == features["zprime"]["MET"][i]
+        assert float(row["n_jet"]) == features["zprime"]["n_jet"][i] and float(row["HT"]) == features["zprime"]["HT"][i]
+
+    assert main(["flag", "--scores", str(path), "--label", "zprime", "--threshold", "2", "--score", "hlf:MET",
+                 "--out", str(out)]) == 0
+    assert out.read_text().splitlines()[:3] == [
+        "# threshold=2.0, eps_B=none, calibration=none, run=runs/conv_maf, score=hlf:MET",
+        f"# sample=zprime, events={N_SIG}, flagged={np.sum(features['zprime']['MET'] > 2)}, eps_B_achieved=none, "
+        "calibration_events=none",
+        "event_id,process,hlf:MET,reco,total,weight,MET,HT,m_eff,n_jet"]
