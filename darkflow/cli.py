@@ -226,7 +226,8 @@ VERBS: tuple[Verb, ...] = (
          description="Four disjoint SM samples: the run's training and validation events, a calibration sample "
          "(--calibration: thresholds) and a test sample (--background: AUC, eps_B). Prints the roles with N and "
          "N_eff; writes thresholds.json, metrics.csv, metrics.json and scan.csv with intervals and effective "
-         "event counts.",
+         "event counts, and per score the ROC (roc_SCORE), threshold scan (scan_SCORE) and significance "
+         "improvement (si_SCORE) plots as PNG and PDF.",
          example="darkflow scan --scores scores.h5 --background sm_test --calibration sm_cal --out scan",
          flags=(
              flag("--scores", help="scores file (.h5 from darkflow score)"),
@@ -239,6 +240,9 @@ VERBS: tuple[Verb, ...] = (
                   "eps_B * N_eff(calibration) >= 10"),
              flag("--signals", help="signal labels, comma-separated (default: every group that is not an SM sample)"),
              flag("--lumi", type=float, help="integrated luminosity in fb^-1 for expected counts (default 1)"),
+             flag("--style", choices=("CMS", "ATLAS", "LHCb", "ALICE"),
+                  help="experiment style and label of the plots (default: a neutral 'DarkFlow' label)"),
+             flag("--plot-options", metavar="FILE", help="plot options YAML (see analysis/default.yaml)"),
          )),
     Verb("flag", "darkflow.analysis.flag:FlagConfig", "darkflow.analysis.flag:run",
          help="write the events of a sample above a threshold as candidates",

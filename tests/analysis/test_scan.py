@@ -273,3 +273,30 @@ def test_flag_csv_has_header_lines_and_the_high_level_features(scores_file, tmp_
         f"# sample=zprime, events={N_SIG}, flagged={np.sum(features['zprime']['MET'] > 2)}, eps_B_achieved=none, "
         "calibration_events=none",
         "event_id,process,hlf:MET,reco,total,weight,MET,HT,m_eff,n_jet"]
+
+
+def _check_png(path) -> None:
+    import matplotlib.image as mpimg
+
+    assert path.is_file() and path.stat().st_size > 5000, path
+    pixels = mpimg.imread(path)
+    assert pixels.ndim == 3 and min(pixels.shape[:2]) > 200 and float(pixels[..., :3].var()) > 1e-3, path
+
+
+def test_scan_writes_the_roc_scan_and_si_plots(scores_file, tmp_path, capsys):
+    path, _, _ = scores_file
+    with h5py.File(path, "a") as handle:
+        for label in handle:
+            handle[label].create_dataset("hlf:MET", data=2.0 * handle[label]["total"][:] + 1.0)
+    out = tmp_path / "scan"
+    assert main(["scan", "--scores", str(path), "--background", "sm_test", "--calibration", "sm_cal", "--out",
+                 str(out), "--eps-b", "1e-2", "--style", "CMS"]) == 0
+    assert "plot file(s)" in capsys.readouterr().out
+    for stem in ("roc", "scan", "si"):
+        for score in ("total", "reco", "hlf_MET"):
+            _check_png(out / f"{stem}_{score}.png")
+            assert (out / f"{stem}_{score}.pdf").read_bytes()[:4] == b"%PDF"
+    assert not list(out.glob("*:*")) and not list(tmp_path.glob(".*")), "colon in a file name or a leftover"
+    assert main(["scan", "--scores", str(path), "--background", "sm_test", "--out", str(tmp_path / "s2"),
+                 "--plot-options", str(tmp_path / "none.yaml")]) == 2
+    assert "plot options file" in capsys.readouterr().err and not (tmp_path / "s2").exists()
