@@ -243,6 +243,7 @@ VERBS: tuple[Verb, ...] = (
              flag("--style", choices=("CMS", "ATLAS", "LHCb", "ALICE"),
                   help="experiment style and label of the plots (default: a neutral 'DarkFlow' label)"),
              flag("--plot-options", metavar="FILE", help="plot options YAML (see analysis/default.yaml)"),
+             flag("--no-plots", switch=True, help="write the tables only, no plots (faster with many scores)"),
          )),
     Verb("flag", "darkflow.analysis.flag:FlagConfig", "darkflow.analysis.flag:run",
          help="write the events of a sample above a threshold as candidates",

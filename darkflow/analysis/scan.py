@@ -84,7 +84,9 @@ def eps_label(eps: float) -> str:
 class ScanConfig(StrictModel):
     """Options of ``darkflow scan``: the scores file, the SM samples' labels, the output folder and what to scan.
 
-    ``eps_b``, ``score`` and ``signals`` are comma-separated lists (``eps_b`` may also be a number or a list)."""
+    ``eps_b``, ``score`` and ``signals`` are comma-separated lists (``eps_b`` may also be a number or a list).
+    The plots are drawn with ``plot_options`` (a YAML as ``analysis/default.yaml``) and ``style``, or not at
+    all with ``no_plots``."""
 
     scores: Name
     background: Name
@@ -97,6 +99,7 @@ class ScanConfig(StrictModel):
     replicas: int = 100
     plot_options: Name | None = None
     style: Literal["CMS", "ATLAS", "LHCb", "ALICE"] | None = None
+    no_plots: bool = False
 
     @field_validator("eps_b", mode="before")
     @classmethod
@@ -330,7 +333,7 @@ def _scan(options: ScanConfig, eps_list: list[float], staging: Path, out: Path, 
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (staging / "metrics.csv").write_text(_csv(rows), newline="")
     (staging / "scan.csv").write_text(_csv(scan_rows, SCAN_COLUMNS), newline="")
-    written = _plots(plot_options, roles, scores, staging)
+    written = [] if options.no_plots else _plots(plot_options, roles, scores, staging)
     return ScanResult(out, rows, record, by_score, list(roles.signals), scores, roles, list(roles.warnings), written)
 
 

@@ -40,10 +40,21 @@ def _write_scores(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory) -> Path:
+    """The scores file and its scan (with plots), made once; each test gets a copy (:func:`inputs`)."""
+    folder = tmp_path_factory.mktemp("scanned")
+    scores = _write_scores(folder / "scores.h5")
+    scan(ScanConfig(scores=scores, background="sm_test", calibration="sm_cal", out=folder / "scan"))
+    return folder
+
+
 @pytest.fixture
-def inputs(tmp_path: Path) -> dict[str, Path]:
-    scores = _write_scores(tmp_path / "scores.h5")
-    scan(ScanConfig(scores=scores, background="sm_test", calibration="sm_cal", out=tmp_path / "scan"))
+def inputs(tmp_path: Path, scanned: Path) -> dict[str, Path]:
+    import shutil
+
+    scores = Path(shutil.copy2(scanned / "scores.h5", tmp_path / "scores.h5"))
+    shutil.copytree(scanned / "scan", tmp_path / "scan")
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("data: sm.h5\nmodel:\n  kind: vae\n  latent: 4\ntraining:\n  epochs: 3\n")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from darkflow.analysis.metrics import threshold_at_efficiency, weighted_auc
+from darkflow.analysis.scan import FILES
 from darkflow.cli import main
 
 N_TRAIN, N_VAL, N_SIG, N_CAL, N_TEST = 1500, 2000, 400, 3000, 2500
@@ -300,3 +301,6 @@ def test_scan_writes_the_roc_scan_and_si_plots(scores_file, tmp_path, capsys):
     assert main(["scan", "--scores", str(path), "--background", "sm_test", "--out", str(tmp_path / "s2"),
                  "--plot-options", str(tmp_path / "none.yaml")]) == 2
     assert "plot options file" in capsys.readouterr().err and not (tmp_path / "s2").exists()
+    assert main(["scan", "--scores", str(path), "--background", "sm_test", "--calibration", "sm_cal", "--out",
+                 str(tmp_path / "s3"), "--no-plots"]) == 0
+    assert sorted(p.name for p in (tmp_path / "s3").iterdir()) == sorted(FILES)
