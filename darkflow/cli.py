@@ -265,13 +265,16 @@ VERBS: tuple[Verb, ...] = (
              flag("--score", help="score name (default: the file's default score)"),
          ), threads=True, processes=lambda c: 1 if c.run is not None else 0),
     Verb("report", "darkflow.analysis.report:ReportConfig", "darkflow.analysis.report:report",
-         help="a Markdown and self-contained HTML report of a run, its scores and scan",
-         description="Plots (score distributions, ROC, threshold scan, SI, training curves, latent projection) in "
-         "PNG and PDF, the run's configuration and the metrics table, written as REPORT.md with REPORT_files/ and "
-         "as REPORT.html with the images embedded.",
+         help="a Markdown and self-contained HTML report of a scores file and its scan (and of the run)",
+         description="The metrics per signal first, what needs attention, plots (score distributions, ROC, "
+         "threshold scan, SI; with --run also training curves and latent projection) in PNG and PDF, thresholds, "
+         "every number of the scan, the samples' roles and, folded, the run's configuration; written as REPORT.md "
+         "with REPORT_files/ and as REPORT.html with the images embedded. Without --run the report is made from "
+         "the scores file and the scan alone (any scores file, also one with only the hlf: cut baselines).",
          example="darkflow report --run runs/conv_maf --scan scan --scores scores.h5 --out report/REPORT.md",
          flags=(
-             flag("--run", help="run directory (from darkflow train)"),
+             flag("--run", help="run directory (from darkflow train; optional: adds training curves, the latent "
+                  "projection and the configuration)"),
              flag("--scan", help="output folder of darkflow scan"),
              flag("--scores", help="scores file (.h5 from darkflow score)"),
              flag("--out", help="report .md file (the .html and <stem>_files/ go next to it)"),

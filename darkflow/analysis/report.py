@@ -35,8 +35,9 @@ from darkflow.fileio import atomic_output, check_input
 CSS = ("body{font-family:sans-serif;max-width:64em;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}"
        ".scroll{overflow-x:auto;max-width:100%;margin:.5em 0 1em}"
        "table{border-collapse:collapse;font-size:90%}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:right;"
-       "white-space:nowrap}th{background:#eee;position:sticky;top:0}td:first-child,td:nth-child(2){text-align:left}"
-       "tr:nth-child(even) td{background:#fafafa}pre{background:#f6f6f6;padding:1em;overflow:auto}"
+       "white-space:nowrap}th{background:#eee}td:first-child,td:nth-child(2),th:first-child,th:nth-child(2)"
+       "{text-align:left}"
+       "tr:nth-child(even) td{background:#fafafa}p,summary{overflow-wrap:anywhere}pre{background:#f6f6f6;padding:1em;overflow:auto}"
        "details{margin:1em 0}summary{cursor:pointer;font-weight:bold}img{max-width:100%}figure{margin:1.5em 0}"
        "figcaption{font-style:italic;font-size:90%}")
 
