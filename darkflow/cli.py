@@ -281,7 +281,8 @@ VERBS: tuple[Verb, ...] = (
              flag("--style", choices=("CMS", "ATLAS", "LHCb", "ALICE"),
                   help="experiment style and label (default: a neutral 'DarkFlow' label)"),
              flag("--plot-options", metavar="FILE", help="plot options YAML (see analysis/default.yaml)"),
-             flag("--score", help="score to plot (default: the scores file's default score)"),
+             flag("--score", help="score to plot (default: the scores file's default score when the scan has it, "
+                  "else the scan's first score)"),
          ), threads=True),
     Verb("export", "darkflow.train.export:ExportConfig", "darkflow.train.export:run",
          help="export a trained run as an ONNX scorer (raw event arrays in, scores out)",

@@ -175,6 +175,11 @@ def _legend(ax, **kwargs: Any) -> None:
 
 
 def _score_label(score: str, note: str, what: str = "Anomaly score") -> str:
+    """The axis label of a score; a cut baseline ``hlf:NAME`` is named as its feature, in its own units."""
+    if score.startswith(CUT_PREFIX):
+        feature = score[len(CUT_PREFIX):]
+        lead = feature if what == "Anomaly score" else f"{what.removesuffix(' score')} {feature}"
+        return f"{lead} (one-variable cut{', ' + note if note else ''})"
     return f"{what} '{score}' (a.u.{', ' + note if note else ''})"
 
 

@@ -323,3 +323,9 @@ def test_report_html_renders_in_chromium(inputs):
                                   for b in found["boxes"])
     assert any(b["wide"] > b["client"] for b in found["boxes"]), "no table is wider than a 640 px window?"
     assert found["first"] == "Metrics" and found["folded"] == [False] and found["last"] == "DETAILS"
+
+
+def test_axis_labels_name_a_cut_baseline_by_its_feature():
+    assert plots._score_label("total", "") == "Anomaly score 'total' (a.u.)"
+    assert plots._score_label("hlf:MET", "") == "MET (one-variable cut)"
+    assert plots._score_label("hlf:HT", "log scale", "Threshold on score") == "Threshold on HT (one-variable cut, log scale)"
