@@ -248,8 +248,11 @@ VERBS: tuple[Verb, ...] = (
     Verb("flag", "darkflow.analysis.flag:FlagConfig", "darkflow.analysis.flag:run",
          help="write the events of a sample above a threshold as candidates",
          description="Flag events with score strictly above a threshold given as a number or as a background "
-         "efficiency on an SM calibration sample (never the flagged sample); writes a CSV and prints the count, "
-         "the calibration sample with N and N_eff, and the achieved eps_B with its interval.",
+         "efficiency on an SM calibration sample (never the flagged sample); prints the count, the calibration "
+         "sample with N and N_eff, and the achieved eps_B with its interval. Both forms (--scores --label, --run "
+         "--data) write the same CSV, highest score first: two '#' lines (threshold, eps_B, calibration, run, "
+         "score; sample, events, flagged), then event_id, process, the scores, weight and the high-level features "
+         "(MET, HT, m_eff, multiplicities).",
          example="darkflow flag --run runs/conv_maf --data zprime.h5 --eps-b 1e-3 --calibration sm_cal.h5 "
          "--out candidates.csv",
          flags=(
@@ -257,7 +260,8 @@ VERBS: tuple[Verb, ...] = (
              flag("--data", help="event file (.h5) to flag, with --run"),
              flag("--scores", help="scores file (.h5 from darkflow score), with --label"),
              flag("--label", help="group of --scores whose events are flagged"),
-             flag("--out", help="candidates .csv (written atomically)"),
+             flag("--out", help="candidates .csv (written atomically; read it with pandas.read_csv(path, "
+                  "comment='#'))"),
              flag("--eps-b", group="threshold", help="target background efficiency on the calibration sample"),
              flag("--threshold", type=float, group="threshold", help="score threshold"),
              flag("--calibration", help="SM sample thresholds are set on: a group of --scores, or with --run an SM "
