@@ -21,7 +21,8 @@ The CSV starts with ``#`` lines (``pandas.read_csv(path, comment="#")`` skips th
     # sample=zprime, events=500, flagged=21, eps_B_achieved=0.00102, calibration_events=all
 
 ``eps_B``, ``eps_B_achieved`` and ``calibration`` read ``none`` for a given threshold; ``calibration_events``
-is ``all`` or ``validation`` (the run's validation events, which also chose the best epoch).
+is ``all``, ``validation`` (the run's validation events, which also chose the best epoch) or ``not training``
+(a calibration group holding training-file events, those left out).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ from darkflow.fileio import check_output, write_text_atomic
 
 if TYPE_CHECKING:
     from darkflow.events import EventFile
+
+HLF_PREFIX = CUT_PREFIX
+FIRST_FEATURES = ("MET", "HT", "m_eff")
+"""High-level features written first; the others follow sorted by name."""
 
 
 class FlagConfig(StrictModel):
@@ -131,11 +136,6 @@ def _above(values: np.ndarray, threshold: float) -> np.ndarray:
     return picked[np.argsort(-values[picked], kind="stable")]
 
 
-HLF_PREFIX = CUT_PREFIX
-FIRST_FEATURES = ("MET", "HT", "m_eff")
-"""High-level features written first; the others follow sorted by name."""
-
-
 def _feature_order(name: str) -> tuple[int, str]:
     return (FIRST_FEATURES.index(name) if name in FIRST_FEATURES else len(FIRST_FEATURES), name)
 
@@ -159,7 +159,8 @@ def _clean(value: object) -> str:
 def _header(placed: _Placed, run: str, score: str, label: str, n_events: int, n_flagged: int) -> list[str]:
     """The two ``#`` lines of the candidates CSV."""
     calib = placed.calib
-    where = "none" if calib is None else ("all" if calib.selection == "all" else "validation")
+    where = "none" if calib is None else "all" if calib.selection == "all" else \
+        "validation" if "validation" in calib.selection else "not training"
     first = {"threshold": repr(placed.value), "eps_B": "none" if placed.target is None else repr(placed.target),
              "calibration": "none" if calib is None else calib.label, "run": run or "unknown", "score": score}
     second = {"sample": label, "events": n_events, "flagged": n_flagged,

@@ -211,6 +211,9 @@ def test_flag_by_threshold_and_by_eps(scores_file, tmp_path, capsys):
     assert len(_csv(out)) == np.sum(sig > threshold_at_efficiency(sm[split == 1], None, 1e-2).value)
     shown = capsys.readouterr()
     assert "split == 1" in shown.out and "warning: thresholds are set on the validation events" in shown.err
+    head = out.read_text().splitlines()[:2]
+    assert ", eps_B=0.01, calibration=sm, run=unknown, score=total" in head[0]
+    assert head[1].endswith("calibration_events=validation")
 
 
 def test_flag_errors(scores_file, tmp_path, capsys):
