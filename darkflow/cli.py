@@ -226,7 +226,8 @@ VERBS: tuple[Verb, ...] = (
          description="Four disjoint SM samples: the run's training and validation events, a calibration sample "
          "(--calibration: thresholds) and a test sample (--background: AUC, eps_B). Prints the roles with N and "
          "N_eff; writes thresholds.json, metrics.csv, metrics.json and scan.csv with intervals and effective "
-         "event counts.",
+         "event counts, and per score the ROC (roc_SCORE), threshold scan (scan_SCORE) and significance "
+         "improvement (si_SCORE) plots as PNG and PDF.",
          example="darkflow scan --scores scores.h5 --background sm_test --calibration sm_cal --out scan",
          flags=(
              flag("--scores", help="scores file (.h5 from darkflow score)"),
@@ -239,12 +240,19 @@ VERBS: tuple[Verb, ...] = (
                   "eps_B * N_eff(calibration) >= 10"),
              flag("--signals", help="signal labels, comma-separated (default: every group that is not an SM sample)"),
              flag("--lumi", type=float, help="integrated luminosity in fb^-1 for expected counts (default 1)"),
+             flag("--style", choices=("CMS", "ATLAS", "LHCb", "ALICE"),
+                  help="experiment style and label of the plots (default: a neutral 'DarkFlow' label)"),
+             flag("--plot-options", metavar="FILE", help="plot options YAML (see analysis/default.yaml)"),
+             flag("--no-plots", switch=True, help="write the tables only, no plots (faster with many scores)"),
          )),
     Verb("flag", "darkflow.analysis.flag:FlagConfig", "darkflow.analysis.flag:run",
          help="write the events of a sample above a threshold as candidates",
          description="Flag events with score strictly above a threshold given as a number or as a background "
-         "efficiency on an SM calibration sample (never the flagged sample); writes a CSV and prints the count, "
-         "the calibration sample with N and N_eff, and the achieved eps_B with its interval.",
+         "efficiency on an SM calibration sample (never the flagged sample); prints the count, the calibration "
+         "sample with N and N_eff, and the achieved eps_B with its interval. Both forms (--scores --label, --run "
+         "--data) write the same CSV, highest score first: two '#' lines (threshold, eps_B, calibration, run, "
+         "score; sample, events, flagged), then event_id, process, the scores, weight and the high-level features "
+         "(MET, HT, m_eff, multiplicities).",
          example="darkflow flag --run runs/conv_maf --data zprime.h5 --eps-b 1e-3 --calibration sm_cal.h5 "
          "--out candidates.csv",
          flags=(
@@ -252,7 +260,8 @@ VERBS: tuple[Verb, ...] = (
              flag("--data", help="event file (.h5) to flag, with --run"),
              flag("--scores", help="scores file (.h5 from darkflow score), with --label"),
              flag("--label", help="group of --scores whose events are flagged"),
-             flag("--out", help="candidates .csv (written atomically)"),
+             flag("--out", help="candidates .csv (written atomically; read it with pandas.read_csv(path, "
+                  "comment='#'))"),
              flag("--eps-b", group="threshold", help="target background efficiency on the calibration sample"),
              flag("--threshold", type=float, group="threshold", help="score threshold"),
              flag("--calibration", help="SM sample thresholds are set on: a group of --scores, or with --run an SM "
@@ -260,20 +269,24 @@ VERBS: tuple[Verb, ...] = (
              flag("--score", help="score name (default: the file's default score)"),
          ), threads=True, processes=lambda c: 1 if c.run is not None else 0),
     Verb("report", "darkflow.analysis.report:ReportConfig", "darkflow.analysis.report:report",
-         help="a Markdown and self-contained HTML report of a run, its scores and scan",
-         description="Plots (score distributions, ROC, threshold scan, SI, training curves, latent projection) in "
-         "PNG and PDF, the run's configuration and the metrics table, written as REPORT.md with REPORT_files/ and "
-         "as REPORT.html with the images embedded.",
+         help="a Markdown and self-contained HTML report of a scores file and its scan (and of the run)",
+         description="The metrics per signal first, what needs attention, plots (score distributions, ROC, "
+         "threshold scan, SI; with --run also training curves and latent projection) in PNG and PDF, thresholds, "
+         "every number of the scan, the samples' roles and, folded, the run's configuration; written as REPORT.md "
+         "with REPORT_files/ and as REPORT.html with the images embedded. Without --run the report is made from "
+         "the scores file and the scan alone (any scores file, also one with only the hlf: cut baselines).",
          example="darkflow report --run runs/conv_maf --scan scan --scores scores.h5 --out report/REPORT.md",
          flags=(
-             flag("--run", help="run directory (from darkflow train)"),
+             flag("--run", help="run directory (from darkflow train; optional: adds training curves, the latent "
+                  "projection and the configuration)"),
              flag("--scan", help="output folder of darkflow scan"),
              flag("--scores", help="scores file (.h5 from darkflow score)"),
              flag("--out", help="report .md file (the .html and <stem>_files/ go next to it)"),
              flag("--style", choices=("CMS", "ATLAS", "LHCb", "ALICE"),
                   help="experiment style and label (default: a neutral 'DarkFlow' label)"),
              flag("--plot-options", metavar="FILE", help="plot options YAML (see analysis/default.yaml)"),
-             flag("--score", help="score to plot (default: the scores file's default score)"),
+             flag("--score", help="score to plot (default: the scores file's default score when the scan has it, "
+                  "else the scan's first score)"),
          ), threads=True),
     Verb("export", "darkflow.train.export:ExportConfig", "darkflow.train.export:run",
          help="export a trained run as an ONNX scorer (raw event arrays in, scores out)",

@@ -4,13 +4,25 @@ The threshold is either a number (``--threshold``) or placed for a target backgr
 (``--eps-b``) on a Standard Model calibration sample that is not the sample being flagged: the
 ``--calibration`` group of the scores file (or, with ``--run``, the ``--calibration`` event file, scored on
 the fly), else, with a warning, the validation events of the run's training file, which also chose the
-best epoch. Events strictly above the threshold are written, highest score first, with event ID, process
-name, every score and the weight.
+best epoch. Events strictly above the threshold are written, highest score first.
 
-Two forms: :func:`flag` reads an existing scores file (``darkflow score`` output);
-:func:`flag_events` (DESIGN section 6: ``darkflow flag --run runs/NAME --data FILE.h5``) scores an event
-file with a trained model on the fly and adds each candidate's high-level features (MET, HT, m_eff,
-multiplicities).
+Two forms write the same CSV: :func:`flag` reads an existing scores file (``darkflow score`` output, whose
+``hlf:NAME`` datasets hold the high-level features); :func:`flag_events` (DESIGN section 6: ``darkflow flag
+--run runs/NAME --data FILE.h5``) scores an event file with a trained model on the fly. Columns: ``event_id``,
+``process``, the chosen score then the model's other scores (sorted), ``weight``, then the high-level features
+as ``darkflow score`` stores them (every ``hlf`` column but ``MET_phi``, as float64): ``MET``, ``HT``, ``m_eff``
+first, then the others (multiplicities ...) sorted by name. The sample is named by its label: the scores
+group name, which ``darkflow score`` takes from the event file's ``label`` (else its file name without
+suffix), as :attr:`darkflow.events.EventFile.label` does in the ``--run`` form.
+
+The CSV starts with ``#`` lines (``pandas.read_csv(path, comment="#")`` skips them)::
+
+    # threshold=0.8123, eps_B=0.001, calibration=sm_cal, run=runs/conv_maf, score=total
+    # sample=zprime, events=500, flagged=21, eps_B_achieved=0.00102, calibration_events=all
+
+``eps_B``, ``eps_B_achieved`` and ``calibration`` read ``none`` for a given threshold; ``calibration_events``
+is ``all``, ``validation`` (the run's validation events, which also chose the best epoch) or ``not training``
+(a calibration group holding training-file events, those left out).
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import field_validator, model_validator
 
+from darkflow.analysis.compare import CUT_PREFIX
 from darkflow.analysis.metrics import Threshold, efficiency_above
 from darkflow.analysis.thresholds import Sample, calibration_sample, parse_eps, place_thresholds, read_scores
 from darkflow.config import Name, StrictModel
@@ -33,6 +46,10 @@ from darkflow.fileio import check_output, write_text_atomic
 
 if TYPE_CHECKING:
     from darkflow.events import EventFile
+
+HLF_PREFIX = CUT_PREFIX
+FIRST_FEATURES = ("MET", "HT", "m_eff")
+"""High-level features written first; the others follow sorted by name."""
 
 
 class FlagConfig(StrictModel):
@@ -86,6 +103,7 @@ class FlagResult:
     n_events: int
     warnings: list[str] = field(default_factory=list)
     label: str = ""
+    columns: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """The threshold and where it came from, then the count of candidates."""
@@ -118,14 +136,70 @@ def _above(values: np.ndarray, threshold: float) -> np.ndarray:
     return picked[np.argsort(-values[picked], kind="stable")]
 
 
-def _write_candidates(out: str | Path, rows: list[list]) -> Path:
-    """Write the candidate rows (header first) as CSV, atomically."""
+def _feature_order(name: str) -> tuple[int, str]:
+    return (FIRST_FEATURES.index(name) if name in FIRST_FEATURES else len(FIRST_FEATURES), name)
+
+
+@dataclass
+class _Placed:
+    """A threshold and where it came from (``calib`` None: given as a number)."""
+
+    value: float
+    origin: str
+    target: float | None = None
+    achieved: float | None = None
+    calib: Sample | None = None
+
+
+def _clean(value: object) -> str:
+    """A header value without commas or line breaks."""
+    return " ".join(str(value).replace(",", ";").split())
+
+
+def _header(placed: _Placed, run: str, score: str, label: str, n_events: int, n_flagged: int) -> list[str]:
+    """The two ``#`` lines of the candidates CSV."""
+    calib = placed.calib
+    where = "none" if calib is None else "all" if calib.selection == "all" else \
+        "validation" if "validation" in calib.selection else "not training"
+    first = {"threshold": repr(placed.value), "eps_B": "none" if placed.target is None else repr(placed.target),
+             "calibration": "none" if calib is None else calib.label, "run": run or "unknown", "score": score}
+    second = {"sample": label, "events": n_events, "flagged": n_flagged,
+              "eps_B_achieved": "none" if placed.achieved is None else f"{placed.achieved:.6g}",
+              "calibration_events": where}
+    return ["# " + ", ".join(f"{k}={_clean(v)}" for k, v in part.items()) for part in (first, second)]
+
+
+def _write_candidates(out: str | Path, sample: Sample, features: dict[str, np.ndarray], score: str,
+                      placed: _Placed, run: str) -> tuple[Path, int, list[str]]:
+    """Write the events of ``sample`` above ``placed.value`` (highest ``score`` first) as CSV, atomically.
+
+    Arguments:
+        sample: the flagged sample with its model scores (``hlf:`` entries are left out of the score columns
+            unless ``score`` is one); features: ``hlf:NAME`` -> (N,) float64, as :func:`hlf_columns`.
+
+    Returns the path, the number of candidates and the columns.
+    """
     out = Path(out)
     if not out.parent.is_dir():
         raise InputError(f"output folder does not exist: {out.parent}")
+    picked = _above(sample.scores[score], placed.value)
+    names = [score] + sorted(k for k in sample.scores if k != score and not k.startswith(HLF_PREFIX))
+    feature_keys = sorted(features, key=lambda k: _feature_order(k[len(HLF_PREFIX):]))
+    columns = ["event_id", "process", *names, "weight", *(k[len(HLF_PREFIX):] for k in feature_keys)]
     text = io.StringIO()
-    csv.writer(text, lineterminator="\n").writerows(rows)
-    return write_text_atomic(out, text.getvalue())
+    text.writelines(line + "\n" for line in _header(placed, run, score, sample.label, len(sample), picked.size))
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    for i in picked:
+        writer.writerow([int(sample.event_id[i]), sample.process_name(int(sample.process[i])),
+                         *(repr(float(sample.scores[k][i])) for k in names), repr(float(sample.weight[i])),
+                         *(repr(float(features[k][i])) for k in feature_keys)])
+    return write_text_atomic(out, text.getvalue()), int(picked.size), columns
+
+
+def hlf_columns(sample: Sample) -> dict[str, np.ndarray]:
+    """The ``hlf:NAME`` entries of a scores-file sample: its high-level features as ``darkflow score`` stored them."""
+    return {k: v for k, v in sample.scores.items() if k.startswith(HLF_PREFIX)}
 
 
 def flag(scores: str | Path, label: str, out: str | Path, *, eps_b: str | None = None,
@@ -141,22 +215,21 @@ def flag(scores: str | Path, label: str, out: str | Path, *, eps_b: str | None =
     if threshold is not None:
         if not np.isfinite(threshold):
             raise InputError(f"`threshold` must be a finite number, got {threshold}")
-        value, origin = float(threshold), "given"
+        placed = _Placed(float(threshold), "given")
     else:
-        targets = _one_eps(eps_b)
         calib, warnings = calibration_sample(file, calibration)
         if calib.label == label:
             raise InputError(f"the calibration sample {label!r} is the sample being flagged; calibrate on another "
                              "SM sample as `calibration`")
-        placed = place_thresholds(calib, name, targets)[0]
-        value, origin = placed.value, _origin(calib, placed, name)
-    picked = _above(sample.scores[name], value)
-    names = [name] + sorted(k for k in sample.scores if k != name)
-    rows = [["event_id", "process", *names, "weight"]]
-    rows += [[int(sample.event_id[i]), sample.process_name(int(sample.process[i])),
-              *(repr(float(sample.scores[k][i])) for k in names), repr(float(sample.weight[i]))] for i in picked]
-    out = _write_candidates(out, rows)
-    return FlagResult(out, name, value, origin, int(picked.size), len(sample), warnings, label)
+        placed = _place(calib, name, eps_b)
+    written, n_flagged, columns = _write_candidates(out, sample, hlf_columns(sample), name, placed, file.model)
+    return FlagResult(written, name, placed.value, placed.origin, n_flagged, len(sample), warnings, label, columns)
+
+
+def _place(calib: Sample, score: str, eps_b: str | None) -> _Placed:
+    """The threshold for the one efficiency ``eps_b`` on ``calib``."""
+    placed = place_thresholds(calib, score, _one_eps(eps_b))[0]
+    return _Placed(placed.value, _origin(calib, placed, score), placed.target, placed.achieved, calib)
 
 
 def _one_eps(eps_b: str | None) -> list[float]:
@@ -166,9 +239,9 @@ def _one_eps(eps_b: str | None) -> list[float]:
     return targets
 
 
-def _event_sample(model, meta: dict, path: Path | EventFile, label: str, selection: str, indices=None) -> Sample:
-    """Scores, weights and processes of an event file (or of its ``indices``) as a :class:`Sample`; ``path``
-    may be an open :class:`~darkflow.events.EventFile`."""
+def _event_sample(model, meta: dict, path: Path | EventFile, selection: str, indices=None) -> Sample:
+    """Scores, weights and processes of an event file (or of its ``indices``) as a :class:`Sample` named by
+    the file's label; ``path`` may be an open :class:`~darkflow.events.EventFile`."""
     from darkflow.events import EventFile
     from darkflow.train.score import check_layout, score_file
 
@@ -181,7 +254,7 @@ def _event_sample(model, meta: dict, path: Path | EventFile, label: str, selecti
         process = part["process"].astype(np.int64)
         event_id = part["event_id"].astype(np.int64)
         scores = score_file(model, events, indices=indices)
-    return Sample(label, scores, weight, event_id, process, np.full(weight.size, -1), events.process_names,
+    return Sample(events.label, scores, weight, event_id, process, np.full(weight.size, -1), events.process_names,
                   selection, str(path))
 
 
@@ -191,11 +264,12 @@ def flag_events(run: str | Path, data: str | Path, out: str | Path, *, eps_b: st
     """Score the event file ``data`` with the model of ``run`` and write the events above the threshold.
 
     With ``eps_b`` the threshold is placed on the SM event file ``calibration`` (scored with the same model;
-    never ``data``), else on the run's validation events with a warning. Candidates are written highest
-    score first with event ID, process, every score, the weight and the high-level features of the event.
+    never ``data``), else on the run's validation events with a warning. The CSV is the one :func:`flag`
+    writes from a scores file of the same events (see the module docstring).
     """
     from darkflow.events import EventFile
     from darkflow.train.run import load_model
+    from darkflow.train.score import hlf_scores
 
     if (eps_b is None) == (threshold is None):
         raise InputError("give exactly one of `eps_b` or `threshold`")
@@ -207,36 +281,29 @@ def flag_events(run: str | Path, data: str | Path, out: str | Path, *, eps_b: st
         raise InputError(f"unknown score {name!r}; valid: {', '.join(meta['scores'])}")
     warnings: list[str] = []
     if threshold is not None:
-        value, origin = float(threshold), "given"
+        placed = _Placed(float(threshold), "given")
     else:
-        targets = _one_eps(eps_b)
+        _one_eps(eps_b)
         if calibration is not None:
             path = Path(calibration)
             if path.is_file() and path.resolve() == Path(data).resolve():
                 raise InputError("`calibration` is the file being flagged; calibrate on another SM event file")
-            calib = _event_sample(model, meta, path, path.stem, "all")
+            calib = _event_sample(model, meta, path, "all")
         else:
             run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
             if not (run_dir / "split.npz").is_file():
                 raise InputError(f"{run_dir} has no split.npz: give `calibration` (an SM event file) or `threshold`")
             val = np.sort(np.load(run_dir / "split.npz")["val"])
             data_path = Path((meta.get("training_file") or {}).get("path") or meta["data"])
-            calib = _event_sample(model, meta, data_path, data_path.stem,
+            calib = _event_sample(model, meta, data_path,
                                   "the run's validation events (they also chose the best epoch)", indices=val)
             calib.weight = np.abs(calib.weight)
             warnings.append("thresholds are set on the run's validation events, which also chose the best epoch; "
                             "give an independent SM event file as `calibration`")
-        placed = place_thresholds(calib, name, targets)[0]
-        value, origin = placed.value, _origin(calib, placed, name)
-    sample = _event_sample(model, meta, events, Path(data).stem, "all")
+        placed = _place(calib, name, eps_b)
+    sample = _event_sample(model, meta, events, "all")
     with events:
-        hlf = events.read(None, ("hlf",))["hlf"]
-    picked = _above(sample.scores[name], value)
-    names = [name] + sorted(k for k in sample.scores if k != name)
-    rows = [["event_id", "process", *names, "weight", *events.hlf_names]]
-    for i in picked:
-        rows.append([int(sample.event_id[i]), sample.process_name(int(sample.process[i])),
-                     *(repr(float(sample.scores[k][i])) for k in names), repr(float(sample.weight[i])),
-                     *(f"{float(v):.6g}" for v in hlf[i])])
-    out = _write_candidates(out, rows)
-    return FlagResult(out, name, value, origin, len(picked), len(sample), warnings, Path(data).stem)
+        features = hlf_scores(events.hlf_names, events.read(None, ("hlf",))["hlf"])
+    written, n_flagged, columns = _write_candidates(out, sample, features, name, placed, str(run))
+    return FlagResult(written, name, placed.value, placed.origin, n_flagged, len(sample), warnings, sample.label,
+                      columns)

@@ -22,6 +22,7 @@ Conventions:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,12 @@ def load_options(path: str | Path | None, **overrides: Any) -> PlotOptions:
     data: dict[str, Any] = read_yaml(path, "plot options file") if path is not None else {}
     data |= {k: v for k, v in overrides.items() if v is not None}
     return PlotOptions.from_dict(data)
+
+
+def file_stem(name: str) -> str:
+    """``name`` (a score such as ``hlf:MET``, a signal label) as part of a file name: characters other than
+    letters, digits, ``-``, ``_`` and ``.`` become ``_`` (``hlf_MET``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def _pyplot():
@@ -168,6 +175,11 @@ def _legend(ax, **kwargs: Any) -> None:
 
 
 def _score_label(score: str, note: str, what: str = "Anomaly score") -> str:
+    """The axis label of a score; a cut baseline ``hlf:NAME`` is named as its feature, in its own units."""
+    if score.startswith(CUT_PREFIX):
+        feature = score[len(CUT_PREFIX):]
+        lead = feature if what == "Anomaly score" else f"{what.removesuffix(' score')} {feature}"
+        return f"{lead} (one-variable cut{', ' + note if note else ''})"
     return f"{what} '{score}' (a.u.{', ' + note if note else ''})"
 
 
@@ -199,7 +211,7 @@ def score_distributions(test: Sample, signals: dict[str, Sample], score: str, ou
                             + [(s.scores[score], s.weight) for s in signals.values()], bins)
     edges = binning.edges
     total = float(test.weight.sum())
-    fig = _Figure(options, out, f"scores_{score}")
+    fig = _Figure(options, out, f"scores_{file_stem(score)}")
     with fig as (_, ax):
         import mplhep
 
@@ -296,7 +308,7 @@ def roc(test: Sample, signals: dict[str, Sample], score: str, out: Path, options
         test: the Standard Model test sample; signals: name -> signal sample.
     """
     _check_samples({"test": test} | {f"signal {k}": v for k, v in signals.items()}, score)
-    fig = _Figure(options, out, f"roc_{score}")
+    fig = _Figure(options, out, f"roc_{file_stem(score)}")
     with fig as (_, ax):
         n_eff = {name: _roc_curve(ax, test, sample, score, name, ls=LINESTYLES[i % 4])
                  for i, (name, sample) in enumerate(signals.items())}
@@ -320,7 +332,7 @@ def roc_models(curves: dict[str, tuple[Sample, Sample] | tuple[Sample, Sample, s
     specs = {name: (c[0], c[1], c[2] if len(c) > 2 else score) for name, c in curves.items()}
     for name, (bkg, sig, name_score) in specs.items():
         _check_samples({f"{name} test": bkg, f"{name} signal": sig}, name_score)
-    fig = _Figure(options, out, f"roc_models_{signal}_{score}")
+    fig = _Figure(options, out, f"roc_models_{file_stem(signal)}_{file_stem(score)}")
     with fig as (_, ax):
         n_eff, models, cuts = {}, 0, 0
         for name, (bkg, sig, name_score) in specs.items():
@@ -422,7 +434,7 @@ def scan_curves(rows: list[dict[str, Any]], score: str, out: Path, options: Plot
     curves = _curves(rows, score)
     if not curves:
         return []
-    fig = _Figure(options, out, f"scan_{score}")
+    fig = _Figure(options, out, f"scan_{file_stem(score)}")
     with fig as (_, ax):
         first = next(iter(curves.values()))
         thr, eps_b, resolved = first["threshold"], first["eps_b"], first["resolved"]
@@ -465,7 +477,7 @@ def si_curves(rows: list[dict[str, Any]], score: str, out: Path, options: PlotOp
     if not curves:
         return []
     plt = _pyplot()
-    fig = _Figure(options, out, f"si_{score}")
+    fig = _Figure(options, out, f"si_{file_stem(score)}")
     with fig as (_, ax):
         limit = np.nan
         for i, (name, c) in enumerate(curves.items()):

@@ -1,12 +1,17 @@
 """``darkflow report``: a Markdown report and the same as a self-contained HTML page.
 
-In order: the SM samples and their roles (N, N_eff), what needs attention (inverted scores, training that
-did not converge, a collapsed latent space, calibration warnings), the metrics of ``darkflow scan`` with
-their intervals ("not resolved" working points kept as such), the threshold statistics with the test
-sample's closure, the plots of :mod:`darkflow.analysis.plots` (drawn on the test sample), and the run's
-configuration. Images go to ``REPORT_files/`` next to ``REPORT.md``; ``REPORT.html`` embeds them as base64
-data URIs and needs no other file. The three outputs are checked before any work (none may be an input) and
-built under temporary names; a failed or interrupted report leaves none of them new or changed.
+In order: the metrics of ``darkflow scan`` per signal with their intervals ("not resolved" working points
+kept as such), what needs attention (inverted scores, training that did not converge, a collapsed latent
+space, calibration warnings), the plots of :mod:`darkflow.analysis.plots` (drawn on the test sample), the
+threshold statistics with the test sample's closure, every number of ``metrics.csv``, the SM samples and
+their roles (N, N_eff), and the run's configuration, folded. The run is optional: without it the report is
+made from the scores file and the scan alone (any scores file of ``darkflow score``, also one with only the
+``hlf:`` cut baselines) and says that the training curves and the latent projection are left out.
+
+Images go to ``REPORT_files/`` next to ``REPORT.md``; ``REPORT.html`` embeds them as base64 data URIs and
+needs no other file; its tables sit in horizontally scrolling boxes, so a wide table never widens the page.
+The three outputs are checked before any work (none may be an input) and built under temporary names; a
+failed or interrupted report leaves none of them new or changed.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import base64
 import csv
 import html
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,17 +32,22 @@ from darkflow.config import Count, Name, StrictModel
 from darkflow.errors import InputError
 from darkflow.fileio import atomic_output, check_input
 
-CSS = ("body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;font-size:90%}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:right}"
-       "th{background:#eee}td:first-child,td:nth-child(2){text-align:left}pre{background:#f6f6f6;padding:1em;"
-       "overflow:auto}img{max-width:100%}figure{margin:1em 0}figcaption{font-style:italic}")
+CSS = ("body{font-family:sans-serif;max-width:64em;margin:2em auto;padding:0 1em;color:#222;line-height:1.4}"
+       ".scroll{overflow-x:auto;max-width:100%;margin:.5em 0 1em}"
+       "table{border-collapse:collapse;font-size:90%}th,td{border:1px solid #bbb;padding:.25em .5em;text-align:right;"
+       "white-space:nowrap}th{background:#eee}td:first-child,td:nth-child(2),th:first-child,th:nth-child(2)"
+       "{text-align:left}"
+       "tr:nth-child(even) td{background:#fafafa}p,summary{overflow-wrap:anywhere}pre{background:#f6f6f6;padding:1em;overflow:auto}"
+       "details{margin:1em 0}summary{cursor:pointer;font-weight:bold}img{max-width:100%}figure{margin:1.5em 0}"
+       "figcaption{font-style:italic;font-size:90%}")
 
 
 class ReportConfig(StrictModel):
-    """Options of ``darkflow report``: the run, scan folder and scores file it reports on, the ``.md`` to write,
-    and how to draw (``plot_options``: a plot options YAML, see ``analysis/default.yaml``)."""
+    """Options of ``darkflow report``: the scan folder and scores file it reports on (and the run, optional:
+    training curves, latent projection, configuration), the ``.md`` to write, and how to draw
+    (``plot_options``: a plot options YAML, see ``analysis/default.yaml``)."""
 
-    run: Name
+    run: Name | None = None
     scan: Name
     scores: Name
     out: Name
@@ -63,7 +74,8 @@ class ReportResult:
 
 @dataclass
 class _Doc:
-    """The report as blocks: ("h", level, text), ("p", text), ("pre", text), ("table", header, rows), ("img", path, caption)."""
+    """The report as blocks: ("h", level, text), ("p", text), ("pre", text, language), ("table", header, rows),
+    ("img", path, caption), ("fold", summary, text, language): a ``pre`` block folded under ``summary``."""
 
     blocks: list[tuple] = field(default_factory=list)
 
@@ -84,6 +96,9 @@ class _Doc:
                 out.append("\n".join(lines))
             elif kind == "img":
                 out.append(f"![{block[2]}]({block[1].parent.name}/{block[1].name})\n\n*{block[2]}*")
+            elif kind == "fold":
+                out.append(f"<details><summary>{html.escape(block[1])}</summary>\n\n```{block[3]}\n"
+                           f"{block[2].rstrip()}\n```\n\n</details>")
         return "\n\n".join(out) + "\n"
 
     def html(self, title: str) -> str:
@@ -98,23 +113,28 @@ class _Doc:
             elif kind == "pre":
                 out.append(f"<pre><code>{html.escape(block[1].rstrip())}</code></pre>")
             elif kind == "table":
-                out.append("<table>")
-                out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in block[1]) + "</tr>")
+                out.append('<div class="scroll"><table>')
+                out.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in block[1]) + "</tr></thead>")
+                out.append("<tbody>")
                 for row in block[2]:
-                    out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
-                out.append("</table>")
+                    out.append("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>")
+                out.append("</tbody></table></div>")
             elif kind == "img":
                 data = base64.b64encode(block[1].read_bytes()).decode("ascii")
                 out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[2])}">'
                            f"<figcaption>{html.escape(block[2])}</figcaption></figure>")
+            elif kind == "fold":
+                out.append(f"<details><summary>{html.escape(block[1])}</summary>"
+                           f"<pre><code>{html.escape(block[2].rstrip())}</code></pre></details>")
         out += ["</body>", "</html>"]
         return "\n".join(out) + "\n"
 
 
 def _inline_html(text: str) -> str:
-    """Escape ``text`` and turn Markdown ``code`` spans into <code> elements."""
-    parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    """Escape ``text`` and turn Markdown ``code`` spans and ``**bold**`` into <code> and <strong> elements."""
+    parts = html.escape(text, quote=False).split("`")
+    out = "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
 
 
 def _fmt(value: str) -> str:
@@ -223,8 +243,9 @@ def _checked(path: Path, what: str, directory: bool, hint: str) -> Path:
 def _check_inputs(options: ReportConfig) -> None:
     if Path(options.out).suffix.lower() != ".md":
         raise InputError(f"`out` {options.out}: the report must be a .md file (the .html is written next to it)")
-    run = _checked(options.run, "run directory", True, "give the run directory darkflow train wrote")
-    _checked(run / "config.yaml", "run configuration", False, "is it a run directory of 'darkflow train'?")
+    if options.run is not None:
+        run = _checked(options.run, "run directory", True, "give the run directory darkflow train wrote")
+        _checked(run / "config.yaml", "run configuration", False, "is it a run directory of 'darkflow train'?")
     scan = _checked(options.scan, "scan folder", True, "give the folder darkflow scan wrote")
     for name in ("metrics.csv", "metrics.json", "scan.csv"):
         _checked(scan / name, f"scan file {name}", False, "run 'darkflow scan' into the scan folder first")
@@ -235,6 +256,7 @@ def _check_inputs(options: ReportConfig) -> None:
 
 def _latent(options: ReportConfig, scores, background: str, files: Path, plot_options) -> tuple[list[Path], str]:
     """The latent projection plot and a note (why it is missing, or what it shows)."""
+    assert options.run is not None
     model_file = Path(options.run) / "model.pt"
     if not model_file.is_file():
         return [], f"No latent projection: the run has no `model.pt` ({model_file})."
@@ -252,12 +274,24 @@ def _latent(options: ReportConfig, scores, background: str, files: Path, plot_op
     return paths, note
 
 
+def _score(scores, metrics: dict[str, Any], name: str | None) -> str:
+    """The score to plot: ``name``, else the scores file's default score when the scan has it, else the scan's
+    first score (a scores file with only ``hlf:`` cut baselines has no model score)."""
+    if name is not None:
+        return scores.score_name(name)
+    scanned = list(dict.fromkeys(r["score"] for r in metrics.get("rows", [])))
+    if scores.default_score in scanned or not scanned:
+        return scores.score_name(None)
+    return scores.score_name(scanned[0])
+
+
 def report(options: ReportConfig) -> ReportResult:
     """Write ``options.out`` (Markdown), the same as ``.html`` and the plots in ``<stem>_files/``."""
     from darkflow.config import read_yaml
 
     _check_inputs(options)
-    run, scan_dir, out = Path(options.run), Path(options.scan), Path(options.out)
+    run = Path(options.run) if options.run is not None else None
+    scan_dir, out = Path(options.scan), Path(options.out)
     scores = read_scores(options.scores)
     try:
         metrics = json.loads((scan_dir / "metrics.json").read_text())
@@ -267,14 +301,19 @@ def report(options: ReportConfig) -> ReportResult:
         raise InputError(f"{scan_dir / 'metrics.json'}: no 'background'; rerun 'darkflow scan' with this version")
     roles = select_roles(scores, metrics["background"], metrics.get("calibration_option"),
                          list(metrics.get("roles", {}).get("signals", {})) or None)
-    score = scores.score_name(options.score)
+    score = _score(scores, metrics, options.score)
     simulation = all(s.simulation for s in [roles.test, *roles.signals.values()])
     plot_options = plots.load_options(options.plot_options, style=options.style, simulation=simulation or None)
-    read_yaml(run / "config.yaml", "run configuration")
-    config_text = (run / "config.yaml").read_text()
+    config_text = None
+    if run is not None:
+        read_yaml(run / "config.yaml", "run configuration")
+        config_text = (run / "config.yaml").read_text()
+    name = run.name if run is not None else Path(options.scores).stem
+    title = f"DarkFlow report: {name}"
 
     files = out.with_name(f"{out.stem}_files")
-    inputs = [run, scan_dir, options.scores, *([options.plot_options] if options.plot_options else [])]
+    inputs = [*([run] if run is not None else []), scan_dir, options.scores,
+              *([options.plot_options] if options.plot_options else [])]
     with (atomic_output(out, inputs=inputs) as md_tmp,
           atomic_output(out.with_suffix(".html"), inputs=inputs) as html_tmp,
           atomic_output(files, directory=True, inputs=inputs) as staging):
@@ -293,24 +332,24 @@ def report(options: ReportConfig) -> ReportResult:
             ("Significance improvement versus background efficiency, resolved points only (at least 10 effective "
              "calibration events above the threshold); the star is the table's SI max.",
              plots.si_curves(rows, score, staging, plot_options)),
-            ("Training curves from the run's metrics.csv (validation: event-weighted mean).",
-             plots.training_curves(run, staging, plot_options)),
         ]
-        latent_paths, latent_note = _latent(options, scores, roles.test.label, staging, plot_options)
-        figures.append(("2D PCA projection of the latent space, coloured by label.", latent_paths))
+        if run is not None:
+            figures.append(("Training curves from the run's metrics.csv (validation: event-weighted mean).",
+                            plots.training_curves(run, staging, plot_options)))
+            latent_paths, latent_note = _latent(options, scores, roles.test.label, staging, plot_options)
+            figures.append(("2D PCA projection of the latent space, coloured by label.", latent_paths))
+        else:
+            latent_note = ("No training curves and no latent projection: no `run` was given; this report is made "
+                           "from the scores file and the scan alone.")
 
-        flags = list(roles.warnings) + training_flags(run)
+        flags = list(roles.warnings) + (training_flags(run) if run is not None else [])
         flags += [f"{r['signal']} / {r['score']}: {r['note']}" for r in metrics.get("rows", []) if r.get("note")]
+        source = f"Run `{run}`, scores" if run is not None else "Scores"
         doc = _Doc()
         doc.blocks += [
-            ("h", 1, f"DarkFlow report: {run.name}"),
-            ("p", f"Run `{run}`, scores `{options.scores}`, scan `{scan_dir}`; test sample `{roles.test.label}`, "
-                  f"calibration sample `{roles.calibration.label}`, score `{score}`."),
-            ("h", 2, "Samples and their roles"),
-            ("table", *compare.roles_rows(metrics.get("roles", {}))),
-            ("h", 2, "Needs attention"),
-            *([("p", f"- {line}") for line in flags] or [("p", "Nothing: independent calibration, converged "
-                                                               "training, no inverted score.")]),
+            ("h", 1, title),
+            ("p", f"{source} `{options.scores}`, scan `{scan_dir}`; test sample `{roles.test.label}`, "
+                  f"calibration sample `{roles.calibration.label}`, plotted score `{score}`."),
             ("h", 2, "Metrics"),
             ("p", "AUC ± its Poisson-bootstrap standard deviation, against the test sample; eps_S at each background "
                   "efficiency with its central 68% interval, thresholds set on the calibration sample. "
@@ -320,13 +359,9 @@ def report(options: ReportConfig) -> ReportResult:
             *[block for signal in roles.signals for block in (
                 ("h", 3, signal),
                 ("table", *compare.signal_rows(_entries(metrics), signal, _eps_keys(metrics), {})))],
-            ("p", "Every number of the scan (`metrics.csv`):"),
-            ("table", *metrics_table(scan_dir / "metrics.csv")),
-            ("h", 2, "Thresholds"),
-            ("p", "Each threshold with the efficiency it achieves on the calibration sample, the effective number of "
-                  "calibration events above it, and the efficiency of the independent test sample above it "
-                  "(closure: it should agree with the calibration value)."),
-            ("table", *thresholds_table(scan_dir / "metrics.csv")),
+            ("h", 2, "Needs attention"),
+            *([("p", f"- {line}") for line in flags] or [("p", "Nothing: independent calibration, converged "
+                                                               "training, no inverted score.")]),
             ("h", 2, "Plots"),
         ]
         final: list[Path] = []
@@ -337,9 +372,25 @@ def report(options: ReportConfig) -> ReportResult:
                 final += [files / p.name for p in paths]
         if latent_note:
             doc.blocks.append(("p", latent_note))
-        doc.blocks += [("h", 2, "Run configuration"), ("pre", config_text, "yaml")]
+        doc.blocks += [
+            ("h", 2, "Thresholds"),
+            ("p", "Each threshold with the efficiency it achieves on the calibration sample, the effective number of "
+                  "calibration events above it, and the efficiency of the independent test sample above it "
+                  "(closure: it should agree with the calibration value)."),
+            ("table", *thresholds_table(scan_dir / "metrics.csv")),
+            ("h", 2, "Every number of the scan"),
+            ("p", "The rows of `metrics.csv`, one per signal and score:"),
+            ("table", *metrics_table(scan_dir / "metrics.csv")),
+            ("h", 2, "Samples and their roles"),
+            ("table", *compare.roles_rows(metrics.get("roles", {}))),
+            ("h", 2, "Run configuration"),
+        ]
+        if config_text is not None:
+            doc.blocks.append(("fold", f"config.yaml of {run}", config_text, "yaml"))
+        else:
+            doc.blocks.append(("p", "No run was given."))
         # the HTML reads the images from the staging folder before it is renamed into place
         staged = _Doc([(b[0], staging / b[1].name, b[2]) if b[0] == "img" else b for b in doc.blocks])
-        html_tmp.write_text(staged.html(f"DarkFlow report: {run.name}"), newline="")
+        html_tmp.write_text(staged.html(title), newline="")
         md_tmp.write_text(doc.markdown(), newline="")
     return ReportResult(out, out.with_suffix(".html"), final, [latent_note, *flags])

@@ -4,7 +4,10 @@ For every (signal, score) pair it writes one row of ``metrics.csv`` / ``metrics.
 from the calibration sample and every efficiency is measured on another sample
 (:func:`darkflow.analysis.thresholds.select_roles`); the roles, each with N and N_eff, are recorded in
 ``metrics.json`` and ``thresholds.json``. ``scan.csv`` lists, for every signal and score, eps_S, eps_B, SI
-and expected event counts on a grid of calibration thresholds.
+and expected event counts on a grid of calibration thresholds. For every score it draws, with
+:mod:`darkflow.analysis.plots` (PNG and PDF), the ROC of each signal against the test sample
+(``roc_SCORE``), the threshold scan (``scan_SCORE``) and the significance improvement (``si_SCORE``);
+``SCORE`` is the score's name as a file name (:func:`~darkflow.analysis.plots.file_stem`: ``hlf_MET``).
 
 Conventions:
     - Thresholds and the eps_B they are placed at come from the calibration sample; ``eps_b_test@E`` is the
@@ -31,7 +34,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import field_validator
@@ -81,7 +84,9 @@ def eps_label(eps: float) -> str:
 class ScanConfig(StrictModel):
     """Options of ``darkflow scan``: the scores file, the SM samples' labels, the output folder and what to scan.
 
-    ``eps_b``, ``score`` and ``signals`` are comma-separated lists (``eps_b`` may also be a number or a list)."""
+    ``eps_b``, ``score`` and ``signals`` are comma-separated lists (``eps_b`` may also be a number or a list).
+    The plots are drawn with ``plot_options`` (a YAML as ``analysis/default.yaml``) and ``style``, or not at
+    all with ``no_plots``."""
 
     scores: Name
     background: Name
@@ -92,6 +97,9 @@ class ScanConfig(StrictModel):
     signals: str | None = None
     lumi: float = 1.0
     replicas: int = 100
+    plot_options: Name | None = None
+    style: Literal["CMS", "ATLAS", "LHCb", "ALICE"] | None = None
+    no_plots: bool = False
 
     @field_validator("eps_b", mode="before")
     @classmethod
@@ -131,6 +139,7 @@ class ScanResult:
         rows: one row of ``metrics.csv`` per (signal, score).
         thresholds: the content of ``thresholds.json``; ``thresholds_by_score`` the thresholds per score.
         roles: the SM samples and signals with their roles; its warnings are this result's ``warnings``.
+        plots: the plot files written into ``out``.
     """
 
     out: Path
@@ -141,6 +150,7 @@ class ScanResult:
     scores: list[str]
     roles: Roles
     warnings: list[str] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """The roles with N and N_eff, then AUC and eps_S (with its interval) per signal and score."""
@@ -156,7 +166,8 @@ class ScanResult:
             note = f"  ({row['note']})" if row["note"] else ""
             lines.append(f"{row['signal']:<22s} {row['score']:<12s} {row['auc']:>7.4f} +- {row['auc_err']:.4f}"
                          + "".join(f" {c:>26s}" for c in cells) + note)
-        lines.append(f"wrote thresholds.json, metrics.csv, metrics.json and scan.csv to {self.out}")
+        lines.append(f"wrote thresholds.json, metrics.csv, metrics.json, scan.csv and {len(self.plots)} plot file(s) "
+                     f"(ROC, threshold scan, SI per score) to {self.out}")
         return lines
 
 
@@ -244,22 +255,46 @@ def _scan_points(roles: Roles, name: str, score: str, grid: list[Threshold], lum
 
 
 def scan(options: ScanConfig) -> ScanResult:
-    """Run the scan and write ``thresholds.json``, ``metrics.csv``, ``metrics.json`` and ``scan.csv``.
+    """Run the scan and write ``thresholds.json``, ``metrics.csv``, ``metrics.json``, ``scan.csv`` and the plots.
 
     The output folder is checked before any work (it may not be the scores file) and its files are written
     all or nothing: they are built in a temporary folder and moved into the folder (created when new; its
     other files are kept) only when every one is complete.
     """
+    from darkflow.analysis import plots
+    from darkflow.fileio import check_input
+
     eps_list = parse_eps(options.eps_b)
+    if options.plot_options is not None:
+        check_input(options.plot_options, "plot options file")
+    plot_options = plots.load_options(options.plot_options, style=options.style)
     out = Path(options.out)
     if out.is_dir():
         for name in FILES:
             check_output(out / name, inputs=[options.scores])
     with atomic_output(out, directory=True, merge=True, inputs=[options.scores]) as staging:
-        return _scan(options, eps_list, staging, out)
+        result = _scan(options, eps_list, staging, out, plot_options)
+    result.plots = [out / p.name for p in result.plots]
+    return result
 
 
-def _scan(options: ScanConfig, eps_list: list[float], staging: Path, out: Path) -> ScanResult:
+def _plots(plot_options, roles: Roles, scores: list[str], staging: Path) -> list[Path]:
+    """ROC, threshold scan and SI of every score (:mod:`darkflow.analysis.plots`) into ``staging``; the label
+    says "Simulation" when every sample drawn is simulated."""
+    from darkflow.analysis import plots
+
+    if all(s.simulation for s in [roles.test, *roles.signals.values()]):
+        plot_options.simulation = True
+    rows = plots.read_scan(staging / "scan.csv")
+    written: list[Path] = []
+    for score in scores:
+        written += plots.roc(roles.test, roles.signals, score, staging, plot_options)
+        written += plots.scan_curves(rows, score, staging, plot_options)
+        written += plots.si_curves(rows, score, staging, plot_options)
+    return written
+
+
+def _scan(options: ScanConfig, eps_list: list[float], staging: Path, out: Path, plot_options) -> ScanResult:
     file = read_scores(options.scores)
     signals = [n.strip() for n in options.signals.split(",") if n.strip()] if options.signals else None
     roles = select_roles(file, options.background, options.calibration, signals)
@@ -298,7 +333,8 @@ def _scan(options: ScanConfig, eps_list: list[float], staging: Path, out: Path) 
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (staging / "metrics.csv").write_text(_csv(rows), newline="")
     (staging / "scan.csv").write_text(_csv(scan_rows, SCAN_COLUMNS), newline="")
-    return ScanResult(out, rows, record, by_score, list(roles.signals), scores, roles, list(roles.warnings))
+    written = [] if options.no_plots else _plots(plot_options, roles, scores, staging)
+    return ScanResult(out, rows, record, by_score, list(roles.signals), scores, roles, list(roles.warnings), written)
 
 
 def _cell(value: Any) -> str:

@@ -79,11 +79,12 @@ class Sample:
 
 @dataclass
 class ScoresFile:
-    """All groups of a scores file and its default score name."""
+    """All groups of a scores file, its default score name and the run that scored it ("" when unknown)."""
 
     path: Path
     samples: dict[str, Sample]
     default_score: str
+    model: str = ""
 
     def sample(self, label: str, role: str = "label") -> Sample:
         """The group ``label``; an unknown label is an :class:`InputError` listing the valid ones."""
@@ -118,6 +119,7 @@ def read_scores(path: str | Path) -> ScoresFile:
     try:
         with h5py.File(path, "r") as handle:
             default = _text(handle.attrs.get("default_score", "total"))
+            model = _text(handle.attrs.get("model", ""))
             for label, group in handle.items():
                 if isinstance(group, h5py.Group):
                     samples[label] = _read_group(path, label, group)
@@ -125,7 +127,7 @@ def read_scores(path: str | Path) -> ScoresFile:
         raise InputError(f"{path}: not a readable HDF5 scores file, truncated or damaged ({err})") from None
     if not samples:
         raise InputError(f"{path}: no score groups; write it with 'darkflow score'")
-    return ScoresFile(path, samples, default)
+    return ScoresFile(path, samples, default, model)
 
 
 def _read_group(path: Path, label: str, group) -> Sample:

@@ -147,7 +147,8 @@ def test_scan_into_an_existing_folder_keeps_other_files(scores, tmp_path):
     (out / "notes.txt").write_text("kept")
     (out / "metrics.csv").write_text("an earlier scan\n")
     assert main(scan_argv(scores, out)) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, "notes.txt"])
+    drawn = [f"{stem}_total.{ext}" for stem in ("roc", "scan", "si") for ext in ("png", "pdf")]
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, *drawn, "notes.txt"])
     assert (out / "notes.txt").read_text() == "kept"
     assert (out / "metrics.csv").read_text().startswith("signal,score,auc")
     assert leftovers(out) == [] and leftovers(tmp_path) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -40,10 +41,21 @@ def _write_scores(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory) -> Path:
+    """The scores file and its scan (with plots), made once; each test gets a copy (:func:`inputs`)."""
+    folder = tmp_path_factory.mktemp("scanned")
+    scores = _write_scores(folder / "scores.h5")
+    scan(ScanConfig(scores=scores, background="sm_test", calibration="sm_cal", out=folder / "scan"))
+    return folder
+
+
 @pytest.fixture
-def inputs(tmp_path: Path) -> dict[str, Path]:
-    scores = _write_scores(tmp_path / "scores.h5")
-    scan(ScanConfig(scores=scores, background="sm_test", calibration="sm_cal", out=tmp_path / "scan"))
+def inputs(tmp_path: Path, scanned: Path) -> dict[str, Path]:
+    import shutil
+
+    scores = Path(shutil.copy2(scanned / "scores.h5", tmp_path / "scores.h5"))
+    shutil.copytree(scanned / "scan", tmp_path / "scan")
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("data: sm.h5\nmodel:\n  kind: vae\n  latent: 4\ntraining:\n  epochs: 3\n")
@@ -191,3 +203,129 @@ def test_cli_report(inputs, capsys):
                  str(inputs["scores"]), "--out", str(out), "--style", "ATLAS"]) == 0
     assert out.is_file() and out.with_suffix(".html").is_file() and (inputs["tmp"] / "R_files" / "roc_total.png").is_file()
     assert "wrote" in capsys.readouterr().out
+
+
+def test_report_without_run(inputs, capsys):
+    out = inputs["tmp"] / "R.md"
+    assert main(["report", "--scan", str(inputs["scan"]), "--scores", str(inputs["scores"]), "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    text = out.read_text()
+    assert text.startswith("# DarkFlow report: scores\n")
+    assert text.count("No training curves and no latent projection: no `run` was given") == 1
+    assert "No run was given." in text and "```yaml" not in text
+    images = [line for line in text.splitlines() if line.startswith("![")]
+    assert [i.split("](R_files/", 1)[1].rstrip(")") for i in images] == [
+        "scores_total.png", "roc_total.png", "scan_total.png", "si_total.png"]
+    assert sorted(p.name for p in (inputs["tmp"] / "R_files").iterdir()) == sorted(
+        f"{stem}_total.{ext}" for stem in ("scores", "roc", "scan", "si") for ext in ("png", "pdf"))
+    assert "| calibration | sm_cal | all | 2,500 |" in text and "### zprime" in text
+
+
+def test_report_of_a_scores_file_with_cut_baselines_only(tmp_path):
+    rng = np.random.default_rng(8)
+    scores = tmp_path / "cuts.h5"
+    with h5py.File(scores, "w") as handle:
+        handle.attrs["default_score"] = "total"  # what darkflow score writes; no group has it here
+        for label, n, shift in (("sm_cal", 3000, 0.0), ("sm_test", 3000, 0.0), ("zprime", 400, 1.5)):
+            g = handle.create_group(label)
+            g["hlf:MET"] = rng.exponential(50.0, n) * np.exp(shift)
+            g["hlf:HT"] = rng.exponential(200.0, n) + 100.0 * shift
+            g["weight"] = np.full(n, 0.1)
+            g["event_id"] = np.arange(n)
+            g["process"] = np.zeros(n, np.int64)
+            g.attrs["process_names"] = json.dumps([label])
+            g.attrs["source"] = f"{label}.h5"
+    scan(ScanConfig(scores=scores, background="sm_test", calibration="sm_cal", out=tmp_path / "scan", eps_b="1e-2"))
+    assert {"roc_hlf_HT.png", "roc_hlf_MET.pdf", "scan_hlf_MET.png", "si_hlf_HT.png"} <= {
+        p.name for p in (tmp_path / "scan").iterdir()}
+    result = report(ReportConfig(scan=tmp_path / "scan", scores=scores, out=tmp_path / "REPORT.md"))
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "plotted score `hlf:HT`" in text  # the scan's first score: the file's default 'total' is in no group
+    assert "REPORT_files/roc_hlf_HT.png" in text and "hlf:MET" in text and "hlf:HT" in text
+    assert len(result.files) == 8
+    for path in result.files:
+        if path.suffix == ".png":
+            _check_png(path)
+    report(ReportConfig(scan=tmp_path / "scan", scores=scores, out=tmp_path / "MET.md", score="hlf:MET"))
+    assert "MET_files/roc_hlf_MET.png" in (tmp_path / "MET.md").read_text()
+
+
+def test_report_html_layout(inputs):
+    out = inputs["tmp"] / "REPORT.md"
+    report(ReportConfig(run=inputs["run"], scan=inputs["scan"], scores=inputs["scores"], out=out))
+    page = out.with_suffix(".html").read_text()
+    headings = re.findall(r"<h2>(.*?)</h2>", page)
+    assert headings[0] == "Metrics" and headings[-1] == "Run configuration"
+    assert headings.index("Samples and their roles") > headings.index("Plots")
+    assert page.index("<h2>Metrics</h2>") < page.index("<table") < page.index("<img")
+    # every table in its own horizontally scrolling box; the configuration folded at the very end
+    assert page.count("<table>") == page.count('<div class="scroll"><table>') >= 4
+    assert ".scroll{overflow-x:auto" in page
+    tail = page[page.index("<h2>Run configuration</h2>"):]
+    assert tail.startswith("<h2>Run configuration</h2>\n<details><summary>") and "latent: 4" in tail
+    assert page.count("<details>") == 1 and "</details>\n</body>" in page
+    assert "<strong>" in page and "**" not in page  # the best value of a column in bold, not in asterisks
+    md = out.read_text()
+    assert "<details><summary>" in md and "```yaml\ndata: sm.h5" in md and md.rstrip().endswith("</details>")
+
+
+PROBE = """<script>
+const wrappers = [...document.querySelectorAll("table")].map(t => t.parentElement);
+const result = {
+  page: document.documentElement.scrollWidth, window: window.innerWidth,
+  boxes: wrappers.map(w => ({scroll: w.classList.contains("scroll"), overflow: getComputedStyle(w).overflowX,
+                             right: w.getBoundingClientRect().right, client: w.clientWidth, wide: w.scrollWidth})),
+  first: document.querySelector("h2").textContent, last: document.currentScript.previousElementSibling.tagName,
+  folded: [...document.querySelectorAll("details")].map(d => d.open),
+};
+const out = document.createElement("pre");
+out.id = "probe";
+out.textContent = JSON.stringify(result);
+document.body.appendChild(out);
+</script>"""
+
+
+def _chromium(*args: str) -> str:
+    import shutil
+    import subprocess
+
+    done = subprocess.run([shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", *args],
+                          capture_output=True, text=True, timeout=180, check=True)
+    return done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("chromium") is None, reason="needs Debian's chromium on PATH")
+def test_report_html_renders_in_chromium(inputs):
+    import html as html_lib
+
+    import matplotlib.image as mpimg
+
+    out = inputs["tmp"] / "REPORT.md"
+    report(ReportConfig(run=inputs["run"], scan=inputs["scan"], scores=inputs["scores"], out=out))
+    page = out.with_suffix(".html")
+    shot = inputs["tmp"] / "shot.png"
+    _chromium("--hide-scrollbars", "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri())
+    pixels = mpimg.imread(shot)
+    assert pixels.shape[:2] == (2400, 1200)
+    grey = pixels[..., :3].mean(axis=2)
+    assert float(grey.var()) > 1e-3 and (grey < 0.5).mean() > 0.01, "blank screenshot"
+    # the page is 64em = 1024 px wide, centred: its right margin (88 px) stays empty, no table reaches into it
+    assert (grey[:, 1120:] > 0.98).all(), "something reaches into the right margin of a 1200 px window"
+
+    # a narrow window: the metrics table must scroll inside its box, the page itself never
+    probe = inputs["tmp"] / "probe.html"
+    probe.write_text(page.read_text().replace("</body>", PROBE + "</body>"))
+    dom = _chromium("--window-size=640,900", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri())
+    found = json.loads(html_lib.unescape(dom.split('<pre id="probe">', 1)[1].split("</pre>", 1)[0]))
+    assert found["page"] <= found["window"] == 640
+    assert found["boxes"] and all(b["scroll"] and b["overflow"] == "auto" and b["right"] <= 640
+                                  for b in found["boxes"])
+    assert any(b["wide"] > b["client"] for b in found["boxes"]), "no table is wider than a 640 px window?"
+    assert found["first"] == "Metrics" and found["folded"] == [False] and found["last"] == "DETAILS"
+
+
+def test_axis_labels_name_a_cut_baseline_by_its_feature():
+    assert plots._score_label("total", "") == "Anomaly score 'total' (a.u.)"
+    assert plots._score_label("hlf:MET", "") == "MET (one-variable cut)"
+    assert plots._score_label("hlf:HT", "log scale", "Threshold on score") == "Threshold on HT (one-variable cut, log scale)"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from darkflow.analysis.metrics import threshold_at_efficiency, weighted_auc
+from darkflow.analysis.scan import FILES
 from darkflow.cli import main
 
 N_TRAIN, N_VAL, N_SIG, N_CAL, N_TEST = 1500, 2000, 400, 3000, 2500
@@ -45,8 +46,9 @@ def scores_file(tmp_path):
 
 
 def _csv(path):
+    """The rows of a CSV, its ``#`` header lines skipped (as pandas ``read_csv(comment="#")``)."""
     with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
+        return list(csv.DictReader(line for line in handle if not line.startswith("#")))
 
 
 def _read(path, label):
@@ -209,6 +211,9 @@ def test_flag_by_threshold_and_by_eps(scores_file, tmp_path, capsys):
     assert len(_csv(out)) == np.sum(sig > threshold_at_efficiency(sm[split == 1], None, 1e-2).value)
     shown = capsys.readouterr()
     assert "split == 1" in shown.out and "warning: thresholds are set on the validation events" in shown.err
+    head = out.read_text().splitlines()[:2]
+    assert ", eps_B=0.01, calibration=sm, run=unknown, score=total" in head[0]
+    assert head[1].endswith("calibration_events=validation")
 
 
 def test_flag_errors(scores_file, tmp_path, capsys):
@@ -231,3 +236,74 @@ def test_scan_refuses_negative_weights(scores_file, tmp_path, capsys):
         handle["zprime/weight"][0] = -1.0
     assert main(["scan", "--scores", str(path), "--background", "sm_test", "--out", str(tmp_path / "scan")]) == 2
     assert "group 'zprime' has negative" in capsys.readouterr().err
+
+
+def test_flag_csv_has_header_lines_and_the_high_level_features(scores_file, tmp_path, capsys):
+    path, _, _ = scores_file
+    rng = np.random.default_rng(5)
+    features = {}
+    with h5py.File(path, "a") as handle:
+        handle.attrs["model"] = "runs/conv_maf"
+        for label in handle:
+            n = handle[label]["weight"].shape[0]
+            features[label] = {"n_jet": rng.integers(0, 6, n).astype(np.float64), "HT": rng.uniform(0, 900, n),
+                               "MET": rng.uniform(0, 400, n), "m_eff": rng.uniform(0, 1200, n)}
+            for name, values in features[label].items():
+                handle[label].create_dataset(f"hlf:{name}", data=values)
+    out = tmp_path / "cands.csv"
+    assert main(["flag", "--scores", str(path), "--label", "zprime", "--eps-b", "1e-2", "--calibration", "sm_cal",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    lines = out.read_text().splitlines()
+    cal, w_cal = _read(path, "sm_cal")
+    placed = threshold_at_efficiency(cal, w_cal, 1e-2)
+    assert lines[0] == (f"# threshold={placed.value!r}, eps_B=0.01, calibration=sm_cal, run=runs/conv_maf, "
+                        "score=total")
+    sig, _ = _read(path, "zprime")
+    assert lines[1].startswith(f"# sample=zprime, events={N_SIG}, flagged={np.sum(sig > placed.value)}, "
+                               f"eps_B_achieved={placed.achieved:.6g}, calibration_events=all")
+    assert lines[2] == "event_id,process,total,reco,weight,MET,HT,m_eff,n_jet"
+    rows = _csv(out)
+    assert len(rows) == np.sum(sig > placed.value)
+    for row in rows:
+        i = int(row["event_id"]) - 100
+        assert float(row["total"]) == sig[i] and float(row["MET"]) == features["zprime"]["MET"][i]
+        assert float(row["n_jet"]) == features["zprime"]["n_jet"][i] and float(row["HT"]) == features["zprime"]["HT"][i]
+
+    assert main(["flag", "--scores", str(path), "--label", "zprime", "--threshold", "2", "--score", "hlf:MET",
+                 "--out", str(out)]) == 0
+    assert out.read_text().splitlines()[:3] == [
+        "# threshold=2.0, eps_B=none, calibration=none, run=runs/conv_maf, score=hlf:MET",
+        f"# sample=zprime, events={N_SIG}, flagged={np.sum(features['zprime']['MET'] > 2)}, eps_B_achieved=none, "
+        "calibration_events=none",
+        "event_id,process,hlf:MET,reco,total,weight,MET,HT,m_eff,n_jet"]
+
+
+def _check_png(path) -> None:
+    import matplotlib.image as mpimg
+
+    assert path.is_file() and path.stat().st_size > 5000, path
+    pixels = mpimg.imread(path)
+    assert pixels.ndim == 3 and min(pixels.shape[:2]) > 200 and float(pixels[..., :3].var()) > 1e-3, path
+
+
+def test_scan_writes_the_roc_scan_and_si_plots(scores_file, tmp_path, capsys):
+    path, _, _ = scores_file
+    with h5py.File(path, "a") as handle:
+        for label in handle:
+            handle[label].create_dataset("hlf:MET", data=2.0 * handle[label]["total"][:] + 1.0)
+    out = tmp_path / "scan"
+    assert main(["scan", "--scores", str(path), "--background", "sm_test", "--calibration", "sm_cal", "--out",
+                 str(out), "--eps-b", "1e-2", "--style", "CMS"]) == 0
+    assert "plot file(s)" in capsys.readouterr().out
+    for stem in ("roc", "scan", "si"):
+        for score in ("total", "reco", "hlf_MET"):
+            _check_png(out / f"{stem}_{score}.png")
+            assert (out / f"{stem}_{score}.pdf").read_bytes()[:4] == b"%PDF"
+    assert not list(out.glob("*:*")) and not list(tmp_path.glob(".*")), "colon in a file name or a leftover"
+    assert main(["scan", "--scores", str(path), "--background", "sm_test", "--out", str(tmp_path / "s2"),
+                 "--plot-options", str(tmp_path / "none.yaml")]) == 2
+    assert "plot options file" in capsys.readouterr().err and not (tmp_path / "s2").exists()
+    assert main(["scan", "--scores", str(path), "--background", "sm_test", "--calibration", "sm_cal", "--out",
+                 str(tmp_path / "s3"), "--no-plots"]) == 0
+    assert sorted(p.name for p in (tmp_path / "s3").iterdir()) == sorted(FILES)
