@@ -335,7 +335,7 @@ def run_unit(work: str, channel: str, model: str, seed: int, sizes_dict: dict[st
     score_seconds = time.perf_counter() - t_score
     names = model_score_names(run)
     result = scan(ScanConfig(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=run / "scan",
-                             score=",".join(names), signals=",".join(signals)))
+                             score=",".join(names), signals=",".join(signals), no_plots=True))
     rows: dict[str, dict[str, Any]] = {}
     for row in result.rows:
         rows.setdefault(row["score"], {})[row["signal"]] = {k: row.get(k) for k in ROW_KEYS}
@@ -355,8 +355,7 @@ def run_cuts(work: Path, channel: str, scores: Path, signals: list[str]) -> dict
     cuts = sorted(c for c in set.intersection(*(set(s.scores) for s in file.samples.values())) if c.startswith("hlf:"))
     (work / channel / "cuts").mkdir(parents=True, exist_ok=True)
     result = scan(ScanConfig(scores=scores, background=BACKGROUND, calibration=CALIBRATION,
-                             out=work / channel / "cuts" / "scan", score=",".join(cuts), signals=",".join(signals),
-                             ))
+                             out=work / channel / "cuts" / "scan", score=",".join(cuts), signals=",".join(signals), no_plots=True))
     out: dict[str, dict[str, Any]] = {}
     for row in result.rows:
         out.setdefault(row["score"], {})[row["signal"]] = {k: row.get(k) for k in ROW_KEYS}

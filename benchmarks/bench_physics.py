@@ -315,7 +315,7 @@ def run_unit(work: str, model: str, seed: int, sizes_dict: dict[str, Any]) -> di
         score(run, inputs, scores)
     score_seconds = time.perf_counter() - t_score
     result = scan(ScanConfig(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=run / "scan",
-                             score="total", signals=",".join(sizes.signal_events)))
+                             score="total", signals=",".join(sizes.signal_events), no_plots=True))
     rows = {row["signal"]: {k: row.get(k) for k in ROW_KEYS} for row in result.rows}
     payload = {"model": model, "seed": seed, "train_seconds": info["seconds"], "epochs": info["epochs"],
                "best_val_loss": info["best_val_loss"], "score_seconds": score_seconds,
@@ -470,7 +470,7 @@ def run_cuts(work: Path, sizes: Sizes, scores: Path) -> list[dict[str, Any]]:
         return []
     (work / "cuts").mkdir(exist_ok=True)
     result = scan(ScanConfig(scores=scores, background=BACKGROUND, calibration=CALIBRATION, out=work / "cuts" / "scan",
-                             score=",".join(cuts), signals=",".join(sizes.signal_events)))
+                             score=",".join(cuts), signals=",".join(sizes.signal_events), no_plots=True))
     out = []
     for cut in cuts:
         rows = {r["signal"]: {k: r.get(k) for k in ROW_KEYS} for r in result.rows if r["score"] == cut}

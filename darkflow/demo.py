@@ -255,7 +255,8 @@ def _analyse(options: DemoOptions) -> None:
         score(run, _inputs(options), scores, notify=lambda kind, line: _say(options, f"4/6 score: {kind}: {line}"))
         main_cuts = [c for c in MAIN_CUTS if c in _cut_scores(scores)]
         scan(ScanConfig(scores=scores, background=TEST, calibration=CALIBRATION, out=run / "scan",
-                        score=",".join([default_score(scores), *main_cuts]), signals=",".join(SIGNALS)))
+                        score=",".join([default_score(scores), *main_cuts]), signals=",".join(SIGNALS),
+                        no_plots=True))  # the report draws them
         (run / "report").mkdir(exist_ok=True)
         report(ReportConfig(run=run, scan=run / "scan", scores=scores, out=run / "report" / "REPORT.md"))
     first = options.out / "runs" / next(iter(RUNS)) / "scores.h5"
