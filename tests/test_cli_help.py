@@ -94,3 +94,11 @@ def test_top_level_help_lists_every_command_with_its_help():
     for verb in VERBS:
         if verb.name.startswith("cflow "):
             assert f"{verb.name.split()[1]} {_squeeze(verb.help)}" in group
+
+
+def test_every_flag_says_what_it_does():
+    """Not only the Config key that --help adds to a flag whose key differs from its name."""
+    from darkflow.cli import VERBS
+
+    bare = [f"{verb.name} {item.names[0]}" for verb in VERBS for item in verb.flags if len(item.help.split()) < 2]
+    assert not bare, bare
