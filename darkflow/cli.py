@@ -154,10 +154,12 @@ VERBS: tuple[Verb, ...] = (
                   "e.g. tcp://10.0.0.1:8786 (needs darkflow[dask])"),
          ), progress=True),
     Verb("inspect", "darkflow.data_prep.inspect:InspectConfig", "darkflow.data_prep.inspect:inspect",
-         help="summarize an HDF5 event file",
-         description="Counts, layout, channel, object definitions, processes and feature ranges of event files.",
-         example="darkflow inspect sm.h5",
-         flags=(flag("files", metavar="FILE.h5", help="event files"),)),
+         help="summarize HDF5 event files and ROOT files",
+         description="Event files (.h5): counts, layout, channel, object definitions, processes and feature "
+         "ranges. ROOT files: each tree's entries, branch groups (Jet_* with their count) and ungrouped branches, "
+         "and which built-in source --source auto of prepare takes, and why.",
+         example="darkflow inspect sm.h5 nanoAOD_2015_CMS_Open_Data_ttbar.root",
+         flags=(flag("files", metavar="FILE", help="event files (.h5) and ROOT files, in any mix"),)),
     Verb("merge", "darkflow.data_prep.merge:MergeConfig", "darkflow.data_prep.merge:merge",
          help="concatenate event files (e.g. --shard outputs) into one",
          description="Concatenate event files prepared alike (layout, channel, objects) into one, streaming.",
