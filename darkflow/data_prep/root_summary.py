@@ -1,4 +1,5 @@
-"""``darkflow inspect`` on a ROOT file: its trees, their entries and branch groups, and the ``--source auto`` pick."""
+"""``darkflow inspect`` on a ROOT file: its trees, their entries and branch groups, and the ``--source auto``
+pick."""
 
 from __future__ import annotations
 

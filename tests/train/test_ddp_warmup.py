@@ -68,8 +68,9 @@ def test_two_cpu_processes_train_through_the_flow_warmup(sm_file, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "SLURM_PROCID")}
     argv = ["train", "--data", str(sm_file), "--out", str(run), "--model", "convvae", "--epochs", "2",
             "--batch-size", "128", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", "--threads", "1",
-            "-q", "--set", "model.channels=[8]", "--set", "model.hidden=16", "--set", "model.flow_options={num_layers: 2}",
-            "--set", "training.flow_warmup=1", "--set", "training.kl_warmup=1", "--set", "training.weight_decay=0.01"]
+            "-q", "--set", "model.channels=[8]", "--set", "model.hidden=16",
+            "--set", "model.flow_options={num_layers: 2}", "--set", "training.flow_warmup=1",
+            "--set", "training.kl_warmup=1", "--set", "training.weight_decay=0.01"]
     done = subprocess.run([sys.executable, str(script), str(tmp_path), *argv], capture_output=True, text=True,
                           env=env, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
