@@ -154,10 +154,12 @@ VERBS: tuple[Verb, ...] = (
                   "e.g. tcp://10.0.0.1:8786 (needs darkflow[dask])"),
          ), progress=True),
     Verb("inspect", "darkflow.data_prep.inspect:InspectConfig", "darkflow.data_prep.inspect:inspect",
-         help="summarize an HDF5 event file",
-         description="Counts, layout, channel, object definitions, processes and feature ranges of event files.",
-         example="darkflow inspect sm.h5",
-         flags=(flag("files", metavar="FILE.h5", help="event files"),)),
+         help="summarize HDF5 event files and ROOT files",
+         description="Event files (.h5): counts, layout, channel, object definitions, processes and feature "
+         "ranges. ROOT files: each tree's entries, branch groups (Jet_* with their count) and ungrouped branches, "
+         "and which built-in source --source auto of prepare takes, and why.",
+         example="darkflow inspect sm.h5 nanoAOD_2015_CMS_Open_Data_ttbar.root",
+         flags=(flag("files", metavar="FILE", help="event files (.h5) and ROOT files, in any mix"),)),
     Verb("merge", "darkflow.data_prep.merge:MergeConfig", "darkflow.data_prep.merge:merge",
          help="concatenate event files (e.g. --shard outputs) into one",
          description="Concatenate event files prepared alike (layout, channel, objects) into one, streaming.",
@@ -356,15 +358,25 @@ VERBS: tuple[Verb, ...] = (
 GROUPS = {
     "cflow": ("CFLOW-AD anomaly detection and localization on images, jet images, event arrays",
               "CFLOW-AD (Gudovskiy et al., WACV 2022): conditional normalizing flows over multi-scale encoder "
-              "features give anomaly maps and image scores."),
+              "features give anomaly maps and image scores.",
+              "darkflow cflow train --data textures --out runs/cflow_textures"),
 }
-"""Command groups: name -> (help, description)."""
+"""Command groups: name -> (help, description, example)."""
 RESERVED = ("command", "verb", "config", "set", "quiet", "threads", "list")
 """Parser attributes of the handler itself, never a flag's."""
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors that point to ``--help``."""
+    """argparse with one-line errors that point to ``--help``, and an ``example`` command line printed last in
+    ``--help`` as given (not wrapped, so that it can be copied)."""
+
+    def __init__(self, *args: Any, example: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.example = example
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        return f"{text}\nexample: {self.example}\n" if self.example else text
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -422,22 +434,26 @@ def _example_key(verb: Verb) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to document the CLI)."""
-    parser = _Parser(prog="darkflow", description="Model-independent new-physics searches with flow VAEs.")
+    parser = _Parser(prog="darkflow", description="Model-independent new-physics searches with flow VAEs.",
+                     epilog="'darkflow COMMAND --help' shows a command's options and an example.",
+                     example="darkflow demo --quick --out demo_output")
     parser.add_argument("--version", action="version", version=f"darkflow {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser,
+                                help="one of the commands below")
     steps: dict[str, Any] = {}
     for verb in VERBS:
         head, _, step = verb.name.partition(" ")
         where = sub
         if step:
             if head not in steps:
-                group_help, group_description = GROUPS[head]
-                group = sub.add_parser(head, help=group_help, description=group_description)
+                group_help, group_description, group_example = GROUPS[head]
+                group = sub.add_parser(head, help=group_help, description=group_description, example=group_example,
+                                       epilog=f"'darkflow {head} STEP --help' shows a step's options and an example.")
                 steps[head] = group.add_subparsers(dest=f"{head}_command", metavar="STEP", parser_class=_Parser,
-                                                   required=True)
+                                                   required=True, help="one of the steps below")
             where = steps[head]
         parser_of_verb = where.add_parser(step or head, help=verb.help, description=verb.description,
-                                          epilog=f"example: {verb.example}")
+                                          example=verb.example)
         _add_verb(parser_of_verb, verb)
     return parser
 

@@ -24,6 +24,7 @@ from darkflow.data_prep.convert import (
     drop_nonfinite,
     open_reader,
 )
+from darkflow.data_prep.detect import detect_source, unfilled
 from darkflow.data_prep.features import HLF_NAMES
 from darkflow.data_prep.layout import load_layout
 from darkflow.data_prep.objects import load_objects
@@ -33,10 +34,6 @@ from darkflow.errors import ConfigError, DataError, InputError
 from darkflow.events import EventFileWriter, created_stamp
 from darkflow.fileio import check_input, check_output
 
-ROOT_SOURCES = ("nanoaod", "nanoaod_opendata2015", "darkflow", "delphes")
-"""Built-in schemas tried, in order, by ``--source auto``: the first whose tree and branches exist and
-whose b-tag and ID branches are filled (see :func:`unfilled`; DeepCSV and the muon IDs are not in 2015 CMS
-Open Data) is taken, else the first whose branches exist."""
 SIMULATION_SOURCES = ("darkmachines", "darkflow", "delphes")
 """Sources that are simulation whatever their branches; any schema with a ``weight`` branch is too."""
 
@@ -111,69 +108,13 @@ class PrepareResult:
 
 
 def _detect_source(path: Path) -> str:
-    """Pick a built-in source for one input from its content: CSV text or a ROOT tree's branches."""
-    from darkflow.data_prep.root_reader import branch_names, is_root_file
-
-    if not path.is_file():
-        raise InputError(f"input file not found: {path}")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty")
-    if not is_root_file(path):
-        with open(path, "rb") as handle:
-            head = handle.read(4096)
-        if b";" in head and b"\0" not in head:
-            return "darkmachines"
-        raise InputError(f"{path}: neither a ROOT file nor a Dark Machines CSV file (no ';' separated fields)")
-    import uproot
-
-    try:
-        handle = uproot.open(path)
-    except Exception as err:
-        raise InputError(f"{path}: cannot be read as ROOT ({type(err).__name__}: {err})") from None
-    tried, matching = [], []
-    for name in ROOT_SOURCES:
-        schema = load_schema(builtin.resolve("sources", name))
-        tried.append(f"{name} (tree {schema.tree!r})")
-        if schema.tree in handle:
-            tree = handle[schema.tree]
-            if set(schema.branches()) <= branch_names(tree):
-                if not unfilled(tree, schema):
-                    return name
-                matching.append(name)
-    if matching:
-        return matching[0]
-    raise InputError(
-        f"{path}: `source` auto found no matching schema; tried {', '.join(tried)}; "
-        "set `source` to a FILE.yaml describing its branches"
-    )
-
-
-def unfilled(tree, schema: SourceSchema, entries: int = 10_000) -> list[str]:
-    """What the schema relies on that the tree does not fill, judged on the first ``entries`` events.
-
-    A b-tag branch holding one constant value (no jet would be a b-jet), and an ID branch holding one
-    constant value that fails the ID (every object of the collection would be dropped), as DeepCSV and
-    ``Muon_mediumId`` are in 2015 CMS Open Data. Returns one phrase per problem.
-    """
-    import awkward as ak
-
-    stop = min(tree.num_entries, entries)
-
-    def values(branch: str) -> np.ndarray:
-        return ak.to_numpy(ak.flatten(tree[branch].array(entry_stop=stop, library="ak"), axis=None))
-
-    found = []
-    for name, coll in schema.collections.items():
-        if coll.btag is not None:
-            flat = values(coll.btag.branch)
-            if len(flat) and np.unique(flat).size == 1:
-                found.append(f"{coll.btag.branch} holds one constant value (no jet is a b-jet)")
-        if coll.id is not None:
-            flat = values(coll.id.branch)
-            if len(flat) and np.unique(flat).size == 1 and not coll.id.passes(flat[:1]).any():
-                found.append(f"{coll.id.branch} holds one constant value that fails the ID "
-                             f"({coll.id.describe()}: every {name} is dropped)")
-    return found
+    """Pick a built-in source for one input from its content (:func:`darkflow.data_prep.detect.detect_source`)."""
+    found = detect_source(path)
+    if found.source is None:
+        tried = "; ".join(f"{check.name}: {check.problem()}" for check in found.checks)
+        raise InputError(f"{path}: `source` auto found no matching schema (tried {tried}); set `source` to a "
+                         "FILE.yaml describing its branches")
+    return found.source
 
 
 def is_simulation(source: str, schema: SourceSchema | None) -> bool:

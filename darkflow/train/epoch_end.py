@@ -151,9 +151,11 @@ class MetricsCSV(Callback):
         self._write()
 
     def on_train_epoch_end(self, trainer, module) -> None:
+        # On every process: the first read of the epoch's metrics syncs them across DDP processes (a collective;
+        # read by the first process alone, in a warm-up epoch that no monitoring callback has read, it hangs).
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if not trainer.is_global_zero:
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         row = {"epoch": trainer.current_epoch, "seconds": round(time.perf_counter() - self.start, 3)}
         self.rows.append(row | {k: metrics.get(k, "") for k in METRIC_COLUMNS[2:]})
         self._write()

@@ -31,7 +31,8 @@ class DarkFlowModule(L.LightningModule):
         event_weights: ``use`` the file's weights, their ``abs`` value, or ``ignore`` them.
         kl_warmup, flow_warmup: epochs of KL and flow warm-up of a FlowVAE (:mod:`darkflow.train.warmup`): the
             training steps set ``model.beta_scale`` and ``model.flow_active`` from the schedule; validation,
-            and the model after training, use the full objective (``beta_scale = 1``, flow active).
+            and the model after training, use the full objective (``beta_scale = 1``, flow active). Under DDP
+            the bypassed flow stays in the graph with weight 0 (:func:`darkflow.train.warmup.keep_in_graph`).
 
     Both losses are ``sum_i w_i l_i / sum_i |w_i|`` with the weights ``w`` of ``event_weights`` (the weighted
     mean when no weight is negative): the training loss over each global batch, the validation losses
@@ -51,6 +52,7 @@ class DarkFlowModule(L.LightningModule):
         self._val: dict = {}  # score name -> WeightedMean, made on first use (not in the state dict)
         self._train_sum: Tensor | None = None  # sum of loss * events over this epoch's training batches
         self._train_events = 0
+        self._zero_grads: list[nn.Parameter] = []  # bypassed in this step under DDP: their gradients are dropped
 
     def _weights(self, batch: dict[str, Tensor], dtype: torch.dtype = torch.float32) -> Tensor:
         w = batch["weight"].to(dtype)
@@ -87,11 +89,23 @@ class DarkFlowModule(L.LightningModule):
         batches = self._trainer.num_training_batches if self._trainer is not None else float("inf")
         self._set_schedule(*schedule(self.current_epoch, batch_idx, batches, self.kl_warmup, self.flow_warmup))
         loss = self._step(batch, sample=True)
+        if self._world() > 1 and not getattr(self.model, "flow_active", True):
+            from darkflow.train.warmup import bypassed_parameters, keep_in_graph
+
+            self._zero_grads = bypassed_parameters(self.model)
+            loss = loss + keep_in_graph(self._zero_grads, loss)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"the training loss became {loss.item()} at epoch {self.current_epoch}, batch "
                                 f"{batch_idx}", self.current_epoch)
         self._accumulate_train_loss(loss, len(batch["mask"]))
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Drop the zero gradients of the parameters a DDP warm-up step kept in the graph (:mod:`warmup`): the
+        optimizer then skips them, as it does in one process, where they get no gradient."""
+        for parameter in self._zero_grads:
+            parameter.grad = None
+        self._zero_grads = []
 
     def on_train_epoch_start(self) -> None:
         self._train_sum, self._train_events = None, 0

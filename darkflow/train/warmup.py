@@ -10,6 +10,11 @@ The schedule is a function of the epoch counter and the batch index only, so tha
 restarts at the epoch after the last completed one) restores it. The validation losses are always those
 of the full objective, and the best checkpoint and early stopping only consider the epochs after the
 warm-up.
+
+Under DDP the bypassed flow's parameters would take no part in the loss, which DDP (without the search for
+unused parameters) refuses. In several processes they therefore stay in the graph with weight 0
+(:func:`keep_in_graph`) and their zero gradients are dropped before the optimizer step, so that Adam leaves
+them, their moments and their step count untouched, as in one process.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Any
+
+from torch import Tensor, nn
 
 
 def schedule(epoch: int, batch: int, batches: float, kl_warmup: int, flow_warmup: int) -> tuple[float, bool]:
@@ -37,3 +44,19 @@ def monitoring_callbacks(ckpt_dir: Path, patience: int, start: int) -> tuple[Any
     from darkflow.train.epoch_end import BestCheckpoint, EarlyStop, LastCheckpoint
 
     return BestCheckpoint(ckpt_dir, start), EarlyStop(patience, start), [LastCheckpoint(Path(ckpt_dir) / "last.ckpt")]
+
+
+def bypassed_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters that take no part in the loss while the flow is bypassed: the flow's and those of the
+    head that gives it its context (``model.flow``, ``model.context_head``; none for a model without them)."""
+    parts = [getattr(model, name, None) for name in ("flow", "context_head")]
+    return [p for part in parts if isinstance(part, nn.Module) for p in part.parameters() if p.requires_grad]
+
+
+def keep_in_graph(parameters: list[nn.Parameter], like: Tensor) -> Tensor:
+    """``0 * sum`` of every element of ``parameters``, a scalar of ``like``'s dtype: added to the loss it changes
+    no value and no other gradient, and gives each of these parameters a zero gradient, so that DDP sees them used.
+    """
+    if not parameters:
+        return like.new_zeros(())
+    return 0.0 * sum(p.sum().to(like.dtype) for p in parameters)

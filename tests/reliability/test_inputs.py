@@ -147,7 +147,8 @@ CASES = [
     Case("inspect-mask-short", inspect(damaged_events("mask-short")), ("mask",)),
     Case("inspect-layout-not-json", inspect(damaged_events("layout-not-json")), ("layout",)),
     Case("inspect-scores-file", inspect(lambda s: s.scores), ("objects|event file",)),
-    Case("inspect-root-file", inspect(lambda s: s.sm_root), NOT_HDF5),
+    Case("inspect-truncated-root", inspect(lambda s: s.truncated(s.sm_root, "cut.root", 0.5)), ("cut.root",)),
+    Case("inspect-text-named-root", inspect(lambda s: s.write("text.root", "hello\n")), ("not a root file",)),
     # merge
     Case("merge-folder", merge(folder("dir.h5")), FOLDER, MISLEADING),
     Case("merge-text", merge(text_h5), NOT_HDF5),
