@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from darkflow.errors import ConfigError
@@ -33,6 +34,16 @@ class IndexedContext:
     def __init__(self, table: Tensor, index: Tensor | None = None) -> None:
         self.table = table
         self.index = index
+        self._projections: dict[object, Tensor] = {}
+
+    def project(self, key: object, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        """The table after a linear layer, ``(P, H)``. Without gradients it is kept per ``key`` (a flow block), so
+        that a decoder run on several chunks of fibers with this context projects the table once."""
+        if torch.is_grad_enabled():
+            return F.linear(self.table, weight, bias)
+        if key not in self._projections:
+            self._projections[key] = F.linear(self.table, weight, bias)
+        return self._projections[key]
 
     def dense(self, batch: int) -> Tensor:
         """The context as a ``(batch, C)`` tensor."""

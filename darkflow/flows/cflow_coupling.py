@@ -149,7 +149,7 @@ class CFlowBlock(Flow):
         layer runs on the ``P`` distinct rows only."""
         first, last = self.subnet[0], self.subnet[2]
         if isinstance(context, IndexedContext):
-            projected = F.linear(context.table, first.weight[:, self.split :], first.bias)
+            projected = context.project(self, first.weight[:, self.split :], first.bias)
             h = context.affine(z_a, first.weight[:, : self.split], projected)
         else:
             h = F.linear(torch.cat([z_a, context], dim=1), first.weight, first.bias)
