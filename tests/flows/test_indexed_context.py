@@ -51,3 +51,21 @@ def test_bad_indexed_context_is_refused():
     flow = build_flow("cflow-coupling", features=4, context=8, num_layers=1)
     with pytest.raises(ConfigError, match="indexed context"):
         flow(torch.randn(7, 4), IndexedContext(torch.randn(3, 8)))  # 3 does not divide 7
+
+
+@pytest.mark.parametrize("permutation", ["orthogonal", "random"])
+def test_chunks_sharing_one_context_equal_the_dense_pass(permutation):
+    """Without gradients a block projects the table once per context; chunks of whole tiles reuse it and give the
+    dense result (also after the weights change, with a new context)."""
+    torch.manual_seed(3)
+    flow = build_flow("cflow-coupling", features=5, context=8, num_layers=3, permutation=permutation).double()
+    dense, indexed = _dense_and_indexed("tiled", n=4, p=6)
+    z = torch.randn(len(dense), 5, dtype=torch.float64)
+    with torch.no_grad():
+        parts = [flow(chunk, indexed) for chunk in z.split(12)]
+        torch.testing.assert_close(torch.cat([u for u, _ in parts]), flow(z, dense)[0])
+        torch.testing.assert_close(torch.cat([ld for _, ld in parts]), flow(z, dense)[1])
+        for p in flow.parameters():
+            p.add_(0.1)
+        _, fresh = _dense_and_indexed("tiled", n=4, p=6)
+        torch.testing.assert_close(flow(z, fresh)[1], flow(z, dense)[1])
