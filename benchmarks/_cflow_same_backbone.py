@@ -99,6 +99,36 @@ def run_ours(train_set, test_set, spec: dict) -> dict:
     return {"train_s": train_s, "infer_s": infer_s, "maps": maps, "scores": scores}
 
 
+def inference_macs(image_size: int, in_channels: int, blocks: int = 8, condition: int = 128) -> dict:
+    """Multiply-adds of one image's inference, counted from the layer shapes: the resnet18 encoder (the same in
+    both), our decoders (the context half of each block's first layer once per position, shared by every image
+    of a batch, so left out) and anomalib's (the context concatenated to every fiber). Both apply a 64x64 /
+    128x128 / 256x256 permutation matrix per block (FrEIA's soft permutation, our orthogonal one)."""
+    import torch.nn as nn
+
+    from darkflow.cflow.encoders import TorchvisionEncoder
+
+    encoder = TorchvisionEncoder("resnet18", "none").eval()
+    count = [0]
+
+    def hook(module, _, out):
+        count[0] += out.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+
+    handles = [m.register_forward_hook(hook) for m in encoder.modules() if isinstance(m, nn.Conv2d)]
+    with torch.enable_grad():
+        maps = encoder(torch.zeros(1, in_channels, image_size, image_size))
+    for h in handles:
+        h.remove()
+    decoders = {"ours": 0, "anomalib": 0}
+    for m in maps:
+        c, positions = m.shape[1], m.shape[2] * m.shape[3]
+        split, k = c - c // 2, c // 2
+        hidden = 2 * (split + condition)
+        for name, first in (("ours", split), ("anomalib", split + condition)):
+            decoders[name] += blocks * positions * (first * hidden + hidden * 2 * k + c * c)
+    return {"encoder": count[0], "ours": count[0] + decoders["ours"], "anomalib": count[0] + decoders["anomalib"]}
+
+
 def main() -> None:
     from darkflow.cflow.load import load_images
     from darkflow.cflow.metrics import image_auroc, pixel_auroc
@@ -125,6 +155,7 @@ def main() -> None:
                 "image_auroc": image_auroc(out["scores"], test_set.labels),
                 "pixel_auroc": (pixel_auroc(out["maps"], test_set.masks) if test_set.masks is not None else None),
             }
+        row["macs"] = inference_macs(data["image_size"], train_set.images.shape[1])
         results[data["name"]] = row
     print("RESULT " + json.dumps({"torch": torch.__version__, "results": results}))
 
