@@ -1,0 +1,175 @@
+"""``darkflow score --workers N | --dask-scheduler ADDR``: the model's scores computed on a Dask cluster.
+
+Each input is cut into parts of at most ``part_events`` events, a whole number of scoring batches, so that
+every batch holds the events it holds in the single-process path (:func:`darkflow.train.score.score_file`
+from event 0 in steps of ``batch_size``) and the scores are the same numbers. Each part runs
+:func:`score_part` on a worker: the worker loads the run once (kept for the next parts, :func:`worker_model`),
+on its GPU when it has one, scores the part's events and writes their scores to a part file of its own in the
+output's scratch folder (``.NAME.darkflow-XXXXXX.tmp`` beside the output); only a summary goes back to the
+client. The client (:func:`score_on_cluster`) reads the parts in input order, deletes each once read, and
+gives every input's scores to :func:`darkflow.train.score.score`, which writes the scores file exactly as in
+one process: the cut baselines, weights, ids and overlap checks are the client's, on the same code.
+
+At most two parts per worker thread are in flight or waiting to be read, so scratch space stays bounded.
+The run and the inputs must be readable, and the output's folder writable, from the workers (a shared file
+system on a cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PART_EVENTS = 16 * 4096
+"""Events per part by default: sixteen scoring batches of :data:`darkflow.train.score.BATCH`."""
+
+
+def parts(inputs: list[tuple[str, int]], part_events: int) -> Iterator[tuple[int, str, int, int]]:
+    """``(input index, path, start, stop)`` of every part of the ``(path, n_events)`` inputs, in input order."""
+    for index, (path, n) in enumerate(inputs):
+        for lo in range(0, n, part_events):
+            yield index, path, lo, min(lo + part_events, n)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a worker sits among the workers of its host: ``rank`` (0, 1, ... by address, to spread workers
+    over the host's GPUs) and ``share`` (its Dask threads over the host's, its share of the host's cores)."""
+
+    rank: int = 0
+    share: float = 1.0
+
+
+def placements(workers: dict[str, dict[str, Any]]) -> dict[str, Placement]:
+    """The :class:`Placement` of every worker of ``client.scheduler_info()["workers"]`` (address -> info with
+    ``host`` and ``nthreads``)."""
+    hosts: dict[str, list[str]] = {}
+    for address, info in workers.items():
+        hosts.setdefault(info.get("host", address), []).append(address)
+    out = {}
+    for addresses in hosts.values():
+        total = sum(max(1, int(workers[a].get("nthreads", 1))) for a in addresses)
+        for rank, address in enumerate(sorted(addresses)):
+            out[address] = Placement(rank, max(1, int(workers[address].get("nthreads", 1))) / total)
+    return out
+
+
+def device_and_threads(placement: Placement, cuda_devices: int, cores: int) -> tuple[str, int]:
+    """A worker's torch device (``cuda:K``, its rank modulo the host's GPUs, else ``cpu``) and its CPU threads
+    (its share of the host's ``cores``, at least 1)."""
+    device = f"cuda:{placement.rank % cuda_devices}" if cuda_devices > 0 else "cpu"
+    return device, max(1, int(cores * placement.share + 1e-9))
+
+
+_CACHE: dict[tuple, tuple[Any, str]] = {}
+
+
+def worker_model(run: str, placement: Placement) -> tuple[Any, str]:
+    """The model of ``run`` on this worker's device, and the device; loaded once per worker process (again only
+    when ``model.pt`` changes). The first load also sets this process's torch threads
+    (:func:`device_and_threads`)."""
+    import torch
+
+    from darkflow.threads import apply_threads, available_cores
+    from darkflow.train.run import load_model
+
+    model_file = Path(run) / "model.pt" if Path(run).is_dir() else Path(run)
+    try:
+        info = model_file.stat()
+        key = (str(model_file.resolve()), info.st_mtime_ns, info.st_size)
+    except OSError:
+        key = (str(model_file), 0, 0)
+    if key not in _CACHE:
+        _CACHE.clear()
+        device, threads = device_and_threads(placement, torch.cuda.device_count() if torch.cuda.is_available()
+                                             else 0, available_cores())
+        if device == "cpu" and torch.get_num_threads() != threads:
+            apply_threads(threads)
+        model, _ = load_model(run)
+        _CACHE[key] = (model.to(device), device)
+    return _CACHE[key]
+
+
+def _placement(where: dict[str, Placement]) -> Placement:
+    try:
+        from distributed import get_worker
+
+        return where.get(get_worker().address, Placement())
+    except (ImportError, ValueError):
+        return Placement()
+
+
+def score_part(run: str, path: str, start: int, stop: int, batch_size: int, part: str,
+               where: dict[str, Placement]) -> dict[str, Any]:
+    """Score events ``[start, stop)`` of the event file ``path`` (run on a worker) and write one float64
+    dataset per score to the HDF5 file ``part`` (attribute ``keys``: the scores in the model's order).
+
+    Returns ``part``, ``events`` (``stop - start``), ``keys`` and the ``device`` used; ``where`` maps worker
+    addresses to their :class:`Placement`.
+    """
+    import h5py
+
+    from darkflow.train.score import score_file
+
+    model, device = worker_model(run, _placement(where))
+    scores = score_file(model, path, batch_size, start=start, stop=stop, device=device)
+    with h5py.File(part, "w") as handle:
+        for key, value in scores.items():
+            handle.create_dataset(key, data=value)
+        handle.attrs["keys"] = json.dumps(list(scores))
+    return {"part": part, "events": stop - start, "keys": list(scores), "device": device}
+
+
+def score_on_cluster(client, run: str | Path, inputs: list[tuple[str, int]], scratch: Path, batch_size: int,
+                     part_events: int, devices: set[str] | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """The scores of every ``(path, n_events)`` input in order, as :func:`darkflow.train.score.score_file`
+    gives them, computed on ``client``'s cluster; the part files go to the folder ``scratch`` and are
+    deleted once read. ``devices`` collects the devices the workers used.
+
+    Close the iterator (``contextlib.closing``) when the caller stops early: the parts not yet run are
+    cancelled.
+    """
+    import h5py
+
+    from darkflow.dask_cluster import result
+
+    run = os.path.abspath(run)
+    scratch = Path(os.path.abspath(scratch))
+    where = placements(client.scheduler_info().get("workers", {}))
+    window = 2 * max(1, sum(client.nthreads().values()))
+    todo = enumerate(parts([(os.path.abspath(p), n) for p, n in inputs], part_events))
+    running: deque = deque()
+
+    def submit() -> None:
+        for k, (index, path, lo, hi) in todo:
+            future = client.submit(score_part, run, path, lo, hi, batch_size, str(scratch / f"part-{k:06d}.h5"),
+                                   where, pure=False)
+            running.append((index, path, lo, hi, future))
+            return
+
+    try:
+        for _ in range(window):
+            submit()
+        for index in range(len(inputs)):
+            scores: dict[str, list[np.ndarray]] = {}
+            while running and running[0][0] == index:
+                _, path, lo, hi, future = running.popleft()
+                summary = result(future, f"scoring events {lo} to {hi} of {path}")
+                submit()
+                with h5py.File(summary["part"], "r") as handle:
+                    for key in summary["keys"]:
+                        scores.setdefault(key, []).append(handle[key][:])
+                Path(summary["part"]).unlink()
+                if devices is not None:
+                    devices.add(summary["device"])
+            yield {key: np.concatenate(values) for key, values in scores.items()}
+    finally:
+        for *_, future in running:
+            future.cancel()
