@@ -11,7 +11,14 @@ from darkflow.cli import main
 from darkflow.data_prep.prepare import PrepareConfig, prepare
 from darkflow.errors import ConfigError, InputError
 from darkflow.fileio import leftovers
-from darkflow.train.dask_score import Placement, device_and_threads, parts, placements, score_part, worker_model
+from darkflow.train.dask_score import (
+    Placement,
+    device_and_threads,
+    parts,
+    placements,
+    score_part,
+    worker_model,
+)
 from darkflow.train.score import score, score_file
 
 distributed = pytest.importorskip("distributed")
@@ -163,9 +170,18 @@ def test_an_error_on_a_worker_leaves_nothing(tmp_path, client, setup):
 
 @pytest.mark.slow
 def test_local_cluster_of_processes(tmp_path, setup):
+    import torch
+
+    from darkflow.threads import available_cores
+
     files, run = setup
     one, many = tmp_path / "one.h5", tmp_path / "many.h5"
-    score(run, [files["sm"], files["held"]], one, batch_size=64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, available_cores() // 2))  # the two workers' threads: bit-equal float32 sums
+    try:
+        score(run, [files["sm"], files["held"]], one, batch_size=64)
+    finally:
+        torch.set_num_threads(threads)
     devices: set[str] = set()
     score(run, [files["sm"], files["held"]], many, workers=2, batch_size=64, part_events=128, devices=devices)
     assert devices == {"cpu"}  # this machine has no GPU; a worker with one scores on it
