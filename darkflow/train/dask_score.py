@@ -8,7 +8,9 @@ on its GPU when it has one, scores the part's events and writes their scores to 
 output's scratch folder (``.NAME.darkflow-XXXXXX.tmp`` beside the output); only a summary goes back to the
 client. The client (:func:`score_on_cluster`) reads the parts in input order, deletes each once read, and
 gives every input's scores to :func:`darkflow.train.score.score`, which writes the scores file exactly as in
-one process: the cut baselines, weights, ids and overlap checks are the client's, on the same code.
+one process: the cut baselines, weights, ids and overlap checks are the client's, on the same code. The
+file is bit for bit the single-process one where the workers run as many torch threads on the same kind of
+device as the single process; otherwise the scores agree to float32 round-off (a sum split over other threads).
 
 At most two parts per worker thread are in flight or waiting to be read, so scratch space stays bounded.
 The run and the inputs must be readable, and the output's folder writable, from the workers (a shared file

@@ -198,7 +198,8 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
         workers, dask_scheduler, dask_timeout, client: score on a Dask cluster
             (:mod:`darkflow.train.dask_score`): a local one of ``workers`` processes, the one at
             ``dask_scheduler`` (reached within ``dask_timeout`` s) or the one of a ``dask.distributed.Client``.
-            The file is the single-process one, dataset for dataset; parts of ``part_events`` events
+            The file is the single-process one, dataset for dataset (bit for bit at the same torch thread
+            count and device, else to float32 round-off); parts of ``part_events`` events
             (default :data:`~darkflow.train.dask_score.PART_EVENTS`, a multiple of ``batch_size``) are scored
             on the workers, on their GPU where they have one, and a local cluster started here is closed
             however the scoring ends.
