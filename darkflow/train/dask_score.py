@@ -49,18 +49,29 @@ class Placement:
     share: float = 1.0
 
 
-def placements(workers: dict[str, dict[str, Any]]) -> dict[str, Placement]:
-    """The :class:`Placement` of every worker of ``client.scheduler_info()["workers"]`` (address -> info with
-    ``host`` and ``nthreads``)."""
+def placements(nthreads: dict[str, int]) -> dict[str, Placement]:
+    """The :class:`Placement` of every worker of ``client.nthreads()`` (worker address -> its Dask threads);
+    workers whose addresses name the same host share it."""
     hosts: dict[str, list[str]] = {}
-    for address, info in workers.items():
-        hosts.setdefault(info.get("host", address), []).append(address)
+    for address in nthreads:
+        hosts.setdefault(address_host(address), []).append(address)
     out = {}
     for addresses in hosts.values():
-        total = sum(max(1, int(workers[a].get("nthreads", 1))) for a in addresses)
+        total = sum(max(1, int(nthreads[a])) for a in addresses)
         for rank, address in enumerate(sorted(addresses)):
-            out[address] = Placement(rank, max(1, int(workers[address].get("nthreads", 1))) / total)
+            out[address] = Placement(rank, max(1, int(nthreads[address])) / total)
     return out
+
+
+def address_host(address: str) -> str:
+    """The host of a Dask address: ``tcp://10.0.0.1:8786`` -> ``10.0.0.1``, ``tls://[::1]:80`` -> ``::1``,
+    ``inproc://10.0.0.1/123/4`` -> ``10.0.0.1``."""
+    rest = address.partition("://")[2] or address
+    if rest.startswith("["):
+        return rest[1:].partition("]")[0]
+    for stop in (":", "/"):
+        rest = rest.partition(stop)[0]
+    return rest
 
 
 def device_and_threads(placement: Placement, cuda_devices: int, cores: int) -> tuple[str, int]:
@@ -144,7 +155,7 @@ def score_on_cluster(client, run: str | Path, inputs: list[tuple[str, int]], scr
 
     run = os.path.abspath(run)
     scratch = Path(os.path.abspath(scratch))
-    where = placements(client.scheduler_info().get("workers", {}))
+    where = placements(client.nthreads())
     window = 2 * max(1, sum(client.nthreads().values()))
     todo = enumerate(parts([(os.path.abspath(p), n) for p, n in inputs], part_events))
     running: deque = deque()

@@ -13,6 +13,7 @@ from darkflow.errors import ConfigError, InputError
 from darkflow.fileio import leftovers
 from darkflow.train.dask_score import (
     Placement,
+    address_host,
     device_and_threads,
     parts,
     placements,
@@ -101,10 +102,11 @@ def test_a_part_is_the_single_process_slice(tmp_path, setup):
 def test_parts_placements_devices_and_threads():
     assert list(parts([("a", 10), ("b", 0), ("c", 4)], 4)) == [
         (0, "a", 0, 4), (0, "a", 4, 8), (0, "a", 8, 10), (2, "c", 0, 4)]
-    workers = {"tcp://h1:2": {"host": "h1", "nthreads": 1}, "tcp://h1:1": {"host": "h1", "nthreads": 3},
-               "tcp://h2:1": {"host": "h2", "nthreads": 2}}
-    assert placements(workers) == {"tcp://h1:1": Placement(0, 0.75), "tcp://h1:2": Placement(1, 0.25),
-                                   "tcp://h2:1": Placement(0, 1.0)}
+    workers = {"tcp://10.0.0.1:2": 1, "tcp://10.0.0.1:1": 3, "tcp://10.0.0.2:1": 2}
+    assert placements(workers) == {"tcp://10.0.0.1:1": Placement(0, 0.75), "tcp://10.0.0.1:2": Placement(1, 0.25),
+                                   "tcp://10.0.0.2:1": Placement(0, 1.0)}
+    assert [address_host(a) for a in ("tcp://10.0.0.1:8786", "tls://[::1]:80", "inproc://10.0.0.1/123/4",
+                                       "node7:8786")] == ["10.0.0.1", "::1", "10.0.0.1", "node7"]
     assert device_and_threads(Placement(1, 0.25), 0, 16) == ("cpu", 4)
     assert device_and_threads(Placement(3, 0.5), 2, 16) == ("cuda:1", 8)
     assert device_and_threads(Placement(0, 1 / 3), 0, 3) == ("cpu", 1)
@@ -172,6 +174,7 @@ def test_an_error_on_a_worker_leaves_nothing(tmp_path, client, setup):
 def test_local_cluster_of_processes(tmp_path, setup):
     import torch
 
+    from darkflow.dask_cluster import connect
     from darkflow.threads import available_cores
 
     files, run = setup
@@ -183,9 +186,19 @@ def test_local_cluster_of_processes(tmp_path, setup):
     finally:
         torch.set_num_threads(threads)
     devices: set[str] = set()
-    score(run, [files["sm"], files["held"]], many, workers=2, batch_size=64, part_events=128, devices=devices)
-    assert devices == {"cpu"}  # this machine has no GPU; a worker with one scores on it
-    assert_same_scores(one, many)
+    with connect(2, None) as cluster:  # the cluster of --workers 2
+        score(run, [files["sm"], files["held"]], many, batch_size=64, part_events=128, devices=devices,
+              client=cluster.client)
+        worker_threads = cluster.client.run(torch.get_num_threads)
+    if not torch.cuda.is_available():
+        assert devices == {"cpu"}
+        assert sorted(worker_threads.values()) == [max(1, available_cores() // 2)] * 2  # cores / workers
+        assert_same_scores(one, many)
+    else:  # GPU workers: the same scores to float32 round-off
+        assert devices and all(d.startswith("cuda:") for d in devices)
+        with h5py.File(one) as x, h5py.File(many) as y:
+            for name in ("total", "reco", "kl"):
+                np.testing.assert_allclose(y["sm"][name][:], x["sm"][name][:], rtol=1e-4, atol=1e-4)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["many.h5", "one.h5"]
 
 
