@@ -14,10 +14,12 @@
   core), and ``score --workers 1`` / ``--workers 2`` (the CLI's local cluster: worker threads = cores /
   workers, on the workers' GPU where they have one; cluster start-up excluded; each worker's model load,
   the client's reads, checks and write included). Each is shown as a ratio to the single process; the issue
-  gives no target, the one of conversion is used: 2 workers at least 1.7x one worker.
+  gives no target, the one of conversion is used: 2 workers at least 1.7x one worker. Each setting runs
+  ``--repeats`` times (a cluster stays up between its runs, the model stays loaded) and the best run counts;
+  every run is recorded.
 
 Usage: ``python benchmarks/bench_scale.py [--only conversion|training|scoring] [--files 4] [--events 100000]
-[--train-events 40000] [--epochs 3] [--score-files 4] [--score-events 100000] [--workdir DIR]``; ``--tiny``
+[--train-events 40000] [--epochs 3] [--score-files 4] [--score-events 100000] [--repeats 3] [--workdir DIR]``; ``--tiny``
 runs every step on a few thousand events (a smoke test, nothing recorded). Conversion and training are
 recorded in ``results/bench_scale.json`` when both ran, scoring in ``results/bench_scale_scoring.json``. Run it
 on an otherwise idle machine with at least 2 cores.
@@ -114,27 +116,32 @@ def training(data: Path, work: Path, epochs: int, processes: int, batch: int) ->
     return n_train * (len(rows) - 1) / (float(rows[-1]["seconds"]) - float(rows[0]["seconds"]))
 
 
-def scoring(run: Path, inputs: list[str], work: Path) -> dict[str, float]:
-    """Events/s of ``darkflow score`` in one process and on local Dask clusters of 1 and 2 workers (the files
-    written are checked: equal, to float32 round-off where the torch thread counts differ)."""
+def scoring(run: Path, inputs: list[str], work: Path, repeats: int) -> dict[str, list[float]]:
+    """Events/s of ``darkflow score`` in one process and on local Dask clusters of 1 and 2 workers, ``repeats``
+    runs each (a cluster stays up between its runs: the workers keep the model); the files written are checked
+    to be equal (to float32 round-off where the torch thread counts differ)."""
     from darkflow.dask_cluster import connect
     from darkflow.threads import apply_threads, available_cores
     from darkflow.train.score import score
 
     apply_threads(available_cores())
     score(run, inputs[:1], work / "warm_up.h5")  # imports and first kernel calls done before timing
-    rates: dict[str, float] = {}
-    start = time.perf_counter()
-    total = sum(score(run, inputs, work / "scores_single.h5").values())
-    rates["single"] = total / (time.perf_counter() - start)
+    rates: dict[str, list[float]] = {"single": [], "dask1": [], "dask2": []}
+    for _ in range(repeats):
+        start = time.perf_counter()
+        total = sum(score(run, inputs, work / "scores_single.h5").values())
+        rates["single"].append(total / (time.perf_counter() - start))
     for workers in (1, 2):
         out = work / f"scores_dask{workers}.h5"
         with connect(workers, None) as cluster:
             cluster.client.run(lambda: __import__("darkflow.train.score"))  # imports done before timing
-            start = time.perf_counter()
-            score(run, inputs, out, client=cluster.client)
-            rates[f"dask{workers}"] = total / (time.perf_counter() - start)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                score(run, inputs, out, client=cluster.client)
+                rates[f"dask{workers}"].append(total / (time.perf_counter() - start))
         print(f"{workers} worker(s): {same_scores(work / 'scores_single.h5', out)}")
+    for name, runs in rates.items():
+        print(f"{name}: {', '.join(f'{r:.0f}' for r in runs)} events/s")
     return rates
 
 
@@ -182,8 +189,11 @@ def same_scores(a: Path, b: Path) -> str:
         f"equal to the single-process file to float32 round-off (largest difference {largest:.2g})")
 
 
-def scoring_rows(rates: dict[str, float], size: dict) -> list[dict]:
-    """The scoring figures: events/s, each beside the single process, and the 2-vs-1-worker speed-up."""
+def scoring_rows(runs: dict[str, list[float]], size: dict) -> list[dict]:
+    """The scoring figures: events/s (the best run; every run in ``runs``), each beside the single process, and
+    the 2-vs-1-worker speed-up."""
+    rates = {name: max(values) for name, values in runs.items()}
+    size = size | {"runs": {name: [round(v) for v in values] for name, values in runs.items()}}
     speedup = rates["dask2"] / rates["dask1"]
     single = round(rates["single"])
     return [
@@ -218,6 +228,7 @@ def main() -> None:
     parser.add_argument("--score-files", type=int, default=4)
     parser.add_argument("--score-events", type=int, default=100_000, help="events per scored file")
     parser.add_argument("--score-train-events", type=int, default=5000, help="events the scored model trains on")
+    parser.add_argument("--repeats", type=int, default=3, help="scoring runs per setting (the best is shown)")
     parser.add_argument("--only", choices=("conversion", "training", "scoring"), action="append",
                         help="run only this part (repeat for several; default: all three)")
     parser.add_argument("--workdir", help="folder for the generated files (default: a temporary one)")
@@ -246,7 +257,7 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "darkflow", "train", "--data", str(work / "score_train.h5"),
                             "--out", str(work / "run_score"), "--epochs", "1", "-q"], check=True,
                            stdout=subprocess.DEVNULL)
-            score_rates = scoring(work / "run_score", scored, work)
+            score_rates = scoring(work / "run_score", scored, work, args.repeats)
             size = {"files": args.score_files, "events_per_file": args.score_events, "model": "convvae"}
             rows = scoring_rows(score_rates, size)
             show(rows)
