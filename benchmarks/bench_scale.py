@@ -12,11 +12,12 @@
   epoch on ``--score-train-events`` events: the speed does not depend on how well it is trained) on
   ``--score-files`` prepared files of ``--score-events`` events: single process (torch threads: every
   core), and ``score --workers 1`` / ``--workers 2`` (the CLI's local cluster: worker threads = cores /
-  workers, on the workers' GPU where they have one; cluster start-up excluded; each worker's model load,
+  workers, on the workers' GPU where they have one; cluster start-up and the workers' model load excluded;
   the client's reads, checks and write included). Each is shown as a ratio to the single process; the issue
-  gives no target, the one of conversion is used: 2 workers at least 1.7x one worker. Each setting runs
-  ``--repeats`` times (a cluster stays up between its runs, the model stays loaded) and the best run counts;
-  every run is recorded.
+  gives no target, the one of conversion is used: 2 workers at least 1.7x one worker. After a warm-up run
+  of each (the workers load the model there), ``--repeats`` rounds of the three settings run interleaved, so
+  that a change of the machine's load hits all three alike; the best run of each counts, every run is
+  recorded.
 
 Usage: ``python benchmarks/bench_scale.py [--only conversion|training|scoring] [--files 4] [--events 100000]
 [--train-events 40000] [--epochs 3] [--score-files 4] [--score-events 100000] [--repeats 3] [--workdir DIR]``; ``--tiny``
@@ -118,30 +119,28 @@ def training(data: Path, work: Path, epochs: int, processes: int, batch: int) ->
 
 def scoring(run: Path, inputs: list[str], work: Path, repeats: int) -> dict[str, list[float]]:
     """Events/s of ``darkflow score`` in one process and on local Dask clusters of 1 and 2 workers, ``repeats``
-    runs each (a cluster stays up between its runs: the workers keep the model); the files written are checked
-    to be equal (to float32 round-off where the torch thread counts differ)."""
+    rounds of the three, interleaved so that a change of the machine's load hits all three alike. A warm-up run
+    of each first (imports, the workers' model load, first kernel calls); the files written are checked to be
+    equal (to float32 round-off where the torch thread counts differ)."""
     from darkflow.dask_cluster import connect
     from darkflow.threads import apply_threads, available_cores
     from darkflow.train.score import score
 
     apply_threads(available_cores())
-    score(run, inputs[:1], work / "warm_up.h5")  # imports and first kernel calls done before timing
     rates: dict[str, list[float]] = {"single": [], "dask1": [], "dask2": []}
-    for _ in range(repeats):
-        start = time.perf_counter()
-        total = sum(score(run, inputs, work / "scores_single.h5").values())
-        rates["single"].append(total / (time.perf_counter() - start))
-    for workers in (1, 2):
-        out = work / f"scores_dask{workers}.h5"
-        with connect(workers, None) as cluster:
-            cluster.client.run(lambda: __import__("darkflow.train.score"))  # imports done before timing
-            for _ in range(repeats):
+    with connect(1, None) as one, connect(2, None) as two:
+        clients = {"single": None, "dask1": one.client, "dask2": two.client}
+        for name, client in clients.items():
+            score(run, inputs[:1], work / f"warm_up_{name}.h5", client=client)
+        for _ in range(repeats):
+            for name, client in clients.items():
                 start = time.perf_counter()
-                score(run, inputs, out, client=cluster.client)
-                rates[f"dask{workers}"].append(total / (time.perf_counter() - start))
-        print(f"{workers} worker(s): {same_scores(work / 'scores_single.h5', out)}")
+                total = sum(score(run, inputs, work / f"scores_{name}.h5", client=client).values())
+                rates[name].append(total / (time.perf_counter() - start))
     for name, runs in rates.items():
         print(f"{name}: {', '.join(f'{r:.0f}' for r in runs)} events/s")
+        if name != "single":
+            print(f"  {same_scores(work / 'scores_single.h5', work / f'scores_{name}.h5')}")
     return rates
 
 

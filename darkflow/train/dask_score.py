@@ -20,6 +20,7 @@ system on a cluster).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from collections import deque
 from collections.abc import Iterator
@@ -86,8 +87,8 @@ _CACHE: dict[tuple, tuple[Any, str]] = {}
 
 def worker_model(run: str, placement: Placement) -> tuple[Any, str]:
     """The model of ``run`` on this worker's device, and the device; loaded once per worker process (again only
-    when ``model.pt`` changes). The first load also sets this process's torch threads
-    (:func:`device_and_threads`)."""
+    when ``model.pt`` changes). The first load also sets the torch threads of a worker process started by a
+    nanny (:func:`device_and_threads`); a worker running inside the client's process leaves them alone."""
     import torch
 
     from darkflow.threads import apply_threads, available_cores
@@ -103,8 +104,8 @@ def worker_model(run: str, placement: Placement) -> tuple[Any, str]:
         _CACHE.clear()
         device, threads = device_and_threads(placement, torch.cuda.device_count() if torch.cuda.is_available()
                                              else 0, available_cores())
-        if device == "cpu" and torch.get_num_threads() != threads:
-            apply_threads(threads)
+        if device == "cpu" and torch.get_num_threads() != threads and multiprocessing.parent_process() is not None:
+            apply_threads(threads)  # a worker process of its own (not a worker thread of the client's process)
         model, _ = load_model(run)
         _CACHE[key] = (model.to(device), device)
     return _CACHE[key]
