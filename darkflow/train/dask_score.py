@@ -82,13 +82,32 @@ def device_and_threads(placement: Placement, cuda_devices: int, cores: int) -> t
     return device, max(1, int(cores * placement.share + 1e-9))
 
 
+def heap_for_tensors() -> bool:
+    """Let glibc keep freed batch tensors in the heap for the next batch; False where there is no ``mallopt``.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also freezes glibc's mmap threshold
+    at 128 KiB: every tensor of a batch is then mapped and unmapped again (page faults), and scoring is about
+    30% slower than in a plain process (2.8 s against 2.1 s for 65,536 events, one thread). Tensors up to
+    32 MiB come from the heap and up to 256 MiB of it is kept instead (1.9 s).
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 * 2**20)) and bool(mallopt(m_trim_threshold, 256 * 2**20))
+
+
 _CACHE: dict[tuple, tuple[Any, str]] = {}
 
 
 def worker_model(run: str, placement: Placement) -> tuple[Any, str]:
     """The model of ``run`` on this worker's device, and the device; loaded once per worker process (again only
-    when ``model.pt`` changes). The first load also sets the torch threads of a worker process started by a
-    nanny (:func:`device_and_threads`); a worker running inside the client's process leaves them alone."""
+    when ``model.pt`` changes). In a worker process started by a nanny the first load also sets the torch
+    threads (:func:`device_and_threads`) and the heap (:func:`heap_for_tensors`); a worker running inside the
+    client's process leaves both alone."""
     import torch
 
     from darkflow.threads import apply_threads, available_cores
@@ -104,8 +123,10 @@ def worker_model(run: str, placement: Placement) -> tuple[Any, str]:
         _CACHE.clear()
         device, threads = device_and_threads(placement, torch.cuda.device_count() if torch.cuda.is_available()
                                              else 0, available_cores())
-        if device == "cpu" and torch.get_num_threads() != threads and multiprocessing.parent_process() is not None:
-            apply_threads(threads)  # a worker process of its own (not a worker thread of the client's process)
+        if multiprocessing.parent_process() is not None:  # a worker process of its own, not the client's
+            heap_for_tensors()
+            if device == "cpu" and torch.get_num_threads() != threads:
+                apply_threads(threads)
         model, _ = load_model(run)
         _CACHE[key] = (model.to(device), device)
     return _CACHE[key]

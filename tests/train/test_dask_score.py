@@ -190,6 +190,8 @@ def test_local_cluster_of_processes(tmp_path, setup):
         score(run, [files["sm"], files["held"]], many, batch_size=64, part_events=128, devices=devices,
               client=cluster.client)
         worker_threads = cluster.client.run(torch.get_num_threads)
+        own_process = cluster.client.run(lambda: __import__("multiprocessing").parent_process() is not None)
+    assert list(own_process.values()) == [True, True]  # where worker_model sets threads and heap
     if not torch.cuda.is_available():
         assert devices == {"cpu"}
         assert sorted(worker_threads.values()) == [max(1, available_cores() // 2)] * 2  # cores / workers
