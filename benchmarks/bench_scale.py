@@ -202,6 +202,10 @@ def scoring_rows(runs: dict[str, list[float]], size: dict) -> list[dict]:
          "target": None, "ok": None, "ratio_to_single": round(rates["dask1"] / rates["single"], 2), **size},
         {"name": "score, Dask 2 workers", "value": round(rates["dask2"]), "unit": "events/s", "reference": single,
          "target": None, "ok": None, "ratio_to_single": round(rates["dask2"] / rates["single"], 2), **size},
+        {"name": "score ratio, Dask 1 worker / single process", "value": round(rates["dask1"] / rates["single"], 2),
+         "unit": "x", "reference": 1.0, "target": None, "ok": None, **size},
+        {"name": "score ratio, Dask 2 workers / single process", "value": round(rates["dask2"] / rates["single"], 2),
+         "unit": "x", "reference": 1.0, "target": None, "ok": None, **size},
         {"name": "score speed-up, 2 vs 1 Dask workers", "value": round(speedup, 2), "unit": "x",
          "reference": 1.0, "target": ">= 1.7", "ok": speedup >= 1.7, **size},
     ]
