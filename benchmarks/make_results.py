@@ -317,6 +317,8 @@ MISSED_BECAUSE = {
     "needs our decoders at half their cost (README, CFLOW-AD speed and quality)",
     ("bench_scale", "prepare speed-up, 2 vs 1 Dask"): "2 workers, client and scheduler share 2 cores; one worker "
     "reads, converts and writes on one thread (README, Scaling out)",
+    ("bench_scale_scoring", "score speed-up, 2 vs 1 Dask"): "one worker already runs two torch threads on the two "
+    "cores; a second worker adds no core here, and the client and other jobs share them (README, Scaling out)",
 }
 """Why a target is missed, shown beside MISSED: (script, start of the figure's name after the data set) -> reason;
 the numbers behind each reason are in the README section named."""

@@ -214,7 +214,9 @@ VERBS: tuple[Verb, ...] = (
          description="Write one group per input: the model's scores, the cut baselines hlf:NAME (each high-level "
          "feature but MET_phi), weight, event_id, process and split (0/1: training/validation events of the "
          "training file). Inputs prepared with another channel, object definitions or source than the training "
-         "file are reported (--strict: refused); inputs holding training-file events are reported and marked.",
+         "file are reported (--strict: refused); inputs holding training-file events are reported and marked. "
+         "With --workers or --dask-scheduler the events are scored in parts on a Dask cluster (on the workers' "
+         "GPUs where they have one) and the file is the single-process one.",
          example="darkflow score --run runs/conv_maf --data sm_cal.h5 sm_test.h5 zprime.h5 --out scores.h5",
          flags=(
              flag("--run", help="run directory (or its model.pt)"),
@@ -222,6 +224,10 @@ VERBS: tuple[Verb, ...] = (
              flag("--out", help="scores file (.h5); never one of the inputs"),
              flag("--strict", switch=True, help="refuse inputs whose channel, object definitions or source differ "
                   "from the training file's (default: a warning per input and difference)"),
+             flag("--workers", type=int, metavar="N", group="cluster",
+                  help="score on a local Dask cluster of N processes (needs darkflow[dask])"),
+             flag("--dask-scheduler", metavar="ADDR", group="cluster", help="score on the Dask cluster at ADDR, "
+                  "e.g. tcp://10.0.0.1:8786 (needs darkflow[dask])"),
          ), threads=True),
     Verb("scan", "darkflow.analysis.scan:ScanConfig", "darkflow.analysis.scan:scan",
          help="metrics at fixed background efficiency and threshold scans of a scores file",

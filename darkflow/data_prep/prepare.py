@@ -195,7 +195,7 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
     compression = None if config.compression == "none" else config.compression
     parallel = client is not None or config.workers is not None or config.dask_scheduler is not None
     if parallel:
-        from darkflow.data_prep.dask_prepare import check_address
+        from darkflow.dask_cluster import check_address
 
         check_address(config.dask_scheduler)
     source, schema = resolve_source(config.source, inputs)
@@ -203,7 +203,7 @@ def prepare(config: PrepareConfig, progress: bool = True, client=None) -> Prepar
     processes = ProcessIndex()
     with contextlib.ExitStack() as stack:
         if parallel:
-            from darkflow.data_prep.dask_prepare import connect
+            from darkflow.dask_cluster import connect
             from darkflow.fileio import scratch_folder
 
             scratch = stack.enter_context(scratch_folder(out))  # removed after the cluster is closed

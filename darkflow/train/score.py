@@ -27,10 +27,12 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 
-from darkflow.config import Name, StrictModel, at_least_one
-from darkflow.errors import InputError
+from darkflow.config import Name, at_least_one
+from darkflow.dask_cluster import DaskOptions
+from darkflow.errors import ConfigError, InputError
 from darkflow.events import EventFile
 from darkflow.fileio import atomic_output, check_output, same_file
+from darkflow.train.dask_score import PART_EVENTS
 from darkflow.train.overlap import KeyIndex, event_keys
 
 BATCH = 4096
@@ -38,21 +40,29 @@ BATCH = 4096
 
 @torch.no_grad()
 def score_file(model: torch.nn.Module, path: str | Path | EventFile, batch_size: int = BATCH,
-               indices: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Deterministic scores (posterior mean) of the events of an event file (all, or sorted ``indices``);
-    ``path`` may be an open :class:`~darkflow.events.EventFile` (not validated again)."""
+               indices: np.ndarray | None = None, start: int = 0, stop: int | None = None,
+               device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+    """Deterministic scores (posterior mean) of the events of an event file: all, events ``[start, stop)``
+    in batches of ``batch_size`` from ``start``, or sorted ``indices``; ``path`` may be an open
+    :class:`~darkflow.events.EventFile` (not validated again). ``model`` is on ``device``; the scores come back
+    as float64 numpy arrays ``(B,)``, one per score of the model."""
     out: dict[str, list[np.ndarray]] = {}
     events = path if isinstance(path, EventFile) else EventFile(path)
     with events:
-        n = events.n_events if indices is None else len(indices)
+        if indices is None:
+            stop = events.n_events if stop is None else stop
+        n = stop - start if indices is None else len(indices)
         for lo in range(0, n, batch_size):
-            rows = slice(lo, lo + batch_size) if indices is None else np.sort(indices[lo : lo + batch_size])
+            if indices is None:
+                rows = slice(start + lo, min(start + lo + batch_size, stop))
+            else:
+                rows = np.sort(indices[lo : lo + batch_size])
             part = events.read(rows, ("objects", "mask", "hlf"))
-            objects = torch.from_numpy(part["objects"])
-            mask = torch.from_numpy(part["mask"])
-            hlf = torch.from_numpy(part["hlf"])
+            objects = torch.from_numpy(part["objects"]).to(device)
+            mask = torch.from_numpy(part["mask"]).to(device)
+            hlf = torch.from_numpy(part["hlf"]).to(device)
             for key, value in model(objects, mask, sample=False, hlf=hlf).items():
-                out.setdefault(key, []).append(value.double().numpy())
+                out.setdefault(key, []).append(value.double().cpu().numpy())
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
 
 
@@ -169,7 +179,9 @@ def _warn(kind: str, message: str) -> None:
 
 
 def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bool = False,
-          notify: Callable[[str, str], None] | None = None) -> dict[str, int]:
+          notify: Callable[[str, str], None] | None = None, *, workers: int | None = None,
+          dask_scheduler: str | None = None, dask_timeout: float = 10.0, client=None, batch_size: int = BATCH,
+          part_events: int | None = None, devices: set[str] | None = None) -> dict[str, int]:
     """Score ``inputs`` with the model of ``run`` into the HDF5 scores file ``out``; returns events per label.
 
     ``out`` is checked before any work: it may be none of the inputs, the model or the training file (also
@@ -183,9 +195,23 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
         notify: called as ``notify(kind, line)`` with kind ``"warning"`` (an input differs from or overlaps
             the training file) or ``"note"`` (a check that could not be made); by default warnings are
             issued as :class:`ScoreWarning` and notes dropped.
+        workers, dask_scheduler, dask_timeout, client: score on a Dask cluster
+            (:mod:`darkflow.train.dask_score`): a local one of ``workers`` processes, the one at
+            ``dask_scheduler`` (reached within ``dask_timeout`` s) or the one of a ``dask.distributed.Client``.
+            The file is the single-process one, dataset for dataset (bit for bit at the same torch thread
+            count and device, else to float32 round-off); parts of ``part_events`` events
+            (default :data:`~darkflow.train.dask_score.PART_EVENTS`, a multiple of ``batch_size``) are scored
+            on the workers, on their GPU where they have one, and a local cluster started here is closed
+            however the scoring ends.
+        batch_size: events per forward pass.
+        devices: collects the torch devices the Dask workers scored on.
     """
+    import contextlib
+
     import h5py
 
+    from darkflow.config import validate
+    from darkflow.dask_cluster import check_address
     from darkflow.train.provenance import differences
     from darkflow.train.run import load_model
 
@@ -194,6 +220,16 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
     model_file = Path(run) / "model.pt" if Path(run).is_dir() else Path(run)
     check_output(out, what="scores file")
     refuse_overwrite(out, [*inputs, model_file])
+    cluster = validate(DaskOptions, {"workers": workers, "dask_scheduler": dask_scheduler,
+                                     "dask_timeout": dask_timeout}, "")
+    parallel = client is not None or cluster.on_cluster
+    if batch_size < 1:
+        raise ConfigError(f"`batch_size` must be at least 1, got {batch_size}")
+    part_events = part_events or max(batch_size, PART_EVENTS // batch_size * batch_size)
+    if part_events < 1 or part_events % batch_size:
+        raise ConfigError(f"`part_events` must be a positive multiple of `batch_size` ({batch_size}), got "
+                          f"{part_events}: a part holds whole batches")
+    check_address(cluster.dask_scheduler)
     model, meta = load_model(run)
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     split = np.load(run_dir / "split.npz") if (run_dir / "split.npz").is_file() else None
@@ -219,7 +255,18 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
                           "(`strict` refuses such inputs)")
 
     counts: dict[str, int] = {}
-    with atomic_output(out, inputs=[*inputs, model_file, training.path]) as tmp:
+    with contextlib.ExitStack() as stack:
+        if parallel:
+            from darkflow.dask_cluster import connect
+            from darkflow.fileio import scratch_folder
+            from darkflow.train.dask_score import score_on_cluster
+
+            scratch = stack.enter_context(scratch_folder(out))  # removed after the cluster is closed
+            dask = stack.enter_context(connect(cluster.workers, cluster.dask_scheduler, cluster.dask_timeout, client))
+            on_cluster = stack.enter_context(contextlib.closing(score_on_cluster(
+                dask.client, model_file, [(str(e.path), e.n_events) for e in labels.values()], scratch, batch_size,
+                part_events, devices)))
+        tmp = stack.enter_context(atomic_output(out, inputs=[*inputs, model_file, training.path]))
         with h5py.File(tmp, "w") as dest:
             dest.attrs["default_score"] = meta.get("default_score", "total")
             dest.attrs["model"] = str(run)
@@ -234,7 +281,7 @@ def score(run: str | Path, inputs: list[str | Path], out: str | Path, strict: bo
                         part, how = _overlap(training, path, events, extra)
                         role = _role(how, part)
                         _report_overlap(notify, path, training.path, training.known_paths, how, part)
-                    scores = score_file(model, events)
+                    scores = next(on_cluster) if parallel else score_file(model, events, batch_size)
                 group = dest.create_group(label)
                 for key, value in {**scores, **baselines, **extra}.items():
                     group.create_dataset(key, data=value)
@@ -300,8 +347,9 @@ def summary(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-class ScoreConfig(StrictModel):
-    """Options of ``darkflow score``: the run, the event files to score, the scores file, strictness."""
+class ScoreConfig(DaskOptions):
+    """Options of ``darkflow score``: the run, the event files to score, the scores file, strictness, and the
+    Dask cluster to score on (``workers`` or ``dask_scheduler``, :class:`darkflow.dask_cluster.DaskOptions`)."""
 
     run: Name
     data: Annotated[list[Name], at_least_one("give at least one event file (.h5) to score")]
@@ -317,9 +365,11 @@ class ScoreResult:
     labels: list[str]
     rows: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        """The file written, then a table: events, N_eff, sum of weights, mean default score, role per label."""
+        """The file written, then a table: events, N_eff, sum of weights, mean default score, role per label;
+        after a Dask run, the devices its workers scored on."""
         rows = {row["label"]: row for row in self.rows}
         name = next(iter(rows.values()))["score"] if rows else "total"
         lines = [f"wrote {self.out}",
@@ -328,12 +378,16 @@ class ScoreResult:
             r = rows[label]
             lines.append(f"{label:<20s} {r['events']:>9d} {r['n_eff']:>11.1f} {r['sum_w']:>14.5g} "
                          f"{r['mean']:>12.4g}  {r['role']}")
+        if self.devices:
+            lines.append(f"scored on the Dask workers' {', '.join(self.devices)}")
         return lines
 
 
 def run(config: ScoreConfig) -> ScoreResult:
     """``darkflow score``: :func:`score` with every warning and note of the checks collected."""
     said: list[str] = []
+    devices: set[str] = set()
     labels = score(config.run, list(config.data), config.out, strict=config.strict,
-                   notify=lambda kind, line: said.append(line))
-    return ScoreResult(Path(config.out), list(labels), summary(config.out), said)
+                   notify=lambda kind, line: said.append(line), workers=config.workers,
+                   dask_scheduler=config.dask_scheduler, dask_timeout=config.dask_timeout, devices=devices)
+    return ScoreResult(Path(config.out), list(labels), summary(config.out), said, sorted(devices))
