@@ -21,6 +21,7 @@ per block; the data flow is ``(B, D)`` matrix products only, for batches of ``B*
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -69,10 +70,14 @@ class FixedOrthogonal(nn.Module):
     def inverse(self, z: Tensor) -> Tensor:
         return F.linear(z, self.matrix().T)
 
-    def affine(self, z: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
-        """``W (z * scale + bias)`` as one product with the scale and bias folded into ``W``."""
+    def fold(self, scale: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+        """``(W diag(scale), W bias)``: ``W (z * scale + bias)`` becomes one product (:meth:`apply`)."""
         w = self.matrix()
-        return torch.addmm(w @ bias, z, (w * scale).T)
+        return w * scale, w @ bias
+
+    def apply(self, z: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """``z weight^T + bias`` with the output of :meth:`fold`."""
+        return torch.addmm(bias, z, weight.T)
 
 
 class _Permutation(nn.Module):
@@ -88,10 +93,27 @@ class _Permutation(nn.Module):
     def inverse(self, z: Tensor) -> Tensor:
         return self.permutation.inverse(z)[0]
 
-    def affine(self, z: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
-        """The permutation of ``z * scale + bias``."""
+    def fold(self, scale: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+        """``scale`` and ``bias`` permuted: the permutation of ``z * scale + bias`` is :meth:`apply`."""
         order = self.permutation._permutation
-        return torch.addcmul(bias[order], z[:, order], scale[order])
+        return scale[order], bias[order]
+
+    def apply(self, z: Tensor, scale: Tensor, bias: Tensor) -> Tensor:
+        """The permutation of ``z``, times ``scale`` plus ``bias`` (the output of :meth:`fold`)."""
+        return torch.addcmul(bias, z[:, self.permutation._permutation], scale)
+
+
+class _Folded(NamedTuple):
+    """The weights one :class:`CFlowBlock` pass uses (see :meth:`CFlowBlock._folded`)."""
+
+    first_z: Tensor
+    first_context: Tensor
+    first_bias: Tensor
+    last_weight: Tensor
+    last_bias: Tensor
+    log_global_scale: Tensor
+    perm_weight: Tensor
+    perm_bias: Tensor
 
 
 class CFlowBlock(Flow):
@@ -142,20 +164,36 @@ class CFlowBlock(Flow):
         self.permutation = (
             FixedOrthogonal(features) if permutation == "orthogonal" else _Permutation(features)
         )
+        self._cache: tuple[tuple, _Folded] | None = None
 
-    def _coupling(self, z_a: Tensor, context: Tensor | IndexedContext) -> tuple[Tensor, Tensor]:
-        """``(clamp * tanh(s / clamp), t)`` with ``(s, t) = 0.1 * subnet([z_a, context])``; the factors 0.1 and
-        ``1 / clamp`` are folded into the last layer, and with an indexed context the context half of the first
-        layer runs on the ``P`` distinct rows only."""
+    def _folded(self) -> _Folded:
+        """The block's weights with the constants folded in: the factors 0.1 and ``1 / clamp`` in the last layer,
+        the global affine in the permutation. Without gradients they are kept until a parameter changes."""
+        if torch.is_grad_enabled():
+            return self._fold()
+        params = (*self.parameters(), *self.buffers())
+        key = tuple((p.data_ptr(), p._version, p.device) for p in params)
+        if self._cache is None or self._cache[0] != key:
+            self._cache = (key, self._fold())
+        return self._cache[1]
+
+    def _fold(self) -> _Folded:
         first, last = self.subnet[0], self.subnet[2]
-        if isinstance(context, IndexedContext):
-            projected = context.project(self, first.weight[:, self.split :], first.bias)
-            h = context.affine(z_a, first.weight[:, : self.split], projected)
-        else:
-            h = F.linear(torch.cat([z_a, context], dim=1), first.weight, first.bias)
         k = self.features - self.split
         fold = torch.cat([last.weight.new_full((k,), 0.1 / self.clamp), last.weight.new_full((k,), 0.1)])
-        u, t = F.linear(F.relu(h, inplace=True), last.weight * fold[:, None], last.bias * fold).split(k, dim=1)
+        log_g = self._log_global_scale()
+        perm_weight, perm_bias = self.permutation.fold(log_g.exp(), self.global_bias)
+        return _Folded(first.weight[:, : self.split], first.weight[:, self.split :], first.bias,
+                       last.weight * fold[:, None], last.bias * fold, log_g, perm_weight, perm_bias)
+
+    def _coupling(self, z_a: Tensor, context: Tensor | IndexedContext, w: _Folded) -> tuple[Tensor, Tensor]:
+        """``(clamp * tanh(s / clamp), t)`` with ``(s, t) = 0.1 * subnet([z_a, context])``; with an indexed
+        context the context half of the first layer runs on the ``P`` distinct rows only."""
+        if isinstance(context, IndexedContext):
+            h = context.affine(z_a, w.first_z, context.project(self, w.first_context, w.first_bias))
+        else:
+            h = F.linear(torch.cat([z_a, context], dim=1), self.subnet[0].weight, w.first_bias)
+        u, t = F.linear(F.relu(h, inplace=True), w.last_weight, w.last_bias).split(self.features - self.split, dim=1)
         return self.clamp * torch.tanh(u), t
 
     def _log_global_scale(self) -> Tensor:
@@ -165,19 +203,20 @@ class CFlowBlock(Flow):
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         context = self.check(z, context)
+        w = self._folded()
         z_a, z_b = z.split([self.split, self.features - self.split], dim=1)
-        log_s, t = self._coupling(z_a, context)
-        log_g = self._log_global_scale()
-        z = self.permutation.affine(torch.cat([z_a, torch.addcmul(t, z_b, log_s.exp())], dim=1), log_g.exp(),
-                                    self.global_bias)
-        return z, log_s.sum(dim=1) + log_g.sum()
+        log_s, t = self._coupling(z_a, context, w)
+        z = self.permutation.apply(torch.cat([z_a, torch.addcmul(t, z_b, log_s.exp())], dim=1), w.perm_weight,
+                                   w.perm_bias)
+        return z, log_s.sum(dim=1) + w.log_global_scale.sum()
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         context = self.check(z, context)
-        log_g = self._log_global_scale()
+        w = self._folded()
+        log_g = w.log_global_scale
         z = (self.permutation.inverse(z) - self.global_bias) * (-log_g).exp()
         z_a, z_b = z.split([self.split, self.features - self.split], dim=1)
-        log_s, t = self._coupling(z_a, context)
+        log_s, t = self._coupling(z_a, context, w)
         z = torch.cat([z_a, (z_b - t) * (-log_s).exp()], dim=1)
         return z, -log_s.sum(dim=1) - log_g.sum()
 
