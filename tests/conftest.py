@@ -173,6 +173,16 @@ def quick_config(size: int, **training):
                        training={"epochs": 1, "fiber_batch": 512, **training})
 
 
+@pytest.fixture(scope="module")
+def client():
+    """A Dask client of two in-process workers: the same scheduler and protocol as a real cluster, without start-up
+    cost (needs the ``dask`` extra)."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as c:
+        with distributed.Client(c, set_as_default=False) as cl:
+            yield cl
+
+
 @pytest.fixture(name="quick_config", scope="session")
 def _quick_config():
     """:func:`quick_config` for tests (a fixture, so that no test imports this conftest)."""

@@ -22,14 +22,6 @@ VOLATILE = ("created", "label")
 
 
 @pytest.fixture(scope="module")
-def client():
-    """Two in-process workers: the same scheduler and protocol as a real cluster, without start-up cost."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as c:
-        with distributed.Client(c, set_as_default=False) as cl:
-            yield cl
-
-
-@pytest.fixture(scope="module")
 def root_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("src")
     paths = []

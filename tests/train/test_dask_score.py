@@ -29,14 +29,6 @@ TINY = ["--model", "convvae", "--epochs", "1", "--batch-size", "128", "-q", "--s
 
 
 @pytest.fixture(scope="module")
-def client():
-    """Two in-process workers: the same scheduler and protocol as a real cluster, without start-up cost."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as c:
-        with distributed.Client(c, set_as_default=False) as cl:
-            yield cl
-
-
-@pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny ConvVAE run on ``sm`` (400 events), and ``held`` (250 events, independent of training)."""
     d = tmp_path_factory.mktemp("dask_score")
