@@ -163,19 +163,14 @@ class Scorer:
 
     def _apply(self, converted: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's scores of the selected events, float64 ``(M,)`` each, batched as ``darkflow score``."""
-        import torch
+        from darkflow.train.score import batch_scores
 
         n = len(converted["objects"])
         out: dict[str, list[np.ndarray]] = {}
-        if n == 0:
-            return {}
-        model = self.model
-        with torch.no_grad():
-            for lo in range(0, n, self.batch_size):
-                batch = [torch.from_numpy(np.ascontiguousarray(converted[k][lo:lo + self.batch_size])).to(self.device)
-                         for k in ("objects", "mask", "hlf")]
-                for key, value in model(batch[0], batch[1], sample=False, hlf=batch[2]).items():
-                    out.setdefault(key, []).append(value.double().cpu().numpy())
+        for lo in range(0, n, self.batch_size):
+            batch = {k: converted[k][lo:lo + self.batch_size] for k in ("objects", "mask", "hlf")}
+            for key, value in batch_scores(self.model, batch, self.device).items():
+                out.setdefault(key, []).append(value)
         return {k: np.concatenate(v) for k, v in out.items()}
 
     def _output(self, n: int, scores: dict[str, np.ndarray], selected: np.ndarray) -> ak.Array:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,13 +57,19 @@ def score_file(model: torch.nn.Module, path: str | Path | EventFile, batch_size:
                 rows = slice(start + lo, min(start + lo + batch_size, stop))
             else:
                 rows = np.sort(indices[lo : lo + batch_size])
-            part = events.read(rows, ("objects", "mask", "hlf"))
-            objects = torch.from_numpy(part["objects"]).to(device)
-            mask = torch.from_numpy(part["mask"]).to(device)
-            hlf = torch.from_numpy(part["hlf"]).to(device)
-            for key, value in model(objects, mask, sample=False, hlf=hlf).items():
-                out.setdefault(key, []).append(value.double().cpu().numpy())
+            for key, value in batch_scores(model, events.read(rows, ("objects", "mask", "hlf")), device).items():
+                out.setdefault(key, []).append(value)
     return {k: np.concatenate(v) if v else np.zeros(0) for k, v in out.items()}
+
+
+def batch_scores(model: torch.nn.Module, batch: Mapping[str, np.ndarray],
+                 device: str | torch.device = "cpu") -> dict[str, np.ndarray]:
+    """Deterministic scores (posterior mean) of one batch, without gradients: ``objects`` ``(B, R, F)``, ``mask``
+    ``(B, R)`` and ``hlf`` ``(B, H)`` as stored in an event file -> one float64 ``(B,)`` array per score."""
+    with torch.no_grad():
+        objects, mask, hlf = (torch.from_numpy(np.ascontiguousarray(batch[k])).to(device)
+                              for k in ("objects", "mask", "hlf"))
+        return {k: v.double().cpu().numpy() for k, v in model(objects, mask, sample=False, hlf=hlf).items()}
 
 
 def check_layout(meta: dict, path: Path, layout: dict) -> None:
