@@ -14,7 +14,6 @@ References:
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -188,20 +187,14 @@ class Scorer:
 
 def _load(run: Path, device: str):
     """The run's model on ``device``, loaded once per process (executors unpickle a scorer for every task)."""
+    from darkflow.train.run import load_model_once
     from darkflow.train.rundir import MODEL_FILE
 
     path = run / MODEL_FILE if run.is_dir() else run
     if not path.is_file():
         raise InputError(f"no trained model at {path} in this process; the run directory must be readable "
                          "wherever the scorer runs (on every Dask worker)")
-    return _load_cached(str(path.resolve()), path.stat().st_mtime_ns, device)
-
-
-@functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime_ns: int, device: str):
-    from darkflow.train.run import load_model
-
-    return load_model(path)[0].to(device)
+    return load_model_once(path, device)
 
 
 def _device(device: str | None) -> str:

@@ -100,36 +100,23 @@ def heap_for_tensors() -> bool:
     return bool(mallopt(m_mmap_threshold, 32 * 2**20)) and bool(mallopt(m_trim_threshold, 256 * 2**20))
 
 
-_CACHE: dict[tuple, tuple[Any, str]] = {}
-
-
 def worker_model(run: str, placement: Placement) -> tuple[Any, str]:
-    """The model of ``run`` on this worker's device, and the device; loaded once per worker process (again only
-    when ``model.pt`` changes). In a worker process started by a nanny the first load also sets the torch
+    """The model of ``run`` on this worker's device, and the device; loaded once per worker process
+    (:func:`darkflow.train.run.load_model_once`). In a worker process started by a nanny it also sets the torch
     threads (:func:`device_and_threads`) and the heap (:func:`heap_for_tensors`); a worker running inside the
     client's process leaves both alone."""
     import torch
 
     from darkflow.threads import apply_threads, available_cores
-    from darkflow.train.run import load_model
+    from darkflow.train.run import load_model_once
 
-    model_file = Path(run) / "model.pt" if Path(run).is_dir() else Path(run)
-    try:
-        info = model_file.stat()
-        key = (str(model_file.resolve()), info.st_mtime_ns, info.st_size)
-    except OSError:
-        key = (str(model_file), 0, 0)
-    if key not in _CACHE:
-        _CACHE.clear()
-        device, threads = device_and_threads(placement, torch.cuda.device_count() if torch.cuda.is_available()
-                                             else 0, available_cores())
-        if multiprocessing.parent_process() is not None:  # a worker process of its own, not the client's
-            heap_for_tensors()
-            if device == "cpu" and torch.get_num_threads() != threads:
-                apply_threads(threads)
-        model, _ = load_model(run)
-        _CACHE[key] = (model.to(device), device)
-    return _CACHE[key]
+    device, threads = device_and_threads(placement, torch.cuda.device_count() if torch.cuda.is_available()
+                                         else 0, available_cores())
+    if multiprocessing.parent_process() is not None:  # a worker process of its own, not the client's
+        heap_for_tensors()
+        if device == "cpu" and torch.get_num_threads() != threads:
+            apply_threads(threads)
+    return load_model_once(run, device), device
 
 
 def _placement(where: dict[str, Placement]) -> Placement:

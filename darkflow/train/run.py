@@ -19,6 +19,7 @@ warning line per problem found there.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -99,6 +100,24 @@ HLF_MODELS: tuple[str, ...] = ("hlf_density",)
 
 RUN_KEYS = ("config", "scaler", "type_codes", "layout")
 """The metadata keys ``model.pt`` needs to rebuild its model."""
+
+
+def load_model_once(run: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The model of ``run`` (:func:`load_model`) on ``device``, loaded once per process and again only when its
+    ``model.pt`` changes (path, modification time, size): for processes that score many parts of a run (Dask
+    workers, unpickled :class:`darkflow.Scorer` copies)."""
+    path = Path(run) / MODEL_FILE if Path(run).is_dir() else Path(run)
+    try:
+        info = path.stat()
+        key = (str(path.resolve()), info.st_mtime_ns, info.st_size)
+    except OSError:
+        key = (str(path), 0, 0)
+    return _load_model_on(*key, str(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model_on(path: str, mtime_ns: int, size: int, device: str) -> torch.nn.Module:
+    return load_model(path)[0].to(device)
 
 
 def load_model(run: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
