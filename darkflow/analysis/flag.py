@@ -47,7 +47,6 @@ from darkflow.fileio import check_output, write_text_atomic
 if TYPE_CHECKING:
     from darkflow.events import EventFile
 
-HLF_PREFIX = CUT_PREFIX
 FIRST_FEATURES = ("MET", "HT", "m_eff")
 """High-level features written first; the others follow sorted by name."""
 
@@ -183,9 +182,9 @@ def _write_candidates(out: str | Path, sample: Sample, features: dict[str, np.nd
     if not out.parent.is_dir():
         raise InputError(f"output folder does not exist: {out.parent}")
     picked = _above(sample.scores[score], placed.value)
-    names = [score] + sorted(k for k in sample.scores if k != score and not k.startswith(HLF_PREFIX))
-    feature_keys = sorted(features, key=lambda k: _feature_order(k[len(HLF_PREFIX):]))
-    columns = ["event_id", "process", *names, "weight", *(k[len(HLF_PREFIX):] for k in feature_keys)]
+    names = [score] + sorted(k for k in sample.scores if k != score and not k.startswith(CUT_PREFIX))
+    feature_keys = sorted(features, key=lambda k: _feature_order(k[len(CUT_PREFIX):]))
+    columns = ["event_id", "process", *names, "weight", *(k[len(CUT_PREFIX):] for k in feature_keys)]
     text = io.StringIO()
     text.writelines(line + "\n" for line in _header(placed, run, score, sample.label, len(sample), picked.size))
     writer = csv.writer(text, lineterminator="\n")
@@ -199,7 +198,7 @@ def _write_candidates(out: str | Path, sample: Sample, features: dict[str, np.nd
 
 def hlf_columns(sample: Sample) -> dict[str, np.ndarray]:
     """The ``hlf:NAME`` entries of a scores-file sample: its high-level features as ``darkflow score`` stored them."""
-    return {k: v for k, v in sample.scores.items() if k.startswith(HLF_PREFIX)}
+    return {k: v for k, v in sample.scores.items() if k.startswith(CUT_PREFIX)}
 
 
 def flag(scores: str | Path, label: str, out: str | Path, *, eps_b: str | None = None,
