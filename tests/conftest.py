@@ -106,6 +106,30 @@ EVENT_HLF_NAMES = ["MET", "MET_phi", "HT", "m_eff"]
 EVENT_PROCESS_NAMES = ["ttbar", "wjets", "zjets"]
 
 
+TINY_CONVVAE = ["--model", "convvae", "--epochs", "1", "--batch-size", "128", "-q", "--set", "model.latent=4",
+                "--set", "model.context=8", "--set", "model.hidden=32", "--set", "model.channels=[8, 16]"]
+"""``darkflow train`` flags of a ConvVAE small enough to train in seconds."""
+
+
+def tiny_scoring_run(directory: Path, events: dict[str, tuple[int, int]], id_step: int = 0
+                     ) -> tuple[dict[str, Path], Path]:
+    """Prepared event files ``directory/NAME.h5`` of random NanoAOD-like events (``events``: name -> (seed, n);
+    event numbers shifted by ``id_step * seed``) and a :data:`TINY_CONVVAE` run trained on the one named ``sm``."""
+    from darkflow.cli import main
+    from darkflow.data_prep.prepare import PrepareConfig, prepare
+
+    files = {}
+    for name, (seed, n) in events.items():
+        data = random_nanoaod(np.random.default_rng(seed), n)
+        data["event"] += id_step * seed
+        src = write_tree(directory / f"{name}.root", data)
+        files[name] = directory / f"{name}.h5"
+        prepare(PrepareConfig(inputs=[str(src)], out=str(files[name]), label=name), progress=False)
+    run = directory / "run"
+    assert main(["train", "--data", str(files["sm"]), "--out", str(run), *TINY_CONVVAE]) == 0
+    return files, run
+
+
 def random_events(rows: list[str], n: int, typed: bool, seed: int) -> dict[str, np.ndarray]:
     """Random events in the event-file format: real slots first in every block, MET row always real; with
     ``typed`` a fifth feature column holds the type code (1-7 for objects, 8 for MET)."""

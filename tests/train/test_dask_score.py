@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from conftest import random_nanoaod, write_tree
+from conftest import random_nanoaod, tiny_scoring_run, write_tree
 
 from darkflow.cli import main
 from darkflow.data_prep.prepare import PrepareConfig, prepare
@@ -24,24 +24,11 @@ from darkflow.train.score import score, score_file
 
 distributed = pytest.importorskip("distributed")
 
-TINY = ["--model", "convvae", "--epochs", "1", "--batch-size", "128", "-q", "--set", "model.latent=4",
-        "--set", "model.context=8", "--set", "model.hidden=32", "--set", "model.channels=[8, 16]"]
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A tiny ConvVAE run on ``sm`` (400 events), and ``held`` (250 events, independent of training)."""
-    d = tmp_path_factory.mktemp("dask_score")
-    files = {}
-    for name, seed, n in (("sm", 0, 400), ("held", 1, 250)):
-        data = random_nanoaod(np.random.default_rng(seed), n)
-        data["event"] += 10_000 * seed
-        src = write_tree(d / f"{name}.root", data)
-        files[name] = d / f"{name}.h5"
-        prepare(PrepareConfig(inputs=[str(src)], out=str(files[name]), label=name), progress=False)
-    run = d / "run"
-    assert main(["train", "--data", str(files["sm"]), "--out", str(run), *TINY]) == 0
-    return files, run
+    return tiny_scoring_run(tmp_path_factory.mktemp("dask_score"), {"sm": (0, 400), "held": (1, 250)}, id_step=10_000)
 
 
 def assert_same_scores(a, b):

@@ -8,32 +8,19 @@ import os
 import shutil
 import signal
 
-import numpy as np
 import pytest
-from conftest import random_nanoaod, write_tree
+from conftest import tiny_scoring_run
 
 from darkflow.cli import main
-from darkflow.data_prep.prepare import PrepareConfig, prepare
 from darkflow.errors import Interrupted
 from darkflow.fileio import leftovers
 from darkflow.signals import handle_signals
 from darkflow.train.score import score
 
-TINY = ["--model", "convvae", "--epochs", "1", "--batch-size", "128", "-q", "--set", "model.latent=4",
-        "--set", "model.context=8", "--set", "model.hidden=32", "--set", "model.channels=[8, 16]"]
-
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    d = tmp_path_factory.mktemp("score_output")
-    files = {}
-    for name, seed, n in (("sm", 0, 400), ("held", 1, 200)):
-        src = write_tree(d / f"{name}.root", random_nanoaod(np.random.default_rng(seed), n))
-        files[name] = d / f"{name}.h5"
-        prepare(PrepareConfig(inputs=[str(src)], out=str(files[name]), label=name), progress=False)
-    run = d / "run"
-    assert main(["train", "--data", str(files["sm"]), "--out", str(run), *TINY]) == 0
-    return files, run
+    return tiny_scoring_run(tmp_path_factory.mktemp("score_output"), {"sm": (0, 400), "held": (1, 200)})
 
 
 def digest(path) -> str:
