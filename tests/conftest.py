@@ -111,11 +111,9 @@ TINY_CONVVAE = ["--model", "convvae", "--epochs", "1", "--batch-size", "128", "-
 """``darkflow train`` flags of a ConvVAE small enough to train in seconds."""
 
 
-def tiny_scoring_run(directory: Path, events: dict[str, tuple[int, int]], id_step: int = 0
-                     ) -> tuple[dict[str, Path], Path]:
-    """Prepared event files ``directory/NAME.h5`` of random NanoAOD-like events (``events``: name -> (seed, n);
-    event numbers shifted by ``id_step * seed``) and a :data:`TINY_CONVVAE` run trained on the one named ``sm``."""
-    from darkflow.cli import main
+def prepared_nanoaod(directory: Path, events: dict[str, tuple[int, int]], id_step: int = 0) -> dict[str, Path]:
+    """Prepared event files ``directory/NAME.h5`` (label ``NAME``) of random NanoAOD-like events (``events``:
+    name -> (seed, n); event numbers shifted by ``id_step * seed``)."""
     from darkflow.data_prep.prepare import PrepareConfig, prepare
 
     files = {}
@@ -125,6 +123,15 @@ def tiny_scoring_run(directory: Path, events: dict[str, tuple[int, int]], id_ste
         src = write_tree(directory / f"{name}.root", data)
         files[name] = directory / f"{name}.h5"
         prepare(PrepareConfig(inputs=[str(src)], out=str(files[name]), label=name), progress=False)
+    return files
+
+
+def tiny_scoring_run(directory: Path, events: dict[str, tuple[int, int]], id_step: int = 0
+                     ) -> tuple[dict[str, Path], Path]:
+    """:func:`prepared_nanoaod` files and a :data:`TINY_CONVVAE` run trained on the one named ``sm``."""
+    from darkflow.cli import main
+
+    files = prepared_nanoaod(directory, events, id_step)
     run = directory / "run"
     assert main(["train", "--data", str(files["sm"]), "--out", str(run), *TINY_CONVVAE]) == 0
     return files, run

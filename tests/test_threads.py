@@ -8,9 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import random_nanoaod, write_tree
+from conftest import prepared_nanoaod
 
 from darkflow.cli import build_parser
 from darkflow.threads import available_cores, cgroup_cpu_limit, choose_threads, parse_cfs, parse_cpu_max
@@ -150,12 +149,7 @@ sys.exit(main(sys.argv[2:]))
 
 @pytest.fixture(scope="module")
 def sm_file(tmp_path_factory):
-    from darkflow.data_prep.prepare import PrepareConfig, prepare
-
-    d = tmp_path_factory.mktemp("threads")
-    src = write_tree(d / "sm.root", random_nanoaod(np.random.default_rng(0), 300))
-    prepare(PrepareConfig(inputs=[str(src)], out=str(d / "sm.h5"), label="sm"), progress=False)
-    return d / "sm.h5"
+    return prepared_nanoaod(tmp_path_factory.mktemp("threads"), {"sm": (0, 300)})["sm"]
 
 
 def run_probe(tmp_path, sm_file, mode: str, *flags: str) -> subprocess.CompletedProcess:

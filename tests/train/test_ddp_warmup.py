@@ -10,12 +10,10 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
-from conftest import random_nanoaod, write_tree
+from conftest import prepared_nanoaod
 
-from darkflow.data_prep.prepare import PrepareConfig, prepare
 from darkflow.train.warmup import bypassed_parameters, keep_in_graph
 
 # Records every parameter of the model on each process at the start of training and at the end of epoch 0 (the
@@ -53,11 +51,7 @@ sys.exit(main(sys.argv[2:]))
 
 @pytest.fixture(scope="module")
 def sm_file(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ddp_warmup")
-    src = write_tree(d / "sm.root", random_nanoaod(np.random.default_rng(0), 600))
-    out = d / "sm.h5"
-    prepare(PrepareConfig(inputs=[str(src)], out=str(out), label="sm"), progress=False)
-    return out
+    return prepared_nanoaod(tmp_path_factory.mktemp("ddp_warmup"), {"sm": (0, 600)})["sm"]
 
 
 @pytest.mark.slow
