@@ -32,6 +32,7 @@ from darkflow.errors import InputError
 
 COVARIANCES = ("shared", "position")
 MAX_POSITION_BYTES = 512 * 2**20
+CHUNK_BYTES = 4 * 2**20
 
 
 class GaussianFibers(nn.Module):
@@ -62,25 +63,37 @@ class GaussianFibers(nn.Module):
 
     @torch.no_grad()
     def fit(self, maps: Tensor, epsilon: float = 0.01) -> GaussianFibers:
-        """Fit on the training maps ``(N, C, h, w)`` (``N >= 2``), in float64."""
+        """Fit on the training maps ``(N, C, h, w)`` (``N >= 2``), in float64.
+
+        The fibers are laid out ``(P, N, C)`` in the maps' dtype before the cast (half the bytes to reorder in
+        float32). Per-position covariances ``R_p^T R_p`` of the centred fibers ``R_p`` (``(N, C)``) are formed,
+        shrunk, factorized and inverted a few megabytes of positions at a time, in place: the ``(P, C, C)``
+        float64 stacks of a large map would be hundreds of megabytes of fresh memory each."""
         n, c, h, w = maps.shape
-        x = maps.double().flatten(2).permute(2, 1, 0)  # (P, C, N)
-        mean = x.mean(dim=2)
-        r = (x - mean[..., None]).contiguous()
-        flat = r.permute(0, 2, 1).reshape(-1, c)
-        shared = flat.T @ flat / max(1, (n - 1) * h * w)
-        if self.covariance == "position":
-            own = torch.bmm(r, r.transpose(1, 2))  # (n - 1) times the sample covariance, (P, C, C)
-            cov = (own + c * shared) / (n - 1 + c)
+        x = maps.flatten(2).permute(2, 0, 1).contiguous().double()  # (P, N, C)
+        mean = x.mean(dim=1)
+        r = x.sub_(mean[:, None, :])
+        flat = r.view(-1, c)
+        shared = (flat.T @ flat).div_(max(1, (n - 1) * h * w))
+        if self.covariance == "shared":
+            self._store(slice(None), shared.unsqueeze(0), epsilon)
         else:
-            cov = shared.unsqueeze(0)
-        cov = cov + epsilon * torch.eye(c, dtype=cov.dtype)
-        chol = torch.linalg.cholesky(cov)
-        eye = torch.eye(c, dtype=cov.dtype).expand_as(chol)
+            step = max(1, CHUNK_BYTES // (8 * c * c))
+            for lo in range(0, len(r), step):
+                part = r[lo : lo + step]
+                cov = torch.bmm(part.transpose(1, 2), part)  # (n - 1) times the sample covariance, (Q, C, C)
+                self._store(slice(lo, lo + step), cov.add_(shared, alpha=c).div_(n - 1 + c), epsilon)
         self.mean.copy_(mean.float())
-        self.whitening.copy_(torch.linalg.solve_triangular(chol, eye, upper=False).float())
-        self.log_det_cholesky.copy_(torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1).float())
         return self
+
+    def _store(self, rows: slice, cov: Tensor, epsilon: float) -> None:
+        """Whitening ``L^{-1}`` and ``log det L`` of the covariances ``cov`` ``(Q, C, C)`` (float64, modified) of
+        positions ``rows``, with ``epsilon`` added to their diagonals."""
+        cov.diagonal(dim1=-2, dim2=-1).add_(epsilon)
+        chol = torch.linalg.cholesky(cov)
+        eye = torch.eye(cov.shape[-1], dtype=cov.dtype).expand_as(chol)
+        self.whitening[rows] = torch.linalg.solve_triangular(chol, eye, upper=False)
+        self.log_det_cholesky[rows] = torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
 
     def whiten(self, maps: Tensor) -> Tensor:
         """``z = W_p (x - mu_p)`` of every fiber, ``(N, C, h, w)`` -> ``(N, P, C)``.
