@@ -3,6 +3,10 @@ DarkFlow's CFLOW-AD and anomalib's CFLOW with the same backbone (torchvision res
 paper's layer1..layer3), image size, coupling blocks, clamp, condition size and epochs, trained and timed on the same images on
 the CPU; anomalib with 256 fibers a step, ours with its default large fiber batches (issue 16). Prints one JSON line.
 
+Each side is trained ``spec["rounds"]`` times from the same seed and its test images are scored three times per
+round; the shortest training and the shortest scoring pass of each side are compared (``timeit``'s rule: on a
+shared machine, noise only ever adds time). The maps, scores and AUROCs are those of the first round.
+
 anomalib's model is trained with the loop of its Lightning ``training_step`` (encoder features, a random fiber
 permutation, one Adam step per fiber batch on ``-logsigmoid(log p / C)``), called directly so that both models
 are timed without a Trainer around them; inference is its ``CflowModel.forward`` as anomalib runs it.
@@ -18,6 +22,8 @@ import time
 
 import numpy as np
 import torch
+
+INFERENCE_PASSES = 3
 
 
 def standardize(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
@@ -70,15 +76,17 @@ def run_anomalib(train: np.ndarray, test: np.ndarray, spec: dict) -> dict:
                     loss.mean().backward()
                     opt.step()
     train_s = time.perf_counter() - start
-    start = time.perf_counter()
-    maps, scores = [], []
-    for lo in range(0, len(x_test), spec["batch_size"]):
-        out = model(x_test[lo:lo + spec["batch_size"]])
-        amap = out.anomaly_map
-        maps.append((amap[:, 0] if amap.ndim == 4 else amap).numpy())  # anomalib 2.7 returns (B, H, W)
-        scores.append(out.pred_score.reshape(-1).numpy())
-    infer_s = time.perf_counter() - start
-    return {"train_s": train_s, "infer_s": infer_s, "maps": np.concatenate(maps), "scores": np.concatenate(scores)}
+    infer_s = []
+    for _ in range(INFERENCE_PASSES):
+        start = time.perf_counter()
+        maps, scores = [], []
+        for lo in range(0, len(x_test), spec["batch_size"]):
+            out = model(x_test[lo:lo + spec["batch_size"]])
+            amap = out.anomaly_map
+            maps.append((amap[:, 0] if amap.ndim == 4 else amap).numpy())  # anomalib 2.7 returns (B, H, W)
+            scores.append(out.pred_score.reshape(-1).numpy())
+        infer_s.append(time.perf_counter() - start)
+    return {"train_s": train_s, "infer_s": min(infer_s), "maps": np.concatenate(maps), "scores": np.concatenate(scores)}
 
 
 def run_ours(train_set, test_set, spec: dict) -> dict:
@@ -93,10 +101,12 @@ def run_ours(train_set, test_set, spec: dict) -> dict:
     start = time.perf_counter()
     model, _ = fit_cflow(train_set, config, progress=False)
     train_s = time.perf_counter() - start
-    start = time.perf_counter()
-    maps, scores = predict(model, test_set.images, batch_size=spec["batch_size"])
-    infer_s = time.perf_counter() - start
-    return {"train_s": train_s, "infer_s": infer_s, "maps": maps, "scores": scores}
+    infer_s = []
+    for _ in range(INFERENCE_PASSES):
+        start = time.perf_counter()
+        maps, scores = predict(model, test_set.images, batch_size=spec["batch_size"])
+        infer_s.append(time.perf_counter() - start)
+    return {"train_s": train_s, "infer_s": min(infer_s), "maps": maps, "scores": scores}
 
 
 def inference_macs(image_size: int, in_channels: int, blocks: int = 8, condition: int = 128) -> dict:
@@ -141,20 +151,30 @@ def main() -> None:
         size = data["image_size"] if data["kind"] == "folder" else None
         train_set = load_images(data["train"], "train", size, background=data.get("background"))
         test_set = load_images(data["test"], "test", size, background=data.get("background"))
-        row = {"n_train": len(train_set), "n_test": len(test_set)}
+        row = {"n_train": len(train_set), "n_test": len(test_set), "rounds": spec["rounds"],
+               "inference_passes": INFERENCE_PASSES}
         cfg = {**spec, "image_size": data["image_size"], "fiber_batch": 256}
+        for round_ in range(spec["rounds"]):
+            for name in ("ours", "anomalib"):
+                if name == "ours":
+                    out = run_ours(train_set, test_set, cfg)
+                else:
+                    out = run_anomalib(train_set.images, test_set.images, cfg)
+                if round_:
+                    best = row[name]
+                    best["train_s"] = min(best["train_s"], out["train_s"])
+                    best["infer_s"] = min(best["infer_s"], out["infer_s"])
+                    best["train_s_rounds"].append(out["train_s"])
+                    continue
+                row[name] = {
+                    "train_s": out["train_s"], "infer_s": out["infer_s"], "train_s_rounds": [out["train_s"]],
+                    "image_auroc": image_auroc(out["scores"], test_set.labels),
+                    "pixel_auroc": (pixel_auroc(out["maps"], test_set.masks) if test_set.masks is not None else None),
+                }
         for name in ("ours", "anomalib"):
-            if name == "ours":
-                out = run_ours(train_set, test_set, cfg)
-            else:
-                out = run_anomalib(train_set.images, test_set.images, cfg)
-            row[name] = {
-                "train_images_per_s": len(train_set) * spec["epochs"] / out["train_s"],
-                "infer_images_per_s": len(test_set) / out["infer_s"], "infer_s": out["infer_s"],
-                "train_s": out["train_s"],
-                "image_auroc": image_auroc(out["scores"], test_set.labels),
-                "pixel_auroc": (pixel_auroc(out["maps"], test_set.masks) if test_set.masks is not None else None),
-            }
+            best = row[name]
+            best["train_images_per_s"] = len(train_set) * spec["epochs"] / best["train_s"]
+            best["infer_images_per_s"] = len(test_set) / best["infer_s"]
         row["macs"] = inference_macs(data["image_size"], train_set.images.shape[1])
         results[data["name"]] = row
     print("RESULT " + json.dumps({"torch": torch.__version__, "results": results}))

@@ -105,6 +105,35 @@ class GaussianFibers(nn.Module):
             return torch.bmm(x, self.whitening.transpose(1, 2)).transpose(0, 1)
         return (maps.flatten(2).transpose(1, 2) - self.mean) @ self.whitening[0].T
 
+    def whiten_standardized(self, raw: Tensor, feature_mean: Tensor, feature_std: Tensor) -> Tensor:
+        """``whiten((raw - feature_mean) / feature_std)`` in one batched product per position from the raw maps
+        (inference): the standardization and the mean are folded into ``A_p = diag(1 / std) W_p^T`` and
+        ``b_p = (mean / std + mu_p) W_p^T``, kept until a buffer changes. The same fibers to float32 round-off.
+
+        Shapes: ``raw`` ``(N, C, h, w)`` (channels-last memory needs no copy), ``feature_mean``, ``feature_std``
+        ``(C, 1, 1)`` -> ``(N * P, C)``, image-major."""
+        n, c, h, w = raw.shape
+        a, b = self._folded_standardization(feature_mean, feature_std)
+        x = raw.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        if self.covariance == "position":
+            return torch.baddbmm(b.neg().unsqueeze(1), x.transpose(0, 1), a).transpose(0, 1).reshape(-1, c)
+        return (x @ a[0]).sub_(b).view(-1, c)
+
+    def _folded_standardization(self, feature_mean: Tensor, feature_std: Tensor) -> tuple[Tensor, Tensor]:
+        """``(A, b)`` of :meth:`whiten_standardized`, ``(k, C, C)`` and ``(P, C)``, computed in float64."""
+        tensors = (self.whitening, self.mean, feature_mean, feature_std)
+        key = tuple((t.device, t.data_ptr(), t._version) for t in tensors)
+        cache = getattr(self, "_standardization", None)
+        if cache is None or cache[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                std = feature_std.reshape(1, 1, -1).double()
+                w = self.whitening.double()
+                shift = feature_mean.reshape(1, -1).double() / std[0] + self.mean.double()  # (P, C)
+                b = torch.einsum("pc,pdc->pd", shift, w) if self.covariance == "position" else shift @ w[0].T
+                a = (w / std).transpose(1, 2)
+                cache = self._standardization = (key, (a.to(self.mean.dtype), b.to(self.mean.dtype)))
+        return cache[1]
+
     def mahalanobis(self, maps: Tensor) -> Tensor:
         """Squared Mahalanobis distance of every fiber, ``(N, C, h, w)`` -> ``(N, h, w)``."""
         return self.whiten(maps).pow(2).sum(-1).view(maps.shape[0], *maps.shape[2:])

@@ -76,6 +76,7 @@ class CFlowModel(nn.Module):
             [cs for cs, _, _ in self.scales], d.flow, d.blocks, d.clamp, d.pos_dim, d.flow_options)
         self.forward_direction = self.mvg or d.flow == "cflow-coupling" or not self.decoders[0].has_inverse
         self.register_buffer("calibration", torch.tensor([[0.0, 1.0]] * len(self.scales)))
+        self._contexts: dict[int, object] = {}
 
     def fit_input_normalization(self, images: Tensor) -> None:
         """Fit the input mean and standard deviation on training images ``(N, C, H, W)`` (not ``imagenet``)."""
@@ -142,7 +143,12 @@ class CFlowModel(nn.Module):
         from darkflow.flows import IndexedContext
 
         table = self.position(scale)
-        context = IndexedContext(table if positions is None else table[positions])
+        if positions is None and not torch.is_grad_enabled():  # kept: each block projects the table once
+            context = self._contexts.get(scale)
+            if context is None or context.table is not table:
+                context = self._contexts[scale] = IndexedContext(table)
+        else:
+            context = IndexedContext(table if positions is None else table[positions])
         decoder = self.decoders[scale]
         q = context.table.shape[0]
         rows = max(q, chunk // q * q)
@@ -158,15 +164,21 @@ class CFlowModel(nn.Module):
         """Per-scale fiber NLL maps ``[(N, h_s, w_s)]``: the decoder's NLL of the whitened fibers per dimension
         (the whitening's log-determinant, a constant of each position, is left out like the Gaussian
         normalisation), or for the MVG model the squared Mahalanobis distance over ``2 C_s`` (the same NLL
-        with the identity as flow)."""
+        with the identity as flow). Without gradients the standardization and whitening are one fused product
+        (:meth:`~darkflow.cflow.gaussian.GaussianFibers.whiten_standardized`)."""
+        fused = len(self.gaussians) > 0 and not torch.is_grad_enabled() and not torch.jit.is_tracing()
         out = []
-        for s, m in enumerate(self.features(images)):
+        for s, m in enumerate(self.raw_features(images) if fused else self.features(images)):
             n, c, h, w = m.shape
-            z = self.scale_fibers(s, m)
+            if fused:
+                z = self.gaussians[s].whiten_standardized(m, getattr(self, f"feature_mean_{s}"),
+                                                          getattr(self, f"feature_std_{s}"))
+            else:
+                z = self.scale_fibers(s, m).reshape(n * h * w, c)
             if self.mvg:
                 out.append((0.5 * z.pow(2).sum(-1) / c).view(n, h, w))
                 continue
-            out.append(self.fibers(s, z.reshape(n * h * w, c)).view(n, h, w))
+            out.append(self.fibers(s, z).view(n, h, w))
         return out
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:

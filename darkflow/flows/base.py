@@ -34,16 +34,18 @@ class IndexedContext:
     def __init__(self, table: Tensor, index: Tensor | None = None) -> None:
         self.table = table
         self.index = index
-        self._projections: dict[object, Tensor] = {}
+        self._projections: dict[object, tuple[Tensor, Tensor | None, Tensor]] = {}
 
     def project(self, key: object, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-        """The table after a linear layer, ``(P, H)``. Without gradients it is kept per ``key`` (a flow block), so
-        that a decoder run on several chunks of fibers with this context projects the table once."""
+        """The table after a linear layer, ``(P, H)``. Without gradients it is kept per ``key`` (a flow block) for
+        as long as ``weight`` and ``bias`` are the same tensors, so that a decoder run on several chunks of
+        fibers, or on many batches with a context kept between calls, projects the table once."""
         if torch.is_grad_enabled():
             return F.linear(self.table, weight, bias)
-        if key not in self._projections:
-            self._projections[key] = F.linear(self.table, weight, bias)
-        return self._projections[key]
+        hit = self._projections.get(key)
+        if hit is None or hit[0] is not weight or hit[1] is not bias:
+            hit = self._projections[key] = (weight, bias, F.linear(self.table, weight, bias))
+        return hit[2]
 
     def dense(self, batch: int) -> Tensor:
         """The context as a ``(batch, C)`` tensor."""

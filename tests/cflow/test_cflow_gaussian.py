@@ -43,6 +43,36 @@ def test_log_density_is_torch_multivariate_normal(covariance):
     torch.testing.assert_close(gaussian.mahalanobis(test), d2, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("covariance", ["shared", "position"])
+def test_fit_in_chunks_of_positions_equals_one_pass(covariance, monkeypatch):
+    import darkflow.cflow.gaussian as gaussian_module
+
+    train = _maps(n=9, c=5, seed=4)
+    whole = GaussianFibers(5, 12, covariance).double().fit(train, epsilon=0.05)
+    monkeypatch.setattr(gaussian_module, "CHUNK_BYTES", 8 * 5 * 5 * 5)  # 5 positions per chunk: 5, 5, 2
+    chunked = GaussianFibers(5, 12, covariance).double().fit(train, epsilon=0.05)
+    for name, value in whole.state_dict().items():
+        torch.testing.assert_close(chunked.state_dict()[name], value, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance", ["shared", "position"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_whitening_of_raw_maps_folds_the_standardization(covariance, channels_last):
+    g = torch.Generator().manual_seed(5)
+    raw = 3.0 + 2.0 * _maps(n=11, c=5, seed=5)
+    mean = torch.randn(5, 1, 1, generator=g, dtype=torch.float64)
+    std = torch.rand(5, 1, 1, generator=g, dtype=torch.float64) + 0.5
+    gaussian = GaussianFibers(5, 12, covariance).double().fit((raw - mean) / std, epsilon=0.05)
+    test = 3.0 + 2.0 * _maps(n=4, c=5, seed=6)
+    if channels_last:
+        test = test.contiguous(memory_format=torch.channels_last)
+    expected = gaussian.whiten((test - mean) / std).reshape(-1, 5)
+    torch.testing.assert_close(gaussian.whiten_standardized(test, mean, std), expected, rtol=1e-10, atol=1e-10)
+    gaussian.mean.add_(1.0)  # the folded constants follow a new fit
+    expected = gaussian.whiten((test - mean) / std).reshape(-1, 5)
+    torch.testing.assert_close(gaussian.whiten_standardized(test, mean, std), expected, rtol=1e-10, atol=1e-10)
+
+
 def test_whitened_training_fibers_are_standard_normal():
     train = _maps(n=400, c=3, seed=3)
     z = GaussianFibers(3, 12, "shared").double().fit(train, epsilon=1e-9).whiten(train)  # (N, P, C)

@@ -56,7 +56,7 @@ def test_bad_indexed_context_is_refused():
 @pytest.mark.parametrize("permutation", ["orthogonal", "random"])
 def test_chunks_sharing_one_context_equal_the_dense_pass(permutation):
     """Without gradients a block projects the table once per context; chunks of whole tiles reuse it and give the
-    dense result; the folded weights kept without gradients follow a change of the weights."""
+    dense result; the folded weights and the projections kept without gradients follow a change of the weights."""
     torch.manual_seed(3)
     flow = build_flow("cflow-coupling", features=5, context=8, num_layers=3, permutation=permutation).double()
     dense, indexed = _dense_and_indexed("tiled", n=4, p=6)
@@ -67,8 +67,7 @@ def test_chunks_sharing_one_context_equal_the_dense_pass(permutation):
         torch.testing.assert_close(torch.cat([ld for _, ld in parts]), flow(z, dense)[1])
         for p in flow.parameters():
             p.add_(0.1)
-        _, fresh = _dense_and_indexed("tiled", n=4, p=6)
-        u, log_det = flow(z, fresh)
+        u, log_det = flow(z, indexed)  # the same context: its kept projections follow the new weights
     with torch.enable_grad():  # the weights folded afresh, no cache
         u_ref, log_det_ref = flow(z, dense)
     torch.testing.assert_close(u, u_ref.detach())
