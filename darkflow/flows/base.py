@@ -53,15 +53,15 @@ class IndexedContext:
             return self.table.repeat(batch // self.table.shape[0], 1)
         return self.table[self.index]
 
-    def affine(self, rows: Tensor, weight: Tensor, projected: Tensor) -> Tensor:
-        """``rows @ weight.T`` plus each sample's row of ``projected`` in one fused product.
+    def affine(self, rows: Tensor, weight_t: Tensor, projected: Tensor) -> Tensor:
+        """``rows @ weight_t`` plus each sample's row of ``projected`` in one fused product.
 
-        Shapes: ``rows`` ``(B, K)``, ``weight`` ``(H, K)``, ``projected`` ``(P, H)`` (the table after a layer)
-        -> ``(B, H)``."""
+        Shapes: ``rows`` ``(B, K)``, ``weight_t`` ``(K, H)`` (a layer's weight, transposed), ``projected``
+        ``(P, H)`` (the table after a layer) -> ``(B, H)``."""
         if self.index is None:
             p, h = projected.shape
-            return (rows.reshape(-1, p, rows.shape[1]) @ weight.T).add_(projected).reshape(-1, h)
-        return torch.addmm(projected[self.index], rows, weight.T)
+            return torch.mm(rows, weight_t).view(-1, p, h).add_(projected).view(-1, h)
+        return torch.addmm(projected[self.index], rows, weight_t)
 
 
 class Flow(nn.Module):
@@ -160,18 +160,18 @@ class Sequential(Flow):
 
     def forward(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         context = self.check(z, context)
-        total = z.new_zeros(z.shape[0])
+        total = None
         for layer in self.layers:
             z, log_det = layer(z, context)
-            total = total + log_det
+            total = log_det if total is None else total + log_det
         return z, total
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         context = self.check(z, context)
-        total = z.new_zeros(z.shape[0])
+        total = None
         for layer in reversed(self.layers):
             z, log_det = layer.inverse(z, context)
-            total = total + log_det
+            total = log_det if total is None else total + log_det
         return z, total
 
 

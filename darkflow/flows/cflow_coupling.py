@@ -71,13 +71,13 @@ class FixedOrthogonal(nn.Module):
         return F.linear(z, self.matrix().T)
 
     def fold(self, scale: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
-        """``(W diag(scale), W bias)``: ``W (z * scale + bias)`` becomes one product (:meth:`apply`)."""
+        """``((W diag(scale))^T, W bias)``: ``W (z * scale + bias)`` becomes one product (:meth:`apply`)."""
         w = self.matrix()
-        return w * scale, w @ bias
+        return (w * scale).T, w @ bias
 
-    def apply(self, z: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        """``z weight^T + bias`` with the output of :meth:`fold`."""
-        return torch.addmm(bias, z, weight.T)
+    def apply(self, z: Tensor, weight_t: Tensor, bias: Tensor) -> Tensor:
+        """``z weight_t + bias`` with the output of :meth:`fold`."""
+        return torch.addmm(bias, z, weight_t)
 
 
 class _Permutation(nn.Module):
@@ -106,12 +106,13 @@ class _Permutation(nn.Module):
 class _Folded(NamedTuple):
     """The weights one :class:`CFlowBlock` pass uses (see :meth:`CFlowBlock._folded`)."""
 
-    first_z: Tensor
+    first_z_t: Tensor
     first_context: Tensor
     first_bias: Tensor
-    last_weight: Tensor
+    last_weight_t: Tensor
     last_bias: Tensor
     log_global_scale: Tensor
+    log_global_sum: Tensor
     perm_weight: Tensor
     perm_bias: Tensor
 
@@ -168,10 +169,13 @@ class CFlowBlock(Flow):
 
     def _folded(self) -> _Folded:
         """The block's weights with the constants folded in: the factors 0.1 and ``1 / clamp`` in the last layer,
-        the global affine in the permutation. Without gradients they are kept until a parameter changes."""
+        the global affine in the permutation; the matrices transposed for ``rows @ weight`` products. Without
+        gradients they are kept until a parameter changes."""
         if torch.is_grad_enabled():
             return self._fold()
-        params = (*self.parameters(), *self.buffers())
+        first, last = self.subnet[0], self.subnet[2]
+        params = (first.weight, first.bias, last.weight, last.bias, self.global_scale, self.global_bias,
+                  *self.permutation.buffers())
         key = tuple((p.data_ptr(), p._version, p.device) for p in params)
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._fold())
@@ -183,17 +187,17 @@ class CFlowBlock(Flow):
         fold = torch.cat([last.weight.new_full((k,), 0.1 / self.clamp), last.weight.new_full((k,), 0.1)])
         log_g = self._log_global_scale()
         perm_weight, perm_bias = self.permutation.fold(log_g.exp(), self.global_bias)
-        return _Folded(first.weight[:, : self.split], first.weight[:, self.split :], first.bias,
-                       last.weight * fold[:, None], last.bias * fold, log_g, perm_weight, perm_bias)
+        return _Folded(first.weight[:, : self.split].T, first.weight[:, self.split :], first.bias,
+                       (last.weight * fold[:, None]).T, last.bias * fold, log_g, log_g.sum(), perm_weight, perm_bias)
 
     def _coupling(self, z_a: Tensor, context: Tensor | IndexedContext, w: _Folded) -> tuple[Tensor, Tensor]:
         """``(clamp * tanh(s / clamp), t)`` with ``(s, t) = 0.1 * subnet([z_a, context])``; with an indexed
         context the context half of the first layer runs on the ``P`` distinct rows only."""
         if isinstance(context, IndexedContext):
-            h = context.affine(z_a, w.first_z, context.project(self, w.first_context, w.first_bias))
+            h = context.affine(z_a, w.first_z_t, context.project(self, w.first_context, w.first_bias))
         else:
             h = F.linear(torch.cat([z_a, context], dim=1), self.subnet[0].weight, w.first_bias)
-        u, t = F.linear(F.relu(h, inplace=True), w.last_weight, w.last_bias).split(self.features - self.split, dim=1)
+        u, t = torch.addmm(w.last_bias, F.relu(h, inplace=True), w.last_weight_t).split(self.features - self.split, dim=1)
         return self.clamp * torch.tanh(u), t
 
     def _log_global_scale(self) -> Tensor:
@@ -208,7 +212,7 @@ class CFlowBlock(Flow):
         log_s, t = self._coupling(z_a, context, w)
         z = self.permutation.apply(torch.cat([z_a, torch.addcmul(t, z_b, log_s.exp())], dim=1), w.perm_weight,
                                    w.perm_bias)
-        return z, log_s.sum(dim=1) + w.log_global_scale.sum()
+        return z, log_s.sum(dim=1).add_(w.log_global_sum)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         context = self.check(z, context)
@@ -218,7 +222,7 @@ class CFlowBlock(Flow):
         z_a, z_b = z.split([self.split, self.features - self.split], dim=1)
         log_s, t = self._coupling(z_a, context, w)
         z = torch.cat([z_a, (z_b - t) * (-log_s).exp()], dim=1)
-        return z, -log_s.sum(dim=1) - log_g.sum()
+        return z, log_s.sum(dim=1).add_(w.log_global_sum).neg_()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, clamp={self.clamp}, global_affine={self.global_affine!r}"
