@@ -111,7 +111,7 @@ def run_ours(train_set, test_set, spec: dict) -> dict:
 
 def inference_macs(image_size: int, in_channels: int, blocks: int = 8, condition: int = 128) -> dict:
     """Multiply-adds of one image's inference, counted from the layer shapes: the resnet18 encoder (the same in
-    both), our decoders (the context half of each block's first layer once per position, shared by every image
+    both, but for a grey image's first convolution: one input channel in ours, three in anomalib's), our decoders (the context half of each block's first layer once per position, shared by every image
     of a batch, so left out) and anomalib's (the context concatenated to every fiber). Both apply a 64x64 /
     128x128 / 256x256 permutation matrix per block (FrEIA's soft permutation, our orthogonal one)."""
     import torch.nn as nn
@@ -120,16 +120,21 @@ def inference_macs(image_size: int, in_channels: int, blocks: int = 8, condition
 
     encoder = TorchvisionEncoder("resnet18", "none").eval()
     count = [0]
+    stem = [0]
 
     def hook(module, _, out):
-        count[0] += out.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        macs = out.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        count[0] += macs
+        if module is encoder.stem[0]:
+            stem[0] = macs
 
     handles = [m.register_forward_hook(hook) for m in encoder.modules() if isinstance(m, nn.Conv2d)]
     with torch.enable_grad():
         maps = encoder(torch.zeros(1, in_channels, image_size, image_size))
     for h in handles:
         h.remove()
-    decoders = {"ours": 0, "anomalib": 0}
+    # a grey image: anomalib's stem convolves it repeated to 3 channels, ours with the kernel summed over them
+    decoders = {"ours": -(stem[0] * 2 // 3 if in_channels == 1 else 0), "anomalib": 0}
     for m in maps:
         c, positions = m.shape[1], m.shape[2] * m.shape[3]
         split, k = c - c // 2, c // 2
