@@ -30,6 +30,27 @@ def test_score_alone_equals_score_in_batch(tiny_run, synthetic_folder):
     assert predict(model, shuffled, batch_size=4)[1][-1] == pytest.approx(scores[i], rel=1e-5, abs=1e-5)
 
 
+def test_inference_path_equals_the_training_path(tiny_run, synthetic_folder):
+    """Without gradients the maps come from the fused standardization + whitening and the positional projections
+    kept across batches; with gradients from the plain steps. The same NLL maps to float32 round-off, before and
+    after a change of the decoder weights (the kept projections follow it)."""
+    from darkflow.cflow.folder import load_folder
+
+    model, _ = load_run(tiny_run)
+    images = torch.from_numpy(load_folder(synthetic_folder, "test").images[:6])
+    for _ in range(2):
+        with torch.no_grad():
+            fast = [model.nll_maps(images[:3]), model.nll_maps(images[3:])]
+        with torch.enable_grad():
+            plain = [[m.detach() for m in model.nll_maps(part)] for part in (images[:3], images[3:])]
+        for got, want in zip(fast, plain, strict=True):
+            for a, b in zip(got, want, strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        with torch.no_grad():
+            for p in model.decoders.parameters():
+                p.mul_(1.1)
+
+
 def test_run_file_is_weights_only(tiny_run):
     blob = torch.load(tiny_run / RUN_FILE, weights_only=True)
     meta = json.loads(blob["metadata"])
