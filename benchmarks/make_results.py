@@ -313,8 +313,8 @@ MISSED_BECAUSE = {
     "(1.5 ms of 7 ms an event), has no bulk accessor (README, Generation speed)",
     ("bench_cflow", "CFLOW image auroc"): "each scale alone the flow is at least the Gaussian; averaged, its weak "
     "coarsest scale weighs more (README, CFLOW-AD speed and quality; cflow_scales)",
-    ("bench_cflow", "inference time ours/anomalib"): "our inference does 0.69x anomalib's multiply-adds (the "
-    "resnet18 forward is the same); on 32 px jets ours runs at 0.49x, close to the target, and a noisy run can "
+    ("bench_cflow", "inference time ours/anomalib"): "our inference does 0.68x anomalib's multiply-adds (the "
+    "resnet18 forward is the same); on 32 px jets ours runs at 0.48-0.49x, close to the target, and a noisy run can "
     "cross it (README, CFLOW-AD speed and quality)",
     ("bench_scale", "prepare speed-up, 2 vs 1 Dask"): "2 workers, client and scheduler share 2 cores; one worker "
     "reads, converts and writes on one thread (README, Scaling out)",
