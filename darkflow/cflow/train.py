@@ -113,6 +113,12 @@ def fiber_plan(images: int, positions: list[int], fiber_batch: int, fraction: fl
     return math.ceil(images / per_step), per_step, take
 
 
+def warmup_fraction(total_steps: int, fraction: float = 0.1) -> float:
+    """The one-cycle schedule's warm-up fraction: ``fraction``, unless its warm-up would end exactly at step 1,
+    where torch's ``OneCycleLR`` divides by a zero-length phase (e.g. 10 steps in all: 2 steps x 5 epochs)."""
+    return fraction if abs(fraction * total_steps - 1.0) > 1e-9 else 1.5 / total_steps
+
+
 def _modules():
     """The two Lightning modules, defined lazily so that importing this file does not import Lightning."""
     import lightning as L
@@ -194,8 +200,9 @@ def _modules():
 
         def configure_optimizers(self):
             opt = torch.optim.Adam(self.model.decoders.parameters(), lr=self.lr)
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=self.steps * self.epochs,
-                                                        pct_start=0.1)
+            total = self.steps * self.epochs
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=total,
+                                                        pct_start=warmup_fraction(total))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     return AutoencoderModule, FlowModule

@@ -125,6 +125,19 @@ def test_bf16_autocast_trains(quick_config):
     assert maps.dtype == np.float32 and np.isfinite(maps).all()
 
 
+@pytest.mark.parametrize("epochs", [1, 10])
+def test_one_cycle_schedule_of_any_length_trains(quick_config, epochs):
+    """One step an epoch: 10 steps in all used to end torch's one-cycle warm-up at step 1 and divide by zero."""
+    from darkflow.cflow.train import warmup_fraction
+
+    assert warmup_fraction(10) * 10 != 1.0 and warmup_fraction(20) == 0.1
+    x = np.random.default_rng(3).random((6, 1, 16, 16)).astype(np.float32)
+    config = quick_config(16, epochs=epochs, fiber_batch=100_000)
+    _, summary = fit_cflow(ImageSet(x, np.zeros(6, np.int8), None, [str(i) for i in range(6)], "jetimages"),
+                           config, progress=False)
+    assert summary["steps_per_epoch"] == 1 and len(summary["flow_losses"]) == epochs
+
+
 def test_fiber_plan_covers_every_image_once_per_epoch():
     from darkflow.cflow.train import fiber_plan
 
