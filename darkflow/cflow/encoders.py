@@ -167,7 +167,8 @@ class TorchvisionEncoder(nn.Module):
                 out.append(x)
         return out
 
-    def folded(self, in_channels: int = 3, size: tuple[int, int] = (224, 224)) -> tuple[list[nn.Module], list]:
+    def folded(self, in_channels: int = 3,
+               size: tuple[int, int] = (224, 224)) -> tuple[list[nn.Module], list[torch.memory_format]]:
         """The stem and layers for inference on ``(N, in_channels, *size)`` images, and each one's memory format.
 
         Every batch norm is folded into its convolution; a 1-channel image (repeated to 3 channels on the training
