@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from darkflow.errors import ConfigError, InputError
+from darkflow.tensor_state import tensor_state
 
 BACKBONES = ("resnet18", "wide_resnet50_2")
 ENCODERS = ("builtin", *BACKBONES)
@@ -182,8 +183,7 @@ class TorchvisionEncoder(nn.Module):
         slots = getattr(self, "_slots", None)
         if slots is None:  # every parameter and buffer, read by name so that a replaced tensor is seen
             slots = self._slots = [(m, name) for m in self.modules() for name in (*m._parameters, *m._buffers)]
-        tensors = (getattr(m, name) for m, name in slots)
-        key = (tuple((t.device, t.data_ptr(), t._version) for t in tensors if t is not None), in_channels, size)
+        key = (tensor_state(getattr(m, name) for m, name in slots), in_channels, size)
         if getattr(self, "_folded", None) is None or self._folded[0] != key:
             with torch.inference_mode(False), torch.no_grad():
                 conv = fuse_conv_bn_eval(self.stem[0].eval(), self.stem[1].eval())

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from darkflow.errors import InputError
+from darkflow.tensor_state import tensor_state
 
 COVARIANCES = ("shared", "position")
 MAX_POSITION_BYTES = 512 * 2**20
@@ -121,8 +122,7 @@ class GaussianFibers(nn.Module):
 
     def _folded_standardization(self, feature_mean: Tensor, feature_std: Tensor) -> tuple[Tensor, Tensor]:
         """``(A, b)`` of :meth:`whiten_standardized`, ``(k, C, C)`` and ``(P, C)``, computed in float64."""
-        tensors = (self.whitening, self.mean, feature_mean, feature_std)
-        key = tuple((t.device, t.data_ptr(), t._version) for t in tensors)
+        key = tensor_state((self.whitening, self.mean, feature_mean, feature_std))
         cache = getattr(self, "_standardization", None)
         if cache is None or cache[0] != key:
             with torch.inference_mode(False), torch.no_grad():

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from darkflow.flows.base import Flow, IndexedContext, Sequential, check_choice, check_float, check_int
 from darkflow.flows.registry import register
+from darkflow.tensor_state import tensor_state
 
 PERMUTATIONS = ("random", "orthogonal")
 GLOBAL_AFFINES = ("softplus", "exp")
@@ -176,7 +177,7 @@ class CFlowBlock(Flow):
         first, last = self.subnet[0], self.subnet[2]
         params = (first.weight, first.bias, last.weight, last.bias, self.global_scale, self.global_bias,
                   *self.permutation.buffers())
-        key = tuple((p.data_ptr(), p._version, p.device) for p in params)
+        key = tensor_state(params)
         if self._cache is None or self._cache[0] != key:
             self._cache = (key, self._fold())
         return self._cache[1]
