@@ -26,6 +26,16 @@ import torch
 INFERENCE_PASSES = 3
 
 
+def shortest_pass(score) -> tuple[float, object]:
+    """``score()`` run ``INFERENCE_PASSES`` times: the shortest wall time and the last result."""
+    times = []
+    for _ in range(INFERENCE_PASSES):
+        start = time.perf_counter()
+        result = score()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
 def standardize(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
     mean = train.mean(axis=(0, 2, 3), keepdims=True)
     std = train.std(axis=(0, 2, 3), keepdims=True) + 1e-6
@@ -76,17 +86,18 @@ def run_anomalib(train: np.ndarray, test: np.ndarray, spec: dict) -> dict:
                     loss.mean().backward()
                     opt.step()
     train_s = time.perf_counter() - start
-    infer_s = []
-    for _ in range(INFERENCE_PASSES):
-        start = time.perf_counter()
+
+    def score() -> tuple[np.ndarray, np.ndarray]:
         maps, scores = [], []
         for lo in range(0, len(x_test), spec["batch_size"]):
             out = model(x_test[lo:lo + spec["batch_size"]])
             amap = out.anomaly_map
             maps.append((amap[:, 0] if amap.ndim == 4 else amap).numpy())  # anomalib 2.7 returns (B, H, W)
             scores.append(out.pred_score.reshape(-1).numpy())
-        infer_s.append(time.perf_counter() - start)
-    return {"train_s": train_s, "infer_s": min(infer_s), "maps": np.concatenate(maps), "scores": np.concatenate(scores)}
+        return np.concatenate(maps), np.concatenate(scores)
+
+    infer_s, (maps, scores) = shortest_pass(score)
+    return {"train_s": train_s, "infer_s": infer_s, "maps": maps, "scores": scores}
 
 
 def run_ours(train_set, test_set, spec: dict) -> dict:
@@ -101,18 +112,15 @@ def run_ours(train_set, test_set, spec: dict) -> dict:
     start = time.perf_counter()
     model, _ = fit_cflow(train_set, config, progress=False)
     train_s = time.perf_counter() - start
-    infer_s = []
-    for _ in range(INFERENCE_PASSES):
-        start = time.perf_counter()
-        maps, scores = predict(model, test_set.images, batch_size=spec["batch_size"])
-        infer_s.append(time.perf_counter() - start)
-    return {"train_s": train_s, "infer_s": min(infer_s), "maps": maps, "scores": scores}
+    infer_s, (maps, scores) = shortest_pass(lambda: predict(model, test_set.images, batch_size=spec["batch_size"]))
+    return {"train_s": train_s, "infer_s": infer_s, "maps": maps, "scores": scores}
 
 
 def inference_macs(image_size: int, in_channels: int, blocks: int = 8, condition: int = 128) -> dict:
     """Multiply-adds of one image's inference, counted from the layer shapes: the resnet18 encoder (the same in
-    both, but for a grey image's first convolution: one input channel in ours, three in anomalib's), our decoders (the context half of each block's first layer once per position, shared by every image
-    of a batch, so left out) and anomalib's (the context concatenated to every fiber). Both apply a 64x64 /
+    both, but for a grey image's first convolution: one input channel in ours, three in anomalib's), our decoders
+    (the context half of each block's first layer once per position, shared by every image of a batch, so left
+    out) and anomalib's (the context concatenated to every fiber). Both apply a 64x64 /
     128x128 / 256x256 permutation matrix per block (FrEIA's soft permutation, our orthogonal one)."""
     import torch.nn as nn
 
@@ -159,27 +167,20 @@ def main() -> None:
         row = {"n_train": len(train_set), "n_test": len(test_set), "rounds": spec["rounds"],
                "inference_passes": INFERENCE_PASSES}
         cfg = {**spec, "image_size": data["image_size"], "fiber_batch": 256}
-        for round_ in range(spec["rounds"]):
-            for name in ("ours", "anomalib"):
-                if name == "ours":
-                    out = run_ours(train_set, test_set, cfg)
-                else:
-                    out = run_anomalib(train_set.images, test_set.images, cfg)
-                if round_:
-                    best = row[name]
-                    best["train_s"] = min(best["train_s"], out["train_s"])
-                    best["infer_s"] = min(best["infer_s"], out["infer_s"])
-                    best["train_s_rounds"].append(out["train_s"])
-                    continue
-                row[name] = {
-                    "train_s": out["train_s"], "infer_s": out["infer_s"], "train_s_rounds": [out["train_s"]],
-                    "image_auroc": image_auroc(out["scores"], test_set.labels),
-                    "pixel_auroc": (pixel_auroc(out["maps"], test_set.masks) if test_set.masks is not None else None),
-                }
-        for name in ("ours", "anomalib"):
-            best = row[name]
-            best["train_images_per_s"] = len(train_set) * spec["epochs"] / best["train_s"]
-            best["infer_images_per_s"] = len(test_set) / best["infer_s"]
+        runs = {"ours": [], "anomalib": []}
+        for _ in range(spec["rounds"]):
+            runs["ours"].append(run_ours(train_set, test_set, cfg))
+            runs["anomalib"].append(run_anomalib(train_set.images, test_set.images, cfg))
+        for name, outs in runs.items():
+            first = outs[0]
+            train_s, infer_s = min(o["train_s"] for o in outs), min(o["infer_s"] for o in outs)
+            row[name] = {
+                "train_s": train_s, "infer_s": infer_s, "train_s_rounds": [o["train_s"] for o in outs],
+                "train_images_per_s": len(train_set) * spec["epochs"] / train_s,
+                "infer_images_per_s": len(test_set) / infer_s,
+                "image_auroc": image_auroc(first["scores"], test_set.labels),
+                "pixel_auroc": (pixel_auroc(first["maps"], test_set.masks) if test_set.masks is not None else None),
+            }
         row["macs"] = inference_macs(data["image_size"], train_set.images.shape[1])
         results[data["name"]] = row
     print("RESULT " + json.dumps({"torch": torch.__version__, "results": results}))

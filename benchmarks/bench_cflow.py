@@ -266,7 +266,8 @@ def main() -> None:
         same = {k: v for k, v in data.items() if k in ("synthetic256", "jets32")}
         res = same_backbone(same, epochs, threads, max(1, args.rounds))
         print(f"\nsame backbone (resnet18, random weights, layer1-3), {epochs} epoch(s), CPU, torch {res['torch']}; "
-              f"shortest of {max(1, args.rounds)} trainings and of 3 scoring passes a round, each side")
+              f"shortest of {max(1, args.rounds)} trainings and of "
+              f"{next(iter(res['results'].values()))['inference_passes']} scoring passes a round, each side")
         print(f"{'data':<14s} {'model':<9s} {'train img/s':>12s} {'infer img/s':>12s} {'image AUROC':>12s} "
               f"{'pixel AUROC':>12s}")
         for name, r in res["results"].items():
